@@ -1,0 +1,205 @@
+"""The `rompy-tasks` command line.
+
+Exit codes: 0 success, 1 the run failed, 2 invalid input (every problem printed with its
+field path; nothing written, nothing started). Validation and schema commands never import
+Prefect, so they answer fast.
+"""
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from rompy_tasks.core.errors import ConfigError
+from rompy_tasks.core.loader import load_document
+from rompy_tasks.pipeline import STAGES, load_pipeline
+from rompy_tasks.plugins import (
+    GROUPS,
+    available,
+    backend_union,
+    pipeline_config_class,
+    postprocessor_union,
+    registry,
+)
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Prefect-native ocean/wave/coastal model runs"
+)
+backends_app = typer.Typer(no_args_is_help=True, help="Inspect and validate backend configs")
+app.add_typer(backends_app, name="backends")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a field: path.to.field=value (repeatable)")
+]
+
+
+def _invalid(error: ConfigError) -> typer.Exit:
+    where = f" in {error.source}" if error.source else ""
+    err.print(f"[bold red]Invalid configuration{where}[/] ({len(error.problems)} problem(s)):")
+    for problem in error.problems:
+        err.print(f"  [yellow]{problem.loc or '(document)'}[/]: {problem.msg}", markup=True, highlight=False)
+    return typer.Exit(EXIT_INVALID)
+
+
+def _load(file: Path, overrides: list[str] | None) -> Any:
+    try:
+        return load_pipeline(file, overrides)
+    except ConfigError as error:
+        raise _invalid(error) from None
+
+
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the model's process tree is killed on the way out."""
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="Pipeline YAML/JSON file")],
+    set_: SetOption = None,
+    first_stage: Annotated[str, typer.Option(help=f"First stage: {', '.join(STAGES)}")] = "generate",
+    last_stage: Annotated[str, typer.Option(help=f"Last stage: {', '.join(STAGES)}")] = "postprocess",
+    cleanup_on_failure: Annotated[bool, typer.Option(help="Remove model outputs if the run fails")] = False,
+    validate_stages: Annotated[bool, typer.Option(help="Check inputs/outputs between stages")] = True,
+) -> None:
+    """Run a pipeline: generate inputs, run the model, postprocess."""
+    from rompy_tasks.pipeline import select_stages
+
+    pipeline = _load(file, set_)
+    try:
+        select_stages(first_stage, last_stage)
+    except ConfigError as error:
+        raise _invalid(error) from None
+
+    from flows.pipeline import model_pipeline  # imports Prefect: only when something will run
+
+    runner = pipeline.backend.task_runner()
+    flow = model_pipeline.with_options(task_runner=runner) if runner is not None else model_pipeline
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    run_id = pipeline.config.run_id
+    err.rule(f"rompy-tasks: {run_id} ({pipeline.config.config.model_type} on {pipeline.backend.type})")
+    state = flow(
+        pipeline=pipeline,
+        first_stage=first_stage,
+        last_stage=last_stage,
+        cleanup_on_failure=cleanup_on_failure,
+        validate_stages=validate_stages,
+        return_state=True,
+    )
+    if not state.is_completed():
+        err.print(f"[bold red]Run {run_id} failed[/]: {state.message}")
+        try:
+            state.result()
+        except BaseException as error:  # noqa: BLE001 - shown to the user, exit code says the rest
+            err.print(str(error), highlight=False, markup=False)
+        raise typer.Exit(EXIT_FAILED)
+    result = state.result()
+    _print_result(result)
+
+
+def _print_result(result: Any) -> None:
+    table = Table(title=f"Run {result.run_id}: {result.status}", show_header=True)
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    for timing in result.timings:
+        table.add_row(timing.stage, f"{timing.seconds:.1f}")
+    out.print(table)
+    out.print(f"Run directory: {result.staging_dir}")
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="Pipeline YAML/JSON file")],
+    set_: SetOption = None,
+) -> None:
+    """Validate a pipeline file; list every problem with its field path."""
+    pipeline = _load(file, set_)
+    out.print(
+        f"[green]valid[/]: run {pipeline.config.run_id}, model {pipeline.config.config.model_type}, "
+        f"backend {pipeline.backend.type}, postprocessors "
+        f"{', '.join(p.processor for p in pipeline.postprocessor) or 'none'}"
+    )
+
+
+SCHEMAS = {
+    "pipeline": lambda: pipeline_config_class().model_json_schema(),
+    "backend": lambda: TypeAdapter(backend_union()).json_schema(),
+    "postprocessor": lambda: TypeAdapter(postprocessor_union()).json_schema(),
+}
+
+
+@app.command()
+def schema(
+    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(SCHEMAS)}")] = "pipeline",
+) -> None:
+    """Print the JSON schema of a pipeline file, a backend or a postprocessor."""
+    if kind not in SCHEMAS:
+        err.print(f"[red]unknown schema {kind!r}[/]; choose from {', '.join(SCHEMAS)}")
+        raise typer.Exit(EXIT_INVALID)
+    sys.stdout.write(json.dumps(SCHEMAS[kind](), indent=2) + "\n")
+
+
+@backends_app.command("list")
+def backends_list() -> None:
+    """List the registered backends."""
+    table = Table("type", "config class", "description")
+    for name, cls in available("run").items():
+        table.add_row(
+            name, f"{cls.__module__}.{cls.__qualname__}", (cls.__doc__ or "").strip().split("\n")[0]
+        )
+    out.print(table)
+
+
+@backends_app.command("validate")
+def backends_validate(file: Annotated[Path, typer.Argument(help="Backend config YAML/JSON")]) -> None:
+    """Validate a backend config file (a mapping with `type`)."""
+    try:
+        data = load_document(file)
+        config = TypeAdapter(backend_union()).validate_python(data)
+    except ConfigError as error:
+        raise _invalid(error) from None
+    except ValidationError as error:
+        raise _invalid(ConfigError.from_validation(error, data=data, source=str(file))) from None
+    out.print(f"[green]valid[/] {config.type} backend config")
+
+
+@backends_app.command("schema")
+def backends_schema(backend_type: Annotated[str, typer.Argument(help="Backend type, e.g. local")]) -> None:
+    """Print the JSON schema of one backend config."""
+    backends = available("run")
+    if backend_type not in backends:
+        err.print(f"[red]unknown backend {backend_type!r}[/]; available: {', '.join(backends)}")
+        raise typer.Exit(EXIT_INVALID)
+    sys.stdout.write(json.dumps(backends[backend_type].model_json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def plugins() -> None:
+    """List discovered plugins per entry-point group, and any that failed to load."""
+    reg = registry()
+    table = Table("group", "name", "target", "status")
+    for key, names in reg.targets.items():
+        for name, target in names.items():
+            failed = next((f for f in reg.failures if f.name == name and f.group == GROUPS[key]), None)
+            status = f"[red]failed: {failed.error}[/]" if failed else "[green]ok[/]"
+            table.add_row(f"rompy_tasks.{key}", name, target, status)
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The `model-pipeline` flow: generate -> run -> postprocess for one model run.
+
+The whole pipeline config is one pydantic parameter, so a deployment gets a full JSON-schema
+form. `first_stage`/`last_stage` select a contiguous part (re-run postprocessing only, or
+generate only). A failure keeps inputs and logs; `cleanup_on_failure` removes outputs.
+"""
+
+import time
+import traceback
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.postprocess import artifact_key, postprocess_flow
+from rompy_tasks.pipeline import (
+    PipelineResult,
+    Stage,
+    StageTiming,
+    check_inputs,
+    check_outputs,
+    remove_outputs,
+    select_stages,
+    write_manifest,
+)
+from rompy_tasks.plugins import pipeline_config_class
+from rompy_tasks.tasks import generate_inputs, run_model
+
+PipelineConfig = pipeline_config_class()
+
+
+@flow(name="model-pipeline", flow_run_name="{pipeline.config.run_id}")
+def model_pipeline(
+    pipeline: PipelineConfig,
+    first_stage: Stage = "generate",
+    last_stage: Stage = "postprocess",
+    cleanup_on_failure: bool = False,
+    validate_stages: bool = True,
+) -> PipelineResult:
+    """Generate inputs, run the model on the configured backend, postprocess the outputs."""
+    logger = get_run_logger()
+    model_run = pipeline.config
+    stages = select_stages(first_stage, last_stage)
+    result = PipelineResult(
+        run_id=model_run.run_id, staging_dir=model_run.staging_dir, status="failed", stages_requested=stages
+    )
+    started = time.monotonic()
+    try:
+        for stage in stages:
+            stage_start = time.monotonic()
+            if stage == "generate":
+                result.generated_files = generate_inputs(model_run)
+            elif stage == "run":
+                if validate_stages:
+                    check_inputs(model_run)
+                runner = run_model.with_options(
+                    retries=pipeline.run_retries, retry_delay_seconds=pipeline.run_retry_delay_seconds
+                )
+                result.run = runner(model_run, pipeline.backend)
+            else:
+                if validate_stages:
+                    check_outputs(model_run)
+                for processor in pipeline.postprocessor:
+                    result.postprocess[processor.processor] = postprocess_flow(processor.processor)(
+                        model_run, processor
+                    )
+            result.stages_completed.append(stage)
+            result.timings.append(StageTiming(stage=stage, seconds=time.monotonic() - stage_start))
+        result.status = "completed"
+    except BaseException as err:
+        result.error = "".join(traceback.format_exception_only(err)).strip()
+        if cleanup_on_failure:
+            removed = remove_outputs(model_run)
+            logger.warning(
+                "cleanup_on_failure: removed %d output file(s); inputs and logs kept", len(removed)
+            )
+        raise
+    finally:
+        result.timings.append(StageTiming(stage="total", seconds=time.monotonic() - started))
+        manifest = write_manifest(result, pipeline)
+        create_markdown_artifact(
+            result.summary_markdown(pipeline),
+            key=artifact_key("pipeline", model_run.run_id),
+            description=f"Model run {model_run.run_id}: {result.status}",
+        )
+        logger.info("pipeline %s: stages %s; manifest %s", result.status, result.stages_completed, manifest)
+    return result

@@ -1,0 +1,1 @@
+"""Run backends: a config per backend that knows how to execute one model run."""

@@ -1,0 +1,106 @@
+"""What every backend shares: the validated base config and the typed run result.
+
+Validation follows the rompy seed rules: `timeout` 60..86400 s, `env_vars` string to
+string, `working_dir` must exist when given. A backend config is registered under the
+`rompy_tasks.run` entry-point group with its `type` as discriminator, and implements
+`execute` (and `task_runner` when the run stage must run somewhere other than a thread).
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+from rompy_tasks.core.errors import ModelRunError
+
+if TYPE_CHECKING:
+    from rompy_tasks.core.model_run import ModelRun
+
+LineSink = Callable[[str], None]
+LOG_TAIL_LINES = 30
+
+
+class RunResult(BaseModel):
+    """The outcome of one model execution, whatever the backend."""
+
+    backend: str
+    command: list[str] | str
+    exit_code: int
+    started: datetime
+    ended: datetime
+    duration_seconds: float
+    log_path: Path
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="Backend specifics (container id, job id)"
+    )
+
+
+class BaseBackendConfig(BaseModel):
+    """Settings common to all backends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    timeout: int = Field(3600, ge=60, le=86400, description="Maximum run time in seconds (60..86400)")
+    env_vars: dict[StrictStr, StrictStr] = Field(
+        default_factory=dict, description="Extra environment variables for the model (strings only)"
+    )
+    working_dir: Path | None = Field(None, description="Directory to run in instead of the run directory")
+
+    @field_validator("working_dir")
+    @classmethod
+    def _working_dir_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_dir():
+            raise ValueError(f"working_dir {value} does not exist or is not a directory")
+        return value
+
+    def execute(self, run: "ModelRun", on_line: LineSink | None = None) -> RunResult:
+        """Run the model for `run`; return the result or raise ModelRunError."""
+        raise NotImplementedError(f"backend {self.type!r} does not implement execute()")
+
+    def task_runner(self) -> Any:
+        """The Prefect task runner the run stage needs (None: run in the flow's own thread)."""
+        return None
+
+    def cwd_for(self, run: "ModelRun") -> Path:
+        return self.working_dir.expanduser().absolute() if self.working_dir else run.staging_dir
+
+
+def stage_log_path(staging_dir: Path, stage: str) -> Path:
+    """Where a stage's log lives: `<staging>/logs/<stage>.log`."""
+    return staging_dir / "logs" / f"{stage}.log"
+
+
+def tail_lines(path: Path, count: int = LOG_TAIL_LINES) -> list[str]:
+    """The last `count` lines of a log file (empty if it does not exist)."""
+    from collections import deque
+
+    try:
+        with open(path, errors="replace") as handle:
+            return [line.rstrip("\n") for line in deque(handle, maxlen=count)]
+    except FileNotFoundError:
+        return []
+
+
+def raise_for_exit(result: RunResult, timed_out: bool = False, timeout: float | None = None) -> RunResult:
+    """Raise the typed error for a failed run (carrying the log tail); return the result otherwise."""
+    from rompy_tasks.core.errors import RunTimeoutError
+
+    tail = tail_lines(result.log_path)
+    if timed_out:
+        raise RunTimeoutError(
+            f"model timed out after {timeout} s; its process tree was killed",
+            result.exit_code,
+            str(result.log_path),
+            tail,
+        )
+    if result.exit_code != 0:
+        raise ModelRunError(
+            f"model exited with code {result.exit_code} ({result.backend} backend)",
+            result.exit_code,
+            str(result.log_path),
+            tail,
+        )
+    return result

@@ -1,0 +1,155 @@
+"""Own a child process tree: start it in its own session, stream its output, kill it all.
+
+Used by the local backend, and by the SLURM backend inside the allocation. The model
+starts in a new session (its own process group); stdout and stderr are merged and
+streamed line by line to a log file and a callback as they arrive. Timeout, Ctrl-C or
+cancellation send SIGTERM to the whole group, then SIGKILL after a grace period; after a
+normal exit any leftover group member is killed too, so no orphan survives.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rompy_tasks.backends.base import LineSink
+from rompy_tasks.core.errors import ModelRunError
+
+TERM_GRACE_SECONDS = 10.0
+
+
+@dataclass
+class ProcessOutcome:
+    exit_code: int
+    timed_out: bool
+    started: datetime
+    ended: datetime
+
+    @property
+    def duration_seconds(self) -> float:
+        return (self.ended - self.started).total_seconds()
+
+
+def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """The parent's environment plus `extra`; Python children write unbuffered so logs stream."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra)
+    return env
+
+
+def resolve_executable(argv0: str, env: Mapping[str, str]) -> str:
+    """Find a bare command on the child's PATH, else beside this interpreter (same virtualenv)."""
+    if os.sep in argv0 or shutil.which(argv0, path=env.get("PATH")):
+        return argv0
+    sibling = Path(sys.executable).parent / argv0
+    return str(sibling) if sibling.exists() else argv0
+
+
+def _pump(stream, log_handle, on_line: LineSink | None) -> None:
+    for line in iter(stream.readline, ""):
+        text = line.rstrip("\n")
+        log_handle.write(text + "\n")
+        log_handle.flush()
+        if on_line is not None:
+            try:
+                on_line(text)
+            except Exception:  # a logging failure must never stop the model or the log file
+                pass
+    stream.close()
+
+
+def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = TERM_GRACE_SECONDS) -> None:
+    """SIGTERM the process group, wait up to `grace` s for it to go, then SIGKILL what is left."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    if proc is not None:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if proc is not None:
+        proc.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def run_process(
+    command: list[str] | str,
+    *,
+    cwd: Path,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    on_line: LineSink | None = None,
+    shell: bool = False,
+    grace: float = TERM_GRACE_SECONDS,
+) -> ProcessOutcome:
+    """Run `command` to completion (or timeout) and return its outcome; never leaves children."""
+    env = dict(env) if env is not None else child_environment({})
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if not shell:
+        command = [resolve_executable(command[0], env), *command[1:]]
+    started = datetime.now(UTC)
+    with open(log_path, "a") as log_handle:
+        shown = command if isinstance(command, str) else " ".join(command)
+        log_handle.write(f"# {started.isoformat()} started in {cwd}: {shown}\n")
+        log_handle.flush()
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - argv list, or shell=True only when the user asked
+                command,
+                cwd=cwd,
+                env=env,
+                shell=shell,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                text=True,
+                errors="replace",
+                bufsize=1,
+            )
+        except OSError as err:
+            log_handle.write(f"# cannot start: {err}\n")
+            raise ModelRunError(f"cannot start the model: {err}", None, str(log_path), [str(err)]) from None
+        reader = threading.Thread(target=_pump, args=(proc.stdout, log_handle, on_line), daemon=True)
+        reader.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_group(proc.pid, proc, grace)
+        except BaseException:
+            kill_group(proc.pid, proc, grace)  # Ctrl-C, SIGTERM, cancellation: take the tree down
+            raise
+        finally:
+            kill_group(proc.pid, None, grace=0)  # orphans left by a model that exited
+            reader.join(timeout=10)
+        ended = datetime.now(UTC)
+        log_handle.write(
+            f"# {ended.isoformat()} {'timed out' if timed_out else 'exited'} with code {proc.returncode}\n"
+        )
+    return ProcessOutcome(proc.returncode, timed_out, started, ended)

@@ -1,0 +1,53 @@
+"""Base classes for model configurations (the `config:` of a model run).
+
+A model config knows how to write its inputs into the staging directory and which command
+runs the model there. Concrete models (veros, shell, third-party) subclass these and are
+registered under the `rompy_tasks.config` entry-point group; the discriminator is
+`model_type`.
+"""
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rompy_tasks.core.templates import render_tree
+
+if TYPE_CHECKING:
+    from rompy_tasks.core.model_run import ModelRun
+
+
+class BaseModelConfig(BaseModel):
+    """What every model config provides: inputs (`generate`) and the model command."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_type: str
+
+    def generate(self, run: "ModelRun", staging_dir: Path) -> list[Path]:
+        """Write the model's inputs into `staging_dir`; return the files written."""
+        return []
+
+    def run_command(self, run: "ModelRun") -> list[str]:
+        """The argv that runs the model inside the staging directory."""
+        raise NotImplementedError(f"model {self.model_type!r} does not define a command")
+
+    def output_patterns(self) -> list[str]:
+        """Glob patterns (relative to the staging dir) that the model's outputs match."""
+        return ["*"]
+
+    def template_context(self, run: "ModelRun") -> dict[str, Any]:
+        """The Jinja context: `runtime` is the model run, `config` this config."""
+        return {"runtime": run, "config": self}
+
+
+class TemplateConfig(BaseModelConfig):
+    """A model whose inputs are a directory of Jinja2 templates rendered into the staging dir."""
+
+    template: Path | None = Field(None, description="Directory of templates rendered into the staging dir")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Free values for the templates")
+
+    def generate(self, run: "ModelRun", staging_dir: Path) -> list[Path]:
+        if self.template is None:
+            return []
+        return render_tree(self.template, staging_dir, self.template_context(run))

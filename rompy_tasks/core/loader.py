@@ -1,0 +1,161 @@
+"""Load YAML/JSON documents the way rompy users write them.
+
+- `!include other.yaml` inserts another document (path relative to the including file).
+- `${VAR}` and `${VAR:-default}` in string values are replaced from the environment after
+  parsing, so a variable's value can never change the document's structure; `$${...}`
+  keeps a literal `${...}`.
+- `set_path` applies `a.b=c` overrides (the CLI's `--set`, ensemble members).
+
+Every failure is a `ConfigError` naming where it happened.
+"""
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rompy_tasks.core.errors import ConfigError, Problem
+
+_VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_document(path: str | Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read a YAML or JSON mapping from `path`, resolving includes and variables."""
+    path = Path(path)
+    data = _load_with_includes(path, stack=())
+    if not isinstance(data, dict):
+        raise ConfigError.single("", f"the document must be a mapping, not {type(data).__name__}", str(path))
+    problems: list[Problem] = []
+    data = substitute_variables(data, os.environ if environ is None else environ, problems)
+    if problems:
+        raise ConfigError(problems, str(path))
+    return data
+
+
+def parse_document(text: str, source: str = "<string>") -> Any:
+    """Parse YAML text (no includes); YAML errors become ConfigError with line and column."""
+    try:
+        return yaml.load(text, Loader=_plain_loader())
+    except yaml.YAMLError as err:
+        raise ConfigError.single("", _yaml_message(err), source) from None
+
+
+def _yaml_message(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(err, "problem", None) or str(err)
+    return f"invalid YAML: {where}{problem}"
+
+
+def _plain_loader() -> type[yaml.SafeLoader]:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def refuse_include(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        raise yaml.constructor.ConstructorError(
+            None, None, "!include is only allowed in files", node.start_mark
+        )
+
+    Loader.add_constructor("!include", refuse_include)
+    return Loader
+
+
+def _load_with_includes(path: Path, stack: tuple[Path, ...]) -> Any:
+    resolved = path.resolve()
+    if resolved in stack:
+        chain = " -> ".join(str(p) for p in (*stack, resolved))
+        raise ConfigError.single("", f"!include cycle: {chain}", str(path))
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError.single("", f"file not found: {path}", str(stack[-1]) if stack else None) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError.single("", f"cannot read {path}: {err}") from None
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def include(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(None, None, "!include takes a file path", node.start_mark)
+        target = Path(loader.construct_scalar(node))
+        if not target.is_absolute():
+            target = path.parent / target
+        return _load_with_includes(target, (*stack, resolved))
+
+    Loader.add_constructor("!include", include)
+    try:
+        return yaml.load(text, Loader=Loader)
+    except yaml.YAMLError as err:
+        raise ConfigError.single("", _yaml_message(err), str(path)) from None
+
+
+def substitute_variables(
+    value: Any, environ: Mapping[str, str], problems: list[Problem], path: str = ""
+) -> Any:
+    """Replace `${VAR}` / `${VAR:-default}` in every string; record unset variables."""
+    if isinstance(value, dict):
+        return {k: substitute_variables(v, environ, problems, _join(path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_variables(v, environ, problems, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match) -> str:
+        escaped, name, default = match.groups()
+        if escaped:
+            return match.group(0)[1:]
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        problems.append(Problem(path, f"environment variable {name} is not set and has no default"))
+        return match.group(0)
+
+    return _VAR.sub(replace, value)
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Split `a.b=value`; the value is parsed as a YAML scalar (numbers, booleans, lists)."""
+    if "=" not in text:
+        raise ConfigError.single(text, "an override must look like path.to.field=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError.single(text, "an override needs a field path before '='")
+    return key, parse_document(raw, source=f"--set {key}") if raw.strip() else ""
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `data[a][b][0][c] = value` for `a.b.0.c` (or `a.b[0].c`), creating mappings as needed."""
+    parts = [p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
+    if not parts:
+        raise ConfigError.single(dotted, "empty field path")
+    current: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(current, list):
+            if not part.isdigit() or int(part) >= len(current):
+                raise ConfigError.single(dotted, f"{part!r} is not an index of a list of {len(current)}")
+            if last:
+                current[int(part)] = value
+            else:
+                current = current[int(part)]
+        elif isinstance(current, dict):
+            if last:
+                current[part] = value
+            else:
+                if not isinstance(current.get(part), dict | list):
+                    current[part] = {} if current.get(part) is None else current[part]
+                    if not isinstance(current[part], dict | list):
+                        raise ConfigError.single(dotted, f"{part!r} is a value, it has no fields")
+                current = current[part]
+        else:
+            raise ConfigError.single(dotted, f"cannot set a field inside a {type(current).__name__}")

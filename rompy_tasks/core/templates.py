@@ -1,0 +1,66 @@
+"""Render a template directory tree into a staging directory, safely.
+
+Jinja2 runs sandboxed with StrictUndefined: a template cannot reach Python internals and a
+missing variable is an error, not an empty string. File and folder names are templates
+too; every rendered path is checked to stay inside the destination, so a value such as
+`../../etc` cannot write outside the run directory.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined
+from jinja2 import TemplateError as JinjaError
+from jinja2.sandbox import SandboxedEnvironment
+
+from rompy_tasks.core.errors import TemplateError
+
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def render_string(text: str, context: dict[str, Any], where: str = "template") -> str:
+    """Render one template string; any Jinja failure becomes a TemplateError naming `where`."""
+    try:
+        return _ENV.from_string(text).render(**context)
+    except JinjaError as err:
+        raise TemplateError.single(where, f"{type(err).__name__}: {err}") from None
+
+
+def inside(root: Path, candidate: Path) -> Path:
+    """Return `candidate` resolved, or raise if it is not inside `root`."""
+    root_resolved = root.resolve()
+    resolved = candidate.resolve()
+    if resolved != root_resolved and root_resolved not in resolved.parents:
+        raise TemplateError.single(str(candidate), f"path escapes the staging directory {root}")
+    return resolved
+
+
+def render_tree(template_dir: Path, dest: Path, context: dict[str, Any]) -> list[Path]:
+    """Render every file under `template_dir` into `dest`; return the files written.
+
+    Everything is rendered in memory and checked first, then written, so a failing
+    template leaves nothing half-written behind.
+    """
+    template_dir = Path(template_dir)
+    if not template_dir.is_dir():
+        raise TemplateError.single("template", f"template directory {template_dir} does not exist")
+    planned: list[tuple[Path, str | bytes]] = []
+    for source in sorted(p for p in template_dir.rglob("*") if p.is_file()):
+        relative = source.relative_to(template_dir).as_posix()
+        rendered_name = render_string(relative, context, where=f"template name {relative}")
+        target = inside(dest, dest / rendered_name)
+        try:
+            text = source.read_text()
+        except UnicodeDecodeError:
+            planned.append((target, source.read_bytes()))  # binary inputs are copied as-is
+            continue
+        planned.append((target, render_string(text, context, where=f"template {relative}")))
+    written = []
+    for target, content in planned:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+        written.append(target)
+    return written

@@ -1,0 +1,84 @@
+"""Model time: durations in the forms modellers write, and the run period.
+
+Durations accept ISO 8601 (`PT1H`, `P2D`), rompy-style shorthands (`1h`, `15m`, `2d`, `30s`,
+`1w`), plain seconds, or a `timedelta`. `TimeRange` follows rompy: `start` plus `end` or
+`duration`, an output `interval` and `include_end`.
+"""
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, model_validator
+
+_SHORTHAND = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|min|s|ms)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "min": 60, "s": 1, "ms": 0.001}
+_ISO = TypeAdapter(timedelta)
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Parse a duration; raise ValueError with the accepted forms when it is not one."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("a duration must not be a boolean")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _SHORTHAND.match(value)
+        if match:
+            number, unit = match.groups()
+            return timedelta(seconds=float(number) * _UNIT_SECONDS[unit.lower()])
+        if value.strip().upper().startswith("P"):
+            try:
+                return _ISO.validate_python(value.strip())
+            except Exception:
+                pass
+    raise ValueError(
+        f"invalid duration {value!r}: use ISO 8601 (PT1H, P2D), a shorthand (15m, 1h, 2d, 1w) or seconds"
+    )
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class TimeRange(BaseModel):
+    """The model period: `start` and either `end` or `duration`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime
+    end: datetime | None = None
+    duration: Duration | None = None
+    interval: Duration = timedelta(hours=1)
+    include_end: bool = True
+
+    @model_validator(mode="after")
+    def _resolve_end(self) -> "TimeRange":
+        if self.end is None and self.duration is None:
+            raise ValueError("give either 'end' or 'duration'")
+        if self.end is not None and self.duration is not None and self.start + self.duration != self.end:
+            raise ValueError("'end' and 'duration' disagree: give one of them")
+        if self.end is None:
+            self.end = self.start + self.duration
+        if self.duration is None:
+            self.duration = self.end - self.start
+        if self.duration <= timedelta(0):
+            raise ValueError("'end' must be after 'start'")
+        if self.interval <= timedelta(0):
+            raise ValueError("'interval' must be positive")
+        return self
+
+    @property
+    def seconds(self) -> float:
+        """Length of the period in seconds (what models call runlen)."""
+        return self.duration.total_seconds()
+
+    @property
+    def dates(self) -> list[datetime]:
+        """Output times from start every interval, up to end (inclusive if include_end)."""
+        times, t = [], self.start
+        while t < self.end or (self.include_end and t == self.end):
+            times.append(t)
+            t += self.interval
+        return times

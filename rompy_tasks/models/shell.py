@@ -1,0 +1,40 @@
+"""A generic model: templated inputs plus a command (any executable, script or MPI launch).
+
+The command is a Jinja template too (so ensemble members can vary an argument), rendered
+in the sandbox and split with shlex; it never goes through a shell.
+"""
+
+import shlex
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, field_validator
+
+from rompy_tasks.core.config import TemplateConfig
+from rompy_tasks.core.templates import render_string
+
+if TYPE_CHECKING:
+    from rompy_tasks.core.model_run import ModelRun
+
+
+class ShellConfig(TemplateConfig):
+    """Render `template` into the run directory and run `command` there."""
+
+    model_type: Literal["shell"] = "shell"
+    command: str | list[str] = Field(description="Command to run, a string (split like a shell) or argv list")
+    outputs: list[str] = Field(default_factory=lambda: ["*"], description="Glob patterns of the outputs")
+
+    @field_validator("command")
+    @classmethod
+    def _not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value):
+            raise ValueError("command must not be empty")
+        return value
+
+    def run_command(self, run: "ModelRun") -> list[str]:
+        context = self.template_context(run)
+        if isinstance(self.command, str):
+            return shlex.split(render_string(self.command, context, where="config.command"))
+        return [render_string(arg, context, where="config.command") for arg in self.command]
+
+    def output_patterns(self) -> list[str]:
+        return self.outputs

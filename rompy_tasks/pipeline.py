@@ -1,0 +1,153 @@
+"""Pipeline files and pipeline results, without Prefect.
+
+Loading a pipeline file (with `--set` overrides) either returns a validated PipelineConfig
+or raises one ConfigError listing every problem; nothing is written. The result and the
+run manifest are plain data so the CLI, the flows and the tests share them.
+"""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from rompy_tasks.backends.base import RunResult
+from rompy_tasks.core.errors import ConfigError, StageError
+from rompy_tasks.core.loader import load_document, parse_assignment, set_path
+from rompy_tasks.plugins import pipeline_config_class
+
+Stage = Literal["generate", "run", "postprocess"]
+STAGES: tuple[str, ...] = ("generate", "run", "postprocess")
+MANIFEST_NAME = "rompy_tasks_run.json"
+REDACTED = "***"
+
+
+def select_stages(first_stage: str, last_stage: str) -> list[str]:
+    """The stages from `first_stage` to `last_stage` inclusive (fractal-style selection)."""
+    for name, value in (("first_stage", first_stage), ("last_stage", last_stage)):
+        if value not in STAGES:
+            raise ConfigError.single(name, f"unknown stage {value!r}; stages are {', '.join(STAGES)}")
+    start, end = STAGES.index(first_stage), STAGES.index(last_stage)
+    if start > end:
+        raise ConfigError.single("first_stage", f"{first_stage!r} comes after last_stage {last_stage!r}")
+    return list(STAGES[start : end + 1])
+
+
+def validate_data(data: dict[str, Any], source: str | None = None) -> BaseModel:
+    """Validate a pipeline mapping; every problem is reported with its field path."""
+    try:
+        return pipeline_config_class().model_validate(data)
+    except ValidationError as err:
+        raise ConfigError.from_validation(err, data=data, source=source) from None
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> BaseModel:
+    """Read, override (`a.b=c`) and validate a pipeline file."""
+    data = load_document(path)
+    for text in overrides or []:
+        key, value = parse_assignment(text)
+        set_path(data, key, value)
+    return validate_data(data, source=str(path))
+
+
+def redacted(pipeline: BaseModel) -> dict[str, Any]:
+    """The pipeline as JSON data with environment variable values hidden (they may be secrets)."""
+    data = pipeline.model_dump(mode="json")
+    backend = data.get("backend") or {}
+    if backend.get("env_vars"):
+        backend["env_vars"] = {key: REDACTED for key in backend["env_vars"]}
+    return data
+
+
+def check_inputs(run: Any) -> None:
+    """Before the run stage: the run directory must exist and hold generated inputs."""
+    staging = run.staging_dir
+    if not staging.is_dir():
+        raise StageError(f"run directory {staging} does not exist: run the generate stage first")
+    if not any(p for p in staging.iterdir() if p.name not in {"logs", MANIFEST_NAME}):
+        raise StageError(f"run directory {staging} holds no inputs: run the generate stage first")
+
+
+def check_outputs(run: Any) -> None:
+    """Before postprocessing: the model must have written outputs."""
+    staging = run.staging_dir
+    patterns = run.config.output_patterns()
+    if not staging.is_dir() or not any(p.is_file() for pat in patterns for p in staging.glob(pat)):
+        raise StageError(f"no model outputs matching {patterns} in {staging}: run the model first")
+
+
+def remove_outputs(run: Any) -> list[Path]:
+    """Delete model outputs (not inputs, not logs) after a failure, when the user asked."""
+    removed = []
+    for pattern in run.config.output_patterns():
+        for path in run.staging_dir.glob(pattern):
+            if path.is_file() and "logs" not in path.relative_to(run.staging_dir).parts:
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+class StageTiming(BaseModel):
+    stage: str
+    seconds: float
+
+
+class PipelineResult(BaseModel):
+    """What a pipeline run did: completed stages, the model result, postprocessor results."""
+
+    run_id: str
+    staging_dir: Path
+    status: Literal["completed", "failed"]
+    stages_requested: list[str]
+    stages_completed: list[str] = Field(default_factory=list)
+    timings: list[StageTiming] = Field(default_factory=list)
+    generated_files: list[str] = Field(default_factory=list)
+    run: RunResult | None = None
+    postprocess: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    error: str | None = None
+    finished: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def summary_markdown(self, pipeline: BaseModel) -> str:
+        """The flow-run summary artifact: run id, period, backend, stages, durations, outputs."""
+        run = pipeline.config
+        lines = [
+            f"# Model run `{self.run_id}`: {self.status}",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| Model | {run.config.model_type} |",
+            f"| Period | {run.period.start.isoformat()} to {run.period.end.isoformat()} |",
+            f"| Backend | {pipeline.backend.type} |",
+            f"| Run directory | `{self.staging_dir}` |",
+            f"| Stages requested | {', '.join(self.stages_requested)} |",
+            f"| Stages completed | {', '.join(self.stages_completed) or 'none'} |",
+        ]
+        if self.run is not None:
+            lines.append(f"| Exit code | {self.run.exit_code} |")
+            lines.append(f"| Model log | `{self.run.log_path}` |")
+        lines += ["", "## Durations", "", "| Stage | Seconds |", "|---|---|"]
+        lines += [f"| {t.stage} | {t.seconds:.2f} |" for t in self.timings]
+        outputs = sorted(
+            {
+                str(p.relative_to(self.staging_dir))
+                for pat in run.config.output_patterns()
+                for p in self.staging_dir.glob(pat)
+                if p.is_file()
+            }
+        )
+        lines += ["", "## Output files", ""] + [f"- `{name}`" for name in outputs or ["(none)"]]
+        for name, result in self.postprocess.items():
+            lines += ["", f"## Postprocessor `{name}`", "", str(result.get("message", ""))]
+        if self.error:
+            lines += ["", "## Error", "", "```", self.error[-3000:], "```"]
+        return "\n".join(lines)
+
+
+def write_manifest(result: PipelineResult, pipeline: BaseModel) -> Path:
+    """Record the run (config with secrets hidden, stages, results) in the run directory."""
+    path = result.staging_dir / MANIFEST_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"pipeline": redacted(pipeline), "result": result.model_dump(mode="json")}
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path

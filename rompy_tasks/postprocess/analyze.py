@@ -1,0 +1,100 @@
+"""`analyze`: per-variable statistics of the NetCDF outputs, over time.
+
+For every chosen variable with a time dimension: the min, mean and max of each output time
+(over all other dimensions) and over the whole run, written to `analysis/summary.json`
+and returned as a table for a Prefect table artifact.
+"""
+
+import json
+import math
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import xarray as xr
+from pydantic import Field
+
+from rompy_tasks.core.errors import StageError
+from rompy_tasks.postprocess.base import BasePostprocessorConfig, find_time_dim
+
+if TYPE_CHECKING:
+    from rompy_tasks.core.model_run import ModelRun
+
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def variable_stats(data: xr.DataArray, time_dim: str) -> dict[str, Any]:
+    """Min/mean/max per time step and overall, ignoring NaN (land, fill values)."""
+    other = [d for d in data.dims if d != time_dim]
+    values = data.astype("float64")
+    per_time = {
+        "min": values.min(dim=other, skipna=True) if other else values,
+        "mean": values.mean(dim=other, skipna=True) if other else values,
+        "max": values.max(dim=other, skipna=True) if other else values,
+    }
+    return {
+        "units": str(data.attrs.get("units", "")),
+        "dims": list(data.dims),
+        "times": [_time_text(t) for t in data[time_dim].values] if time_dim in data.coords else [],
+        "min": _number(np.nanmin(values.values)) if values.size else None,
+        "mean": _number(np.nanmean(values.values)) if values.size else None,
+        "max": _number(np.nanmax(values.values)) if values.size else None,
+        "series": {k: [_number(x) for x in v.values.ravel()] for k, v in per_time.items()},
+    }
+
+
+def _time_text(value: Any) -> Any:
+    return (
+        value.item() if isinstance(value, np.generic) and not isinstance(value, np.datetime64) else str(value)
+    )
+
+
+class AnalyzeConfig(BasePostprocessorConfig):
+    processor: Literal["analyze"] = "analyze"
+    files: list[str] = Field(default_factory=lambda: ["*.nc"], description="Glob patterns of NetCDF outputs")
+    variables: list[str] | None = Field(None, description="Variables to analyse (default: all with time)")
+
+    def process(self, run: "ModelRun") -> dict[str, Any]:
+        staging = run.staging_dir
+        paths = sorted({p for pattern in self.files for p in staging.glob(pattern) if p.is_file()})
+        if not paths:
+            raise StageError(f"analyze: no files matching {self.files} in {staging}")
+        summary: dict[str, dict[str, Any]] = {}
+        rows = []
+        for path in paths:
+            with xr.open_dataset(path, decode_times=False) as ds:
+                for name, data in ds.data_vars.items():
+                    if self.variables is not None and name not in self.variables:
+                        continue
+                    time_dim = find_time_dim(data.dims)
+                    if time_dim is None or data.sizes[time_dim] == 0 or data.dtype.kind not in "fiu":
+                        continue
+                    stats = variable_stats(data, time_dim)
+                    summary.setdefault(path.name, {})[str(name)] = stats
+                    rows.append(
+                        {
+                            "file": path.name,
+                            "variable": str(name),
+                            "units": stats["units"],
+                            "times": data.sizes[time_dim],
+                            "min": stats["min"],
+                            "mean": stats["mean"],
+                            "max": stats["max"],
+                        }
+                    )
+        if self.variables is not None:
+            missing = sorted(set(self.variables) - {r["variable"] for r in rows})
+            if missing:
+                raise StageError(f"analyze: variable(s) {', '.join(missing)} not found with a time dimension")
+        out = staging / "analysis" / "summary.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2))
+        return {
+            "success": True,
+            "message": f"analysed {len(rows)} variable(s) in {len(paths)} file(s)",
+            "summary": str(out),
+            "files": [str(out)],
+            "table": rows,
+        }

@@ -1,0 +1,74 @@
+"""`archive`: pack the run directory into tar.gz or zip, with a manifest of sizes and sha256."""
+
+import hashlib
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from rompy_tasks.postprocess.base import BasePostprocessorConfig
+
+if TYPE_CHECKING:
+    from rompy_tasks.core.model_run import ModelRun
+
+ARCHIVE_DIR = "archive"
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ArchiveConfig(BasePostprocessorConfig):
+    processor: Literal["archive"] = "archive"
+    format: Literal["tar.gz", "zip"] = "tar.gz"
+    include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns to pack")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns to leave out")
+
+    def _selected(self, staging: Path) -> list[Path]:
+        chosen: set[Path] = set()
+        for pattern in self.include:
+            chosen.update(p for p in staging.glob(pattern) if p.is_file())
+        for pattern in [*self.exclude, f"{ARCHIVE_DIR}/**/*"]:
+            chosen.difference_update(staging.glob(pattern))
+        return sorted(chosen)
+
+    def process(self, run: "ModelRun") -> dict[str, Any]:
+        staging = run.staging_dir
+        out_dir = staging / ARCHIVE_DIR
+        out_dir.mkdir(exist_ok=True)
+        files = self._selected(staging)
+        entries = [
+            {"path": f.relative_to(staging).as_posix(), "size": f.stat().st_size, "sha256": sha256_of(f)}
+            for f in files
+        ]
+        manifest_path = out_dir / "manifest.json"
+        manifest = {"run_id": run.run_id, "format": self.format, "files": entries}
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+        archive_path = out_dir / f"{run.run_id}.{'tar.gz' if self.format == 'tar.gz' else 'zip'}"
+        if self.format == "tar.gz":
+            with tarfile.open(archive_path, "w:gz") as tar:
+                for f in files:
+                    tar.add(f, arcname=f"{run.run_id}/{f.relative_to(staging).as_posix()}")
+                tar.add(manifest_path, arcname=f"{run.run_id}/manifest.json")
+        else:
+            with zipfile.ZipFile(archive_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for f in files:
+                    zf.write(f, arcname=f"{run.run_id}/{f.relative_to(staging).as_posix()}")
+                zf.write(manifest_path, arcname=f"{run.run_id}/manifest.json")
+        total = sum(e["size"] for e in entries)
+        return {
+            "success": True,
+            "message": f"archived {len(entries)} file(s), {total} bytes",
+            "archive": str(archive_path),
+            "manifest": str(manifest_path),
+            "files": [str(archive_path), str(manifest_path)],
+            "markdown": f"Archive `{archive_path.name}`: {len(entries)} files, {total} bytes "
+            f"(manifest `{manifest_path.name}` with sha256 of each).",
+        }

@@ -1,0 +1,85 @@
+"""`visualize`: PNG plots of chosen variables (maps of 2-D fields, time series of scalars)."""
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers, workers or CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import xarray as xr  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+
+from rompy_tasks.core.errors import StageError  # noqa: E402
+from rompy_tasks.postprocess.base import BasePostprocessorConfig, find_time_dim  # noqa: E402
+
+if TYPE_CHECKING:
+    from rompy_tasks.core.model_run import ModelRun
+
+PLOT_DIR = "plots"
+
+
+class PlotSpec(BaseModel):
+    """One plot: a variable from the first file matching `file`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(description="Glob pattern of the NetCDF file, relative to the run directory")
+    variable: str
+    kind: Literal["auto", "map", "series"] = "auto"
+    level: int = Field(-1, description="Index along a vertical dimension for maps (-1: last, e.g. surface)")
+    time: int = Field(-1, description="Time index for maps (-1: last output)")
+
+
+def _plot(data: xr.DataArray, spec: PlotSpec, title: str, target: Path) -> None:
+    time_dim = find_time_dim(data.dims)
+    kind = spec.kind
+    if kind == "auto":
+        kind = "series" if data.ndim - (1 if time_dim else 0) == 0 or data.ndim == 1 else "map"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if kind == "series":
+        if time_dim is None:
+            raise StageError(f"visualize: {spec.variable} has no time dimension for a series")
+        series = data.mean(dim=[d for d in data.dims if d != time_dim]) if data.ndim > 1 else data
+        series.plot(ax=ax, marker="o")
+    else:
+        field = data.isel({time_dim: spec.time}) if time_dim else data
+        while field.ndim > 2:
+            field = field.isel({field.dims[0]: spec.level})
+        if field.ndim != 2:
+            raise StageError(f"visualize: {spec.variable} is not a 2-D field after selecting time and level")
+        field.plot(ax=ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(target, dpi=90)
+    plt.close(fig)
+
+
+class VisualizeConfig(BasePostprocessorConfig):
+    processor: Literal["visualize"] = "visualize"
+    plots: list[PlotSpec] = Field(min_length=1, description="The plots to draw")
+
+    def process(self, run: "ModelRun") -> dict[str, Any]:
+        staging = run.staging_dir
+        out_dir = staging / PLOT_DIR
+        out_dir.mkdir(exist_ok=True)
+        written = []
+        for spec in self.plots:
+            matches = sorted(staging.glob(spec.file))
+            if not matches:
+                raise StageError(f"visualize: no file matching {spec.file!r} in {staging}")
+            with xr.open_dataset(matches[0]) as ds:
+                if spec.variable not in ds:
+                    raise StageError(f"visualize: {spec.variable!r} is not in {matches[0].name}")
+                data = ds[spec.variable].load()
+            target = out_dir / f"{matches[0].stem}.{spec.variable}.png"
+            _plot(data, spec, f"{run.run_id}: {spec.variable} ({matches[0].name})", target)
+            written.append(target)
+        lines = [f"# Plots for {run.run_id}", ""] + [f"- `{p.relative_to(staging)}`" for p in written]
+        return {
+            "success": True,
+            "message": f"{len(written)} plot(s) in {out_dir}",
+            "files": [str(p) for p in written],
+            "markdown": "\n".join(lines),
+        }
