@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from rompy_tasks.backends.base import RunResult
+from rompy_tasks.backends.base import RunResult, stage_log_path
 from rompy_tasks.core.errors import ConfigError, StageError
 from rompy_tasks.core.loader import load_document, parse_assignment, set_path
 from rompy_tasks.plugins import pipeline_config_class
@@ -60,13 +60,20 @@ def redacted(pipeline: BaseModel) -> dict[str, Any]:
     return data
 
 
+def record_generated(run: Any, files: list[Path]) -> Path:
+    """Write the generate stage's log: when it ran and which input files it wrote."""
+    log = stage_log_path(run.staging_dir, "generate")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {datetime.now(UTC).isoformat()} generated {len(files)} input file(s)"]
+    lines += [str(Path(f).relative_to(run.staging_dir)) for f in files]
+    log.write_text("\n".join(lines) + "\n")
+    return log
+
+
 def check_inputs(run: Any) -> None:
-    """Before the run stage: the run directory must exist and hold generated inputs."""
-    staging = run.staging_dir
-    if not staging.is_dir():
-        raise StageError(f"run directory {staging} does not exist: run the generate stage first")
-    if not any(p for p in staging.iterdir() if p.name not in {"logs", MANIFEST_NAME}):
-        raise StageError(f"run directory {staging} holds no inputs: run the generate stage first")
+    """Before the run stage: the generate stage must have completed for this run directory."""
+    if not stage_log_path(run.staging_dir, "generate").is_file():
+        raise StageError(f"inputs of {run.staging_dir} were never generated: run the generate stage first")
 
 
 def check_outputs(run: Any) -> None:
@@ -77,12 +84,23 @@ def check_outputs(run: Any) -> None:
         raise StageError(f"no model outputs matching {patterns} in {staging}: run the model first")
 
 
+def generated_inputs(run: Any) -> set[Path]:
+    """The input files the generate stage recorded in its log."""
+    log = stage_log_path(run.staging_dir, "generate")
+    if not log.is_file():
+        return set()
+    lines = [line for line in log.read_text().splitlines() if line and not line.startswith("#")]
+    return {run.staging_dir / line for line in lines}
+
+
 def remove_outputs(run: Any) -> list[Path]:
-    """Delete model outputs (not inputs, not logs) after a failure, when the user asked."""
+    """Delete model outputs (never generated inputs, logs or the manifest) after a failure."""
+    keep = generated_inputs(run) | {run.staging_dir / MANIFEST_NAME}
     removed = []
     for pattern in run.config.output_patterns():
         for path in run.staging_dir.glob(pattern):
-            if path.is_file() and "logs" not in path.relative_to(run.staging_dir).parts:
+            relative = path.relative_to(run.staging_dir)
+            if path.is_file() and path not in keep and relative.parts[0] != "logs":
                 path.unlink()
                 removed.append(path)
     return removed

@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from rompy_tasks.backends.base import BaseBackendConfig, RunResult
+from rompy_tasks.pipeline import record_generated
 
 
 @task(name="generate-inputs", task_run_name="generate-{model_run.run_id}", cache_policy=NO_CACHE)
@@ -17,6 +18,7 @@ def generate_inputs(model_run: Any) -> list[str]:
     logger = get_run_logger()
     staging = model_run.prepare_staging()
     files = model_run.config.generate(model_run, staging)
+    record_generated(model_run, files)
     logger.info("generated %d input file(s) in %s", len(files), staging)
     return [str(f) for f in files]
 

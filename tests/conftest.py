@@ -1,0 +1,51 @@
+"""Shared fixtures: one real Prefect API for the session, helpers for real processes.
+
+The Prefect test harness starts a real API server (SQLite in a temp dir). Its URL is also
+handed to CLI subprocesses, so they use it instead of each starting a temporary server.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "flows.cli"]
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real Prefect API server for the whole session; returns its URL."""
+    results = tmp_path_factory.mktemp("prefect-results")
+    os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(results)
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    # No flow heartbeats in tests: saves about 1 s per flow and subflow.
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
+        yield PREFECT_API_URL.value()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300):
+    """Run the real `rompy-tasks` CLI in a subprocess; returns the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [*CLI, *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def process_gone(pid: int) -> bool:
+    """True if `pid` no longer runs (gone or a zombie awaiting its reaper)."""
+    state = subprocess.run(
+        ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True
+    ).stdout.strip()
+    return state == "" or state.startswith("Z")

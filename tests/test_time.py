@@ -1,0 +1,61 @@
+from datetime import datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from rompy_tasks.core.time import TimeRange, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1h", 3600),
+        ("15m", 900),
+        ("2d", 172800),
+        ("30s", 30),
+        ("1w", 604800),
+        ("1.5h", 5400),
+        ("PT1H", 3600),
+        ("P2D", 172800),
+        ("PT15M", 900),
+        (600, 600),
+        (timedelta(hours=3), 10800),
+    ],
+)
+def test_parse_duration_accepts_iso_and_shorthands(text, seconds):
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("bad", ["soon", "1 fortnight", "", "h1", True, None, "P"])
+def test_parse_duration_rejects_nonsense(bad):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(bad)
+
+
+def test_time_range_from_duration_and_from_end_agree():
+    a = TimeRange(start="2026-01-01T00:00", duration="2d", interval="12h")
+    b = TimeRange(start="2026-01-01T00:00", end="2026-01-03T00:00", interval="PT12H")
+    assert a.end == b.end == datetime(2026, 1, 3)
+    assert a.duration == b.duration == timedelta(days=2)
+    assert a.seconds == 172800
+    assert len(a.dates) == 5 and a.dates[-1] == a.end
+
+
+def test_time_range_include_end_false_drops_last():
+    period = TimeRange(start="2026-01-01", duration="1d", interval="6h", include_end=False)
+    assert [d.hour for d in period.dates] == [0, 6, 12, 18]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({}, "either 'end' or 'duration'"),
+        ({"duration": "0s"}, "after 'start'"),
+        ({"end": "2025-12-31"}, "after 'start'"),
+        ({"duration": "1d", "end": "2026-01-05"}, "disagree"),
+        ({"duration": "1d", "interval": "-1h"}, "interval"),
+    ],
+)
+def test_time_range_rejects_inconsistent_periods(fields, message):
+    with pytest.raises(ValidationError, match=message):
+        TimeRange(start="2026-01-01", **fields)
