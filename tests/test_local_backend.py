@@ -128,7 +128,7 @@ def test_command_override_is_split_with_shlex_without_a_shell(tmp_path):
 def test_shell_true_runs_through_sh(tmp_path):
     run = shell_run(tmp_path, "false")
     lines: list[str] = []
-    LocalConfig(command="echo one && echo two", shell=True).execute(run, on_line=lines.append)
+    LocalConfig(command="echo one && echo two", shell=True).execute(run, on_line=lines.append)  # noqa: S604
     assert lines == ["one", "two"]
 
 
