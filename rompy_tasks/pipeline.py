@@ -37,9 +37,14 @@ def select_stages(first_stage: str, last_stage: str) -> list[str]:
 def validate_data(data: dict[str, Any], source: str | None = None) -> BaseModel:
     """Validate a pipeline mapping; every problem is reported with its field path."""
     try:
-        return pipeline_config_class().model_validate(data)
+        pipeline = pipeline_config_class().model_validate(data)
     except ValidationError as err:
         raise ConfigError.from_validation(err, data=data, source=source) from None
+    try:
+        pipeline.config.config.check(pipeline.config)
+    except ConfigError as err:
+        raise type(err)(err.problems, source) from None
+    return pipeline
 
 
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> BaseModel:

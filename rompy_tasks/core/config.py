@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rompy_tasks.core.templates import render_tree
+from rompy_tasks.core.templates import plan_tree, render_tree
 
 if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
@@ -23,6 +23,9 @@ class BaseModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model_type: str
+
+    def check(self, run: "ModelRun") -> None:
+        """Catch errors that need the whole run (templates, commands) without writing anything."""
 
     def generate(self, run: "ModelRun", staging_dir: Path) -> list[Path]:
         """Write the model's inputs into `staging_dir`; return the files written."""
@@ -46,6 +49,11 @@ class TemplateConfig(BaseModelConfig):
 
     template: Path | None = Field(None, description="Directory of templates rendered into the staging dir")
     parameters: dict[str, Any] = Field(default_factory=dict, description="Free values for the templates")
+
+    def check(self, run: "ModelRun") -> None:
+        super().check(run)
+        if self.template is not None:
+            plan_tree(self.template, run.staging_dir, self.template_context(run))
 
     def generate(self, run: "ModelRun", staging_dir: Path) -> list[Path]:
         if self.template is None:

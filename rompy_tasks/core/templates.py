@@ -35,11 +35,10 @@ def inside(root: Path, candidate: Path) -> Path:
     return resolved
 
 
-def render_tree(template_dir: Path, dest: Path, context: dict[str, Any]) -> list[Path]:
-    """Render every file under `template_dir` into `dest`; return the files written.
+def plan_tree(template_dir: Path, dest: Path, context: dict[str, Any]) -> list[tuple[Path, str | bytes]]:
+    """Render every file under `template_dir` in memory: (target path, content) pairs.
 
-    Everything is rendered in memory and checked first, then written, so a failing
-    template leaves nothing half-written behind.
+    Writes nothing, so validation can run it to catch template errors and path escapes.
     """
     template_dir = Path(template_dir)
     if not template_dir.is_dir():
@@ -55,8 +54,17 @@ def render_tree(template_dir: Path, dest: Path, context: dict[str, Any]) -> list
             planned.append((target, source.read_bytes()))  # binary inputs are copied as-is
             continue
         planned.append((target, render_string(text, context, where=f"template {relative}")))
+    return planned
+
+
+def render_tree(template_dir: Path, dest: Path, context: dict[str, Any]) -> list[Path]:
+    """Render `template_dir` into `dest`; return the files written.
+
+    Everything is rendered and checked first, then written, so a failing template
+    leaves nothing half-written behind.
+    """
     written = []
-    for target, content in planned:
+    for target, content in plan_tree(template_dir, dest, context):
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, bytes):
             target.write_bytes(content)

@@ -23,12 +23,12 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("a duration must not be a boolean")
     if isinstance(value, int | float):
-        return timedelta(seconds=value)
+        return _seconds(value, value)
     if isinstance(value, str):
         match = _SHORTHAND.match(value)
         if match:
             number, unit = match.groups()
-            return timedelta(seconds=float(number) * _UNIT_SECONDS[unit.lower()])
+            return _seconds(float(number) * _UNIT_SECONDS[unit.lower()], value)
         if value.strip().upper().startswith("P"):
             try:
                 return _ISO.validate_python(value.strip())
@@ -37,6 +37,13 @@ def parse_duration(value: Any) -> timedelta:
     raise ValueError(
         f"invalid duration {value!r}: use ISO 8601 (PT1H, P2D), a shorthand (15m, 1h, 2d, 1w) or seconds"
     )
+
+
+def _seconds(seconds: float, original: Any) -> timedelta:
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"duration {original!r} is out of range") from None
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -57,10 +64,13 @@ class TimeRange(BaseModel):
     def _resolve_end(self) -> "TimeRange":
         if self.end is None and self.duration is None:
             raise ValueError("give either 'end' or 'duration'")
-        if self.end is not None and self.duration is not None and self.start + self.duration != self.end:
+        if self.end is not None and self.duration is not None and self.end - self.start != self.duration:
             raise ValueError("'end' and 'duration' disagree: give one of them")
         if self.end is None:
-            self.end = self.start + self.duration
+            try:
+                self.end = self.start + self.duration
+            except OverflowError:
+                raise ValueError("'start' + 'duration' is beyond the representable dates") from None
         if self.duration is None:
             self.duration = self.end - self.start
         if self.duration <= timedelta(0):

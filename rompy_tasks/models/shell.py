@@ -30,11 +30,15 @@ class ShellConfig(TemplateConfig):
             raise ValueError("command must not be empty")
         return value
 
+    def check(self, run: "ModelRun") -> None:
+        super().check(run)
+        self.run_command(run)
+
     def run_command(self, run: "ModelRun") -> list[str]:
         context = self.template_context(run)
         if isinstance(self.command, str):
-            return shlex.split(render_string(self.command, context, where="config.command"))
-        return [render_string(arg, context, where="config.command") for arg in self.command]
+            return shlex.split(render_string(self.command, context, where="config.config.command"))
+        return [render_string(arg, context, where="config.config.command") for arg in self.command]
 
     def output_patterns(self) -> list[str]:
         return self.outputs
