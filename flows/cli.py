@@ -83,20 +83,22 @@ def run(
         raise _invalid(error) from None
 
     from flows.pipeline import model_pipeline  # imports Prefect: only when something will run
+    from flows.progress import pipeline_progress
 
     runner = pipeline.backend.task_runner()
     flow = model_pipeline.with_options(task_runner=runner) if runner is not None else model_pipeline
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     run_id = pipeline.config.run_id
     err.rule(f"rompy-tasks: {run_id} ({pipeline.config.config.model_type} on {pipeline.backend.type})")
-    state = flow(
-        pipeline=pipeline,
-        first_stage=first_stage,
-        last_stage=last_stage,
-        cleanup_on_failure=cleanup_on_failure,
-        validate_stages=validate_stages,
-        return_state=True,
-    )
+    with pipeline_progress(err, run_id):
+        state = flow(
+            pipeline=pipeline,
+            first_stage=first_stage,
+            last_stage=last_stage,
+            cleanup_on_failure=cleanup_on_failure,
+            validate_stages=validate_stages,
+            return_state=True,
+        )
     if not state.is_completed():
         err.print(f"[bold red]Run {run_id} failed[/]: {state.message}")
         try:

@@ -10,13 +10,14 @@ import math
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import xarray as xr
 from pydantic import Field
 
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.postprocess.base import BasePostprocessorConfig, find_time_dim
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from rompy_tasks.core.model_run import ModelRun
 
 
@@ -25,7 +26,7 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
-def variable_stats(data: xr.DataArray, time_dim: str) -> dict[str, Any]:
+def variable_stats(data: "xr.DataArray", time_dim: str) -> dict[str, Any]:
     """Min/mean/max per time step and overall, ignoring NaN (land, fill values)."""
     other = [d for d in data.dims if d != time_dim]
     values = data.astype("float64")
@@ -57,6 +58,8 @@ class AnalyzeConfig(BasePostprocessorConfig):
     variables: list[str] | None = Field(None, description="Variables to analyse (default: all with time)")
 
     def process(self, run: "ModelRun") -> dict[str, Any]:
+        import xarray as xr  # heavy: imported when analysing, not when validating configs
+
         staging = run.staging_dir
         paths = sorted({p for pattern in self.files for p in staging.glob(pattern) if p.is_file()})
         if not paths:

@@ -3,18 +3,14 @@
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import matplotlib
+from pydantic import BaseModel, ConfigDict, Field
 
-matplotlib.use("Agg")  # no display on servers, workers or CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import xarray as xr  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
-
-from rompy_tasks.core.errors import StageError  # noqa: E402
-from rompy_tasks.postprocess.base import BasePostprocessorConfig, find_time_dim  # noqa: E402
+from rompy_tasks.core.errors import StageError
+from rompy_tasks.postprocess.base import BasePostprocessorConfig, find_time_dim
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from rompy_tasks.core.model_run import ModelRun
 
 PLOT_DIR = "plots"
@@ -32,7 +28,12 @@ class PlotSpec(BaseModel):
     time: int = Field(-1, description="Time index for maps (-1: last output)")
 
 
-def _plot(data: xr.DataArray, spec: PlotSpec, title: str, target: Path) -> None:
+def _plot(data: "xr.DataArray", spec: PlotSpec, title: str, target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers, workers or CI
+    import matplotlib.pyplot as plt
+
     time_dim = find_time_dim(data.dims)
     kind = spec.kind
     if kind == "auto":
@@ -61,6 +62,8 @@ class VisualizeConfig(BasePostprocessorConfig):
     plots: list[PlotSpec] = Field(min_length=1, description="The plots to draw")
 
     def process(self, run: "ModelRun") -> dict[str, Any]:
+        import xarray as xr  # heavy: imported when plotting, not when validating configs
+
         staging = run.staging_dir
         out_dir = staging / PLOT_DIR
         out_dir.mkdir(exist_ok=True)
