@@ -5,8 +5,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, raise_for_exit, stage_log_path
-from rompy_tasks.backends.process import child_environment, run_process
+from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, stage_log_path
+from rompy_tasks.backends.process import execute_process
 
 if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
@@ -35,24 +35,13 @@ class LocalConfig(BaseBackendConfig):
         return self.command if self.shell else shlex.split(self.command)
 
     def execute(self, run: "ModelRun", on_line: LineSink | None = None) -> RunResult:
-        command = self.resolve_command(run)
-        log_path = stage_log_path(run.staging_dir, "run")
-        outcome = run_process(
-            command,
+        return execute_process(
+            self.type,
+            self.resolve_command(run),
             cwd=self.cwd_for(run),
-            log_path=log_path,
-            env=child_environment(self.env_vars),
+            log_path=stage_log_path(run.staging_dir, "run"),
+            env_vars=self.env_vars,
             timeout=self.timeout,
             on_line=on_line if self.capture_output else None,
             shell=self.shell and self.command is not None,
         )
-        result = RunResult(
-            backend=self.type,
-            command=command,
-            exit_code=outcome.exit_code,
-            started=outcome.started,
-            ended=outcome.ended,
-            duration_seconds=outcome.duration_seconds,
-            log_path=log_path,
-        )
-        return raise_for_exit(result, outcome.timed_out, self.timeout)

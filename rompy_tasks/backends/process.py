@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rompy_tasks.backends.base import LineSink
+from rompy_tasks.backends.base import LineSink, RunResult, raise_for_exit
 from rompy_tasks.core.errors import ModelRunError
 
 TERM_GRACE_SECONDS = 10.0
@@ -153,3 +153,38 @@ def run_process(
             f"# {ended.isoformat()} {'timed out' if timed_out else 'exited'} with code {proc.returncode}\n"
         )
     return ProcessOutcome(proc.returncode, timed_out, started, ended)
+
+
+def execute_process(
+    backend: str,
+    command: list[str] | str,
+    *,
+    cwd: Path,
+    log_path: Path,
+    env_vars: Mapping[str, str],
+    timeout: float,
+    on_line: LineSink | None = None,
+    shell: bool = False,
+    details: dict | None = None,
+) -> RunResult:
+    """Run a model process for a backend: the typed result, or the typed error on failure."""
+    outcome = run_process(
+        command,
+        cwd=cwd,
+        log_path=log_path,
+        env=child_environment(env_vars),
+        timeout=timeout,
+        on_line=on_line,
+        shell=shell,
+    )
+    result = RunResult(
+        backend=backend,
+        command=command,
+        exit_code=outcome.exit_code,
+        started=outcome.started,
+        ended=outcome.ended,
+        duration_seconds=outcome.duration_seconds,
+        log_path=log_path,
+        details=details or {},
+    )
+    return raise_for_exit(result, outcome.timed_out, timeout)

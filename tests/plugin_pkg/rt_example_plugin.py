@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from rompy_tasks.backends.base import BaseBackendConfig, RunResult, raise_for_exit, stage_log_path
-from rompy_tasks.backends.process import child_environment, run_process
+from rompy_tasks.backends.base import BaseBackendConfig, RunResult, stage_log_path
+from rompy_tasks.backends.process import execute_process
 
 
 class EchoBackendConfig(BaseBackendConfig):
@@ -16,26 +16,16 @@ class EchoBackendConfig(BaseBackendConfig):
 
     def execute(self, run, on_line=None) -> RunResult:
         command = ["sh", "-c", 'echo "$0"; exec "$@"', self.banner, *run.config.run_command(run)]
-        log = stage_log_path(run.staging_dir, "run")
-        outcome = run_process(
+        return execute_process(
+            self.type,
             command,
             cwd=run.staging_dir,
-            log_path=log,
-            env=child_environment(self.env_vars),
+            log_path=stage_log_path(run.staging_dir, "run"),
+            env_vars=self.env_vars,
             timeout=self.timeout,
             on_line=on_line,
-        )
-        result = RunResult(
-            backend=self.type,
-            command=command,
-            exit_code=outcome.exit_code,
-            started=outcome.started,
-            ended=outcome.ended,
-            duration_seconds=outcome.duration_seconds,
-            log_path=log,
             details={"banner": self.banner},
         )
-        return raise_for_exit(result, outcome.timed_out, self.timeout)
 
 
 class CountFiles:
