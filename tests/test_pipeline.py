@@ -13,13 +13,13 @@ from rompy_tasks.pipeline import MANIFEST_NAME, validate_data
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def veros_pipeline(output_dir, **overrides):
+def veros_pipeline(output_dir, run_id="veros-test", duration="2d", model=None, **overrides):
     data = {
         "config": {
-            "run_id": "veros-test",
+            "run_id": run_id,
             "output_dir": str(output_dir),
             "delete_existing": True,
-            "period": {"start": "2026-01-01", "duration": "2d", "interval": "1d"},
+            "period": {"start": "2026-01-01", "duration": duration, "interval": "1d"},
             "config": {
                 "model_type": "veros",
                 "setup": "acc",
@@ -27,6 +27,7 @@ def veros_pipeline(output_dir, **overrides):
                     "energy": {"output_frequency": 43200, "sampling_frequency": 43200},
                     "snapshot": 86400,
                 },
+                **(model or {}),
             },
         },
         "backend": {"type": "local", "timeout": 600, "env_vars": {"SECRET_TOKEN": "hunter2"}},
@@ -257,3 +258,27 @@ def test_run_retries_apply_to_the_run_stage(prefect_api, tmp_path):
     assert result.status == "completed"
     assert (staging / "attempts").read_text() == "2"
     assert (staging / "logs" / "run.log").read_text().count("started in") == 2
+
+
+@pytest.mark.veros
+def test_veros_hot_start_continues_model_time_from_a_restart(prefect_api, tmp_path):
+    from flows.pipeline import model_pipeline
+
+    daily_energy = {"energy": {"output_frequency": 86400, "sampling_frequency": 43200}}
+
+    def one_day(run_id, **model):
+        return veros_pipeline(
+            tmp_path, run_id, duration="1d", model={"diagnostics": daily_energy, **model}, postprocessor=[]
+        )
+
+    cold = one_day("cold")
+    model_pipeline(pipeline=cold, last_stage="run")
+    restart = next(cold.config.staging_dir.glob("acc_*.restart.h5"))
+    hot = one_day("hot", restart_input=str(restart))
+    model_pipeline(pipeline=hot, last_stage="run")
+    log = (hot.config.staging_dir / "logs" / "run.log").read_text()
+    assert f"Reading restart data from {restart}" in log
+    with xr.open_dataset(cold.config.staging_dir / "acc.energy.nc", decode_times=False) as ds:
+        assert ds.Time.values.tolist() == [1.0]
+    with xr.open_dataset(hot.config.staging_dir / "acc.energy.nc", decode_times=False) as ds:
+        assert ds.Time.values.tolist() == [2.0], "model time continued from the restart"
