@@ -113,3 +113,10 @@ class RunTimeoutError(ModelRunError):
 
 class StageError(RuntimeError):
     """A pipeline stage cannot proceed (missing inputs or outputs) or a postprocessor failed."""
+
+
+class BackendError(RuntimeError):
+    """The backend cannot run the model at all (engine unreachable, image missing, ...).
+
+    Raised before anything starts, so the message says what to fix.
+    """

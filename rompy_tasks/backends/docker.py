@@ -1,0 +1,385 @@
+"""The docker backend: run the model inside a container on a Docker engine (docker SDK).
+
+The run directory is mounted read-write at `/rompy/run` and the model runs there, as a
+non-root user unless `user: root` is explicit. CPU and memory limits are applied to the
+container; its output streams line by line to the Prefect log and `logs/run.log`.
+Timeout, Ctrl-C or cancellation stop the container (SIGTERM, then SIGKILL after a grace
+period); `remove_container` then removes it. Problems that would stop the run (engine
+unreachable, image missing with `pull_policy: never`, a volume's host path gone) are
+reported before anything starts.
+"""
+
+import hashlib
+import os
+import re
+import shlex
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from rompy_tasks.backends.base import (
+    BaseBackendConfig,
+    LineSink,
+    RunResult,
+    raise_for_exit,
+    stage_log_path,
+)
+from rompy_tasks.core.errors import BackendError
+
+if TYPE_CHECKING:
+    import docker
+    from rompy_tasks.core.model_run import ModelRun
+
+MOUNT_POINT = "/rompy/run"
+DEFAULT_NON_ROOT_USER = "1000:1000"
+STOP_GRACE_SECONDS = 10
+RUN_LABEL = "rompy-tasks.run-id"
+_USER = re.compile(r"^([a-z_][a-z0-9_-]*|\d+)(:([a-z_][a-z0-9_-]*|\d+))?$")
+_ROOT_USERS = {"root", "0", "0:0", "root:root"}
+
+
+def parse_volume(spec: str) -> tuple[Path, str, str]:
+    """Split `host:container[:mode]`; raise ValueError saying what is wrong."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"volume {spec!r} must look like host:container[:mode]")
+    host, container = Path(parts[0]).expanduser(), parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise ValueError(f"volume {spec!r}: mode must be ro or rw, not {mode!r}")
+    if not container.startswith("/"):
+        raise ValueError(f"volume {spec!r}: the container path must be absolute")
+    if container.rstrip("/") == MOUNT_POINT or container.startswith(MOUNT_POINT + "/"):
+        raise ValueError(f"volume {spec!r}: {MOUNT_POINT} is where the run directory is mounted")
+    if not host.exists():
+        raise ValueError(f"volume {spec!r}: host path {host} does not exist")
+    return host.absolute(), container, mode
+
+
+class DockerConfig(BaseBackendConfig):
+    """Run the model in a Docker container (an image, or one built from a Dockerfile)."""
+
+    type: Literal["docker"] = "docker"
+    image: str | None = Field(None, min_length=1, description="Image to run (give this or dockerfile)")
+    dockerfile: Path | None = Field(None, description="Dockerfile to build the image from")
+    build_context: Path | None = Field(None, description="Build context (default: the Dockerfile's folder)")
+    build_args: dict[str, str] = Field(default_factory=dict, description="Build arguments")
+    cpu: int = Field(1, ge=1, le=128, description="CPUs for the container (1..128), a hard limit")
+    memory: str | None = Field(
+        None, pattern=r"^\d+[bkmgBKMG]?$", description="Memory limit such as 512m, 2g, 4G"
+    )
+    volumes: list[str] = Field(default_factory=list, description="Extra mounts host:container[:ro|rw]")
+    user: str | None = Field(
+        None,
+        description="User in the container. Default: a non-root user (yours, or 1000:1000 when you are"
+        " root); running as root must be asked for with user: root",
+    )
+    remove_container: bool = Field(True, description="Remove the container when the run ends")
+    executable: str | None = Field(None, description="Replace the model command's executable")
+    mpiexec: str | None = Field(None, description="MPI launcher: runs `mpiexec -n <cpu> <command>`")
+    pull_policy: Literal["never", "if-missing", "always"] = "if-missing"
+    network: Literal["none", "host"] = Field("none", description="Container network (models rarely need one)")
+
+    @model_validator(mode="after")
+    def _image_or_dockerfile(self) -> "DockerConfig":
+        if (self.image is None) == (self.dockerfile is None):
+            raise ValueError("give exactly one of 'image' or 'dockerfile'")
+        return self
+
+    @field_validator("dockerfile")
+    @classmethod
+    def _dockerfile_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(f"dockerfile {value} does not exist")
+        return value
+
+    @field_validator("build_context")
+    @classmethod
+    def _context_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_dir():
+            raise ValueError(f"build_context {value} does not exist or is not a directory")
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes_valid(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            parse_volume(spec)
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user_valid(cls, value: str | None) -> str | None:
+        if value is not None and not _USER.match(value):
+            raise ValueError(f"user {value!r} must be a name or uid, optionally with :group")
+        return value
+
+    def container_user(self) -> str:
+        """The user the model runs as: explicit, else this process's uid, else a non-root default."""
+        if self.user is not None:
+            return self.user
+        uid, gid = os.getuid(), os.getgid()
+        return f"{uid}:{gid}" if uid != 0 else DEFAULT_NON_ROOT_USER
+
+    def container_command(self, run: "ModelRun") -> list[str]:
+        """The model command as the container sees it (run-dir paths mapped to the mount)."""
+        staging = str(run.staging_dir)
+        command = [
+            arg.replace(staging, MOUNT_POINT, 1) if arg.startswith(staging) else arg
+            for arg in run.config.run_command(run)
+        ]
+        if self.executable:
+            command[0] = self.executable
+        if self.mpiexec:
+            command = [*shlex.split(self.mpiexec), "-n", str(self.cpu), *command]
+        return command
+
+    def execute(self, run: "ModelRun", on_line: LineSink | None = None) -> RunResult:
+        try:  # paths may have gone since validation: check before anything starts
+            volumes = [parse_volume(v) for v in self.volumes]
+        except ValueError as err:
+            raise BackendError(str(err)) from None
+        client = docker_client()
+        image = resolve_image(client, self, run.staging_dir, on_line)
+        user = self.container_user()
+        if user not in _ROOT_USERS and os.getuid() == 0:
+            _give_run_dir_to(run.staging_dir, user)
+        return run_container(
+            client,
+            image,
+            self.container_command(run),
+            run_dir=run.staging_dir,
+            log_path=stage_log_path(run.staging_dir, "run"),
+            env_vars=self.env_vars,
+            timeout=self.timeout,
+            user=user,
+            cpu=self.cpu,
+            memory=self.memory,
+            volumes=volumes,
+            network=self.network,
+            remove=self.remove_container,
+            on_line=on_line,
+            labels={RUN_LABEL: run.run_id},
+        )
+
+
+def docker_client() -> "docker.DockerClient":
+    """A client for the engine in DOCKER_HOST (or the default socket), checked to answer."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as err:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise BackendError(
+            f"Docker engine unreachable at {where}: {err}. Start one (as root: scripts/docker-engine)."
+        ) from None
+    return client
+
+
+def _give_run_dir_to(run_dir: Path, user: str) -> None:
+    """Let a numeric non-root container user write the run directory (we are root here)."""
+    ids = user.split(":")
+    if not ids[0].isdigit():
+        return
+    uid, gid = int(ids[0]), int(ids[1]) if len(ids) > 1 and ids[1].isdigit() else int(ids[0])
+    for path in [run_dir, *run_dir.rglob("*")]:
+        os.chown(path, uid, gid, follow_symlinks=False)
+
+
+def build_tag(config: DockerConfig) -> str:
+    """A tag derived from the Dockerfile, build args and context, so an unchanged build is reused."""
+    dockerfile = config.dockerfile.expanduser().absolute()
+    context = (config.build_context or dockerfile.parent).expanduser().absolute()
+    digest = hashlib.sha256(dockerfile.read_bytes())
+    digest.update(repr(sorted(config.build_args.items())).encode())
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(context).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return f"rompy-tasks-build:{digest.hexdigest()[:16]}"
+
+
+def resolve_image(
+    client: "docker.DockerClient", config: DockerConfig, run_dir: Path, on_line: LineSink | None
+) -> Any:
+    """The image to run: built from the Dockerfile (cached by tag) or checked/pulled per pull_policy."""
+    import docker
+
+    if config.dockerfile is not None:
+        tag = build_tag(config)
+        try:
+            return client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            return _build(client, config, tag, stage_log_path(run_dir, "build"), on_line)
+    name = config.image
+    present = _local_image(client, name)
+    if config.pull_policy == "never":
+        if present is None:
+            raise BackendError(f"image {name!r} is not on this Docker engine and pull_policy is 'never'")
+        return present
+    if present is not None and config.pull_policy == "if-missing":
+        return present
+    try:
+        return client.images.pull(name)
+    except docker.errors.DockerException as err:
+        raise BackendError(
+            f"cannot pull image {name!r} (pull_policy {config.pull_policy!r}): {err}"
+        ) from None
+
+
+def _local_image(client: "docker.DockerClient", name: str) -> Any:
+    import docker
+
+    try:
+        return client.images.get(name)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _build(
+    client: "docker.DockerClient", config: DockerConfig, tag: str, log_path: Path, on_line: LineSink | None
+) -> Any:
+    dockerfile = config.dockerfile.expanduser().absolute()
+    context = (config.build_context or dockerfile.parent).expanduser().absolute()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        log.write(f"# {datetime.now(UTC).isoformat()} building {tag} from {dockerfile}\n")
+        for chunk in client.api.build(
+            path=str(context),
+            dockerfile=str(dockerfile),
+            tag=tag,
+            buildargs=config.build_args,
+            network_mode="host",
+            rm=True,
+            decode=True,
+        ):
+            if "error" in chunk:
+                log.write(chunk["error"] + "\n")
+                raise BackendError(f"docker build of {dockerfile} failed: {chunk['error'].strip()}")
+            for line in chunk.get("stream", "").splitlines():
+                log.write(line + "\n")
+                if on_line is not None and line.strip():
+                    on_line(line)
+    return client.images.get(tag)
+
+
+def _pump_logs(container: Any, log_path: Path, on_line: LineSink | None) -> None:
+    """Copy the container's output line by line to the log file and the callback."""
+    buffer = b""
+    with open(log_path, "a") as log:
+
+        def emit(raw: bytes) -> None:
+            text = raw.decode(errors="replace").rstrip("\r")
+            log.write(text + "\n")
+            log.flush()
+            if on_line is not None:
+                try:
+                    on_line(text)
+                except Exception:  # the log file and the model matter more than one log line
+                    pass
+
+        for chunk in container.logs(stream=True, follow=True):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                emit(line)
+        if buffer:
+            emit(buffer)
+
+
+def run_container(
+    client: "docker.DockerClient",
+    image: Any,
+    command: list[str],
+    *,
+    run_dir: Path,
+    log_path: Path,
+    env_vars: dict[str, str],
+    timeout: float,
+    user: str,
+    cpu: int,
+    memory: str | None,
+    volumes: list[tuple[Path, str, str]],
+    network: str,
+    remove: bool,
+    on_line: LineSink | None = None,
+    labels: dict[str, str] | None = None,
+    grace: int = STOP_GRACE_SECONDS,
+) -> RunResult:
+    """Run `command` in a new container and own it until it is gone (or kept, if asked)."""
+    import requests
+
+    import docker
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    mounts = {str(run_dir): {"bind": MOUNT_POINT, "mode": "rw"}}
+    mounts.update({str(host): {"bind": target, "mode": mode} for host, target, mode in volumes})
+    name = f"rompy-{labels.get(RUN_LABEL, 'run') if labels else 'run'}-{uuid.uuid4().hex[:8]}"
+    started = datetime.now(UTC)
+    with open(log_path, "a") as log:
+        log.write(
+            f"# {started.isoformat()} container {name} from {image.tags or image.id} as {user}: "
+            f"{' '.join(command)}\n"
+        )
+    try:
+        container = client.containers.run(
+            image.id,
+            command,
+            detach=True,
+            name=name,
+            working_dir=MOUNT_POINT,
+            user=user,
+            environment=dict(env_vars),
+            volumes=mounts,
+            nano_cpus=int(cpu * 1e9),
+            mem_limit=memory.lower() if memory else None,
+            network_mode=network,
+            labels=labels or {},
+        )
+    except docker.errors.DockerException as err:
+        raise BackendError(f"the Docker engine refused to start the container: {err}") from None
+    pump = threading.Thread(target=_pump_logs, args=(container, log_path, on_line), daemon=True)
+    pump.start()
+    timed_out = False
+    try:
+        try:
+            exit_code = container.wait(timeout=timeout)["StatusCode"]
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            timed_out = True
+            container.stop(timeout=grace)
+            exit_code = container.wait(timeout=grace + 30)["StatusCode"]
+    except BaseException:
+        container.stop(timeout=grace)  # Ctrl-C, SIGTERM, cancellation: the container goes too
+        raise
+    finally:
+        pump.join(timeout=30)
+        ended = datetime.now(UTC)
+        if remove:
+            container.remove(force=True)
+    with open(log_path, "a") as log:
+        log.write(
+            f"# {ended.isoformat()} container {'timed out' if timed_out else 'exited'} "
+            f"with code {exit_code}\n"
+        )
+    result = RunResult(
+        backend="docker",
+        command=command,
+        exit_code=exit_code,
+        started=started,
+        ended=ended,
+        duration_seconds=(ended - started).total_seconds(),
+        log_path=log_path,
+        details={
+            "image": (image.tags or [image.id])[0],
+            "image_id": image.id,
+            "container_id": container.id,
+            "container_name": name,
+            "user": user,
+        },
+    )
+    return raise_for_exit(result, timed_out, timeout)
