@@ -34,8 +34,22 @@ def select_stages(first_stage: str, last_stage: str) -> list[str]:
     return list(STAGES[start : end + 1])
 
 
+def expand_shorthands(data: dict[str, Any]) -> dict[str, Any]:
+    """File conveniences, expanded before validation: `postprocessor: archive` or a list of names.
+
+    The model (and so the JSON schema the Prefect API enforces) takes only the explicit
+    form: a list of `{processor: name, ...}`.
+    """
+    value = data.get("postprocessor")
+    if value is None:
+        return data
+    items = value if isinstance(value, list) else [value]
+    return {**data, "postprocessor": [{"processor": i} if isinstance(i, str) else i for i in items]}
+
+
 def validate_data(data: dict[str, Any], source: str | None = None) -> BaseModel:
     """Validate a pipeline mapping; every problem is reported with its field path."""
+    data = expand_shorthands(data)
     try:
         pipeline = pipeline_config_class().model_validate(data)
     except ValidationError as err:

@@ -19,7 +19,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from rompy_tasks.backends.base import BaseBackendConfig
 from rompy_tasks.core.config import BaseModelConfig
@@ -137,14 +137,6 @@ def model_run_class() -> type[ModelRun]:
     return create_model("ModelRun", __base__=ModelRun, config=(model_config_union(), ...))
 
 
-def _normalise_postprocessors(value: Any) -> Any:
-    """Accept `archive`, `{processor: archive, ...}` or a list of either."""
-    if value is None:
-        return []
-    items = value if isinstance(value, list) else [value]
-    return [{"processor": item} if isinstance(item, str) else item for item in items]
-
-
 @cache
 def pipeline_config_class() -> type[BaseModel]:
     """The pipeline file: `config` (the model run), `backend`, `postprocessor` (one or a list)."""
@@ -163,9 +155,5 @@ def pipeline_config_class() -> type[BaseModel]:
         )
         run_retries: int = Field(0, ge=0, le=10, description="Retries of the run stage after a failure")
         run_retry_delay_seconds: float = Field(10.0, ge=0, le=3600)
-
-        _normalise = field_validator("postprocessor", mode="before")(
-            classmethod(lambda cls, v: _normalise_postprocessors(v))
-        )
 
     return PipelineConfig

@@ -327,3 +327,44 @@ def test_sigterm_to_the_cli_stops_the_container(engine, prefect_api, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_docker_work_pool_runs_the_whole_pipeline_in_a_container(engine, tmp_path):
+    """prefect server + docker worker + `prefect deploy` of deployments/docker/prefect.yaml."""
+    from servers import prefect_cli, prefect_server, prefect_worker
+
+    flow_image = f"rompy-tasks/flow:{importlib.metadata.version('rompy-tasks')}"
+    if os.getuid() == 0:  # (re)build from this checkout; cached layers make an unchanged build quick
+        subprocess.run([REPO / "scripts" / "docker-engine", "flow-image"], check=True)
+    elif not engine.images.list(name=flow_image):
+        pytest.skip(f"{flow_image} is not built and we are not root to build it")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    os.chown(runs, 1000, 1000) if os.getuid() == 0 else runs.chmod(0o777)
+    with prefect_server(tmp_path / "home", tmp_path / "server.log") as env:
+        env["ROMPY_TASKS_RUNS"] = str(runs)
+        created = prefect_cli("work-pool", "create", "rompy-docker", "--type", "docker", env=env, cwd=REPO)
+        assert created.returncode == 0, (created.stdout + created.stderr)[-3000:]
+        deployed = prefect_cli(
+            "deploy", "--prefect-file", "deployments/docker/prefect.yaml", "--all", env=env, cwd=REPO
+        )
+        assert deployed.returncode == 0, (deployed.stdout + deployed.stderr)[-3000:]
+        with prefect_worker("rompy-docker", "docker", env, tmp_path / "worker.log"):
+            ran = prefect_cli(
+                "deployment",
+                "run",
+                "model-pipeline/veros-acc-docker",
+                "--watch",
+                "--watch-timeout",
+                "300",
+                env=env,
+                cwd=REPO,
+            )
+    worker_log = (tmp_path / "worker.log").read_text()
+    assert ran.returncode == 0, (ran.stdout + ran.stderr)[-2000:] + worker_log[-3000:]
+    assert "Completed" in ran.stdout
+    staging = runs / "veros-acc-docker-pool"
+    assert (staging / "acc.energy.nc").exists() and (staging / "analysis" / "summary.json").exists()
+    assert (staging / "archive" / "manifest.json").exists()
+    assert "Integration done" in (staging / "logs" / "run.log").read_text()
+    assert not engine.containers.list(all=True, filters={"ancestor": flow_image}), "auto-removed"

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -35,7 +35,7 @@ def test_parse_duration_rejects_nonsense(bad):
 def test_time_range_from_duration_and_from_end_agree():
     a = TimeRange(start="2026-01-01T00:00", duration="2d", interval="12h")
     b = TimeRange(start="2026-01-01T00:00", end="2026-01-03T00:00", interval="PT12H")
-    assert a.end == b.end == datetime(2026, 1, 3)
+    assert a.end == b.end == datetime(2026, 1, 3, tzinfo=UTC)
     assert a.duration == b.duration == timedelta(days=2)
     assert a.seconds == 172800
     assert len(a.dates) == 5 and a.dates[-1] == a.end
@@ -59,3 +59,13 @@ def test_time_range_include_end_false_drops_last():
 def test_time_range_rejects_inconsistent_periods(fields, message):
     with pytest.raises(ValidationError, match=message):
         TimeRange(start="2026-01-01", **fields)
+
+
+def test_times_are_utc_aware():
+    naive = TimeRange(start="2026-01-01T00:00", duration="1h")
+    assert naive.start == datetime(2026, 1, 1, tzinfo=UTC)
+    shifted = TimeRange(start="2026-01-01T12:00+10:00", duration="1h")
+    assert shifted.start == datetime(2026, 1, 1, 2, tzinfo=UTC)
+    assert shifted.start.tzinfo is UTC
+    assert naive.model_dump(mode="json")["start"] == "2026-01-01T00:00:00Z"
+    assert UTC == UTC

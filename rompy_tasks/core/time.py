@@ -2,14 +2,16 @@
 
 Durations accept ISO 8601 (`PT1H`, `P2D`), rompy-style shorthands (`1h`, `15m`, `2d`, `30s`,
 `1w`), plain seconds, or a `timedelta`. `TimeRange` follows rompy: `start` plus `end` or
-`duration`, an output `interval` and `include_end`.
+`duration`, an output `interval` and `include_end`. Times without a zone are UTC (as model
+times usually are) and are stored timezone-aware, so they compare with Prefect's schedule
+times and serialise as RFC 3339.
 """
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, TypeAdapter, model_validator
 
 _SHORTHAND = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|min|s|ms)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "min": 60, "s": 1, "ms": 0.001}
@@ -49,13 +51,21 @@ def _seconds(seconds: float, original: Any) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+def as_utc(value: datetime) -> datetime:
+    """A naive time is taken as UTC; an aware one is converted to UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UTCDateTime = Annotated[datetime, AfterValidator(as_utc)]
+
+
 class TimeRange(BaseModel):
     """The model period: `start` and either `end` or `duration`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    start: datetime
-    end: datetime | None = None
+    start: UTCDateTime
+    end: UTCDateTime | None = None
     duration: Duration | None = None
     interval: Duration = timedelta(hours=1)
     include_end: bool = True

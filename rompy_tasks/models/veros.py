@@ -9,9 +9,9 @@ hot start, the restart input. The user never writes the command.
 import importlib.util
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, field_validator
 from veros.settings import SETTINGS
 
 from rompy_tasks.core.config import BaseModelConfig
@@ -46,10 +46,21 @@ class DiagnosticFrequency(BaseModel):
     output_frequency: float = Field(gt=0)
     sampling_frequency: float | None = Field(None, gt=0)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _number_is_output_frequency(cls, value: Any) -> Any:
-        return {"output_frequency": value} if isinstance(value, int | float) else value
+
+def _number_is_output_frequency(value: Any) -> Any:
+    return (
+        {"output_frequency": value}
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        else value
+    )
+
+
+# A diagnostic's frequency: seconds between outputs, or {output_frequency, sampling_frequency}.
+# The schema says both forms, because the Prefect API validates deployment parameters with it.
+FrequencyInput = Annotated[
+    DiagnosticFrequency,
+    BeforeValidator(_number_is_output_frequency, json_schema_input_type=PositiveFloat | DiagnosticFrequency),
+]
 
 
 class VerosConfig(BaseModelConfig):
@@ -63,7 +74,7 @@ class VerosConfig(BaseModelConfig):
     settings: dict[str, float | int | bool | str] = Field(
         default_factory=dict, description="Veros settings overrides, passed as `-s NAME VALUE`"
     )
-    diagnostics: dict[Diagnostic, DiagnosticFrequency] = Field(
+    diagnostics: dict[Diagnostic, FrequencyInput] = Field(
         default_factory=dict, description="Output (and sampling) frequency in seconds per diagnostic"
     )
     restart_input: Path | None = Field(None, description="Restart file to hot-start from")

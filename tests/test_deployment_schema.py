@@ -1,0 +1,62 @@
+"""Deployment parameters must pass the schema check the Prefect API applies to them.
+
+The API validates a deployment's parameters against the flow's parameter schema
+(`enforce_parameter_schema`), with Prefect's own jsonschema validator: what our loader
+accepts and what the schema declares must agree.
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.utilities.callables import parameter_schema
+from prefect.utilities.schema_tools import validate
+
+from flows.pipeline import model_pipeline
+from rompy_tasks.core.loader import load_document
+from rompy_tasks.pipeline import validate_data
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA = parameter_schema(model_pipeline).model_dump_for_openapi()
+DEPLOYMENT_FILES = sorted((REPO / "deployments").rglob("prefect.yaml"))
+
+
+def deployments():
+    for path in DEPLOYMENT_FILES:
+        for deployment in yaml.safe_load(path.read_text())["deployments"]:
+            if deployment["entrypoint"].endswith(":model_pipeline"):
+                yield pytest.param(deployment, id=f"{path.parent.name}/{deployment['name']}")
+
+
+@pytest.mark.parametrize("deployment", list(deployments()))
+def test_deployment_parameters_conform_to_the_flow_schema(deployment, monkeypatch):
+    monkeypatch.setenv("ROMPY_TASKS_RUNS", "/tmp/rompy-runs")
+    params = deployment["parameters"]
+    text = yaml.safe_dump(params).replace("{{ $ROMPY_TASKS_RUNS }}", "/tmp/rompy-runs")
+    params = yaml.safe_load(text)
+    # exactly as the API does on `prefect deploy` (no format checks) ...
+    validate(params, SCHEMA, raise_on_error=True, preprocess=True)
+    # ... and with formats checked, as a UI form or client may
+    errors = validate(params, SCHEMA, preprocess=True)
+    assert not errors, [e.message for e in errors]
+    validate_data(params["pipeline"])
+
+
+def test_the_demo_pipeline_conforms_once_shorthands_are_expanded():
+    data = load_document(REPO / "examples" / "veros-acc" / "pipeline.yaml", environ={})
+    pipeline = validate_data(data)
+    errors = validate({"pipeline": pipeline.model_dump(mode="json")}, SCHEMA, preprocess=True)
+    assert not errors, [e.message for e in errors]
+
+
+def test_the_schema_rejects_what_the_model_rejects():
+    bad = {
+        "pipeline": {
+            "config": {
+                "period": {"start": "2026-01-01", "duration": "1d"},
+                "config": {"model_type": "veros"},
+            },
+            "backend": {"type": "local", "timeout": 5},
+        }
+    }
+    assert validate(bad, SCHEMA, preprocess=True)
