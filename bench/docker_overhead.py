@@ -1,6 +1,6 @@
 """Per-run overhead of the docker backend against a plain `docker run` of the same work.
 
-Both run `true` (and a 2-day Veros ACC run) in rompy-tasks/veros:<version>, with no network and
+Both run `true` (and a 2-day Veros ACC run) in rompy-tasks/veros:<version>, with no network, 1 CPU and
 the container removed afterwards; the backend additionally checks the engine and image,
 mounts the run directory, applies limits and streams logs. Needs scripts/docker-engine.
 
@@ -33,6 +33,8 @@ def plain_docker(command: list[str], workdir: Path) -> float:
             "--rm",
             "--network",
             "none",
+            "--cpus",
+            "1",
             "--user",
             "1000:1000",
             "-v",
@@ -69,7 +71,7 @@ def main() -> None:
         plain_true = [plain_docker(["true"], work) for _ in range(args.runs)]
         ours_true = [backend({"model_type": "shell", "command": "true"}, work, i) for i in range(args.runs)]
         veros = {"model_type": "veros", "setup": "acc"}
-        ours_veros = [backend(veros, work, 100 + i, days="2d") for i in range(3)]
+        ours_veros = [backend(veros, work, 100 + i, days="2d") for i in range(5)]
         setup = work / "b100"
         plain_veros = [
             plain_docker(
@@ -86,7 +88,7 @@ def main() -> None:
                 ],
                 setup,
             )
-            for i in range(3)
+            for i in range(5)
         ]
     rows = [
         ("`true`", plain_true, ours_true),
