@@ -6,6 +6,7 @@ Prefect, so they answer fast.
 """
 
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -85,13 +86,12 @@ def run(
     from flows.pipeline import model_pipeline  # imports Prefect: only when something will run
     from flows.progress import pipeline_progress
 
-    runner = pipeline.backend.task_runner()
-    flow = model_pipeline.with_options(task_runner=runner) if runner is not None else model_pipeline
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's scheduler chatter (slurm backend)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     run_id = pipeline.config.run_id
     err.rule(f"rompy-tasks: {run_id} ({pipeline.config.config.model_type} on {pipeline.backend.type})")
     with pipeline_progress(err, run_id):
-        state = flow(
+        state = model_pipeline(
             pipeline=pipeline,
             first_stage=first_stage,
             last_stage=last_stage,

@@ -7,11 +7,13 @@ generate only). A failure keeps inputs and logs; `cleanup_on_failure` removes ou
 
 import time
 import traceback
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.postprocess import artifact_key, postprocess_flow
+from rompy_tasks.backends.base import RunResult
 from rompy_tasks.pipeline import (
     PipelineResult,
     Stage,
@@ -26,6 +28,27 @@ from rompy_tasks.plugins import pipeline_config_class
 from rompy_tasks.tasks import generate_inputs, run_model
 
 PipelineConfig = pipeline_config_class()
+
+
+@flow(name="remote-run-stage", flow_run_name="run-{model_run.run_id}", validate_parameters=False)
+def remote_run_stage(model_run: Any, backend: Any, retries: int, retry_delay_seconds: float) -> RunResult:
+    """The run stage on a backend's own task runner (e.g. Dask workers in SLURM jobs)."""
+    task = run_model.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)
+    return task.submit(model_run, backend).result()
+
+
+def run_stage(model_run: Any, backend: Any, retries: int, retry_delay_seconds: float) -> RunResult:
+    """Run the model: in this thread, or as a subflow under the runner the backend needs.
+
+    Only the run stage moves (generate and postprocess stay where the flow runs), so the
+    same flow works from the CLI and from a deployment.
+    """
+    backend.preflight()
+    runner = backend.task_runner()
+    if runner is None:
+        task = run_model.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)
+        return task(model_run, backend)
+    return remote_run_stage.with_options(task_runner=runner)(model_run, backend, retries, retry_delay_seconds)
 
 
 @flow(name="model-pipeline", flow_run_name="{pipeline.config.run_id}")
@@ -52,10 +75,9 @@ def model_pipeline(
             elif stage == "run":
                 if validate_stages:
                     check_inputs(model_run)
-                runner = run_model.with_options(
-                    retries=pipeline.run_retries, retry_delay_seconds=pipeline.run_retry_delay_seconds
+                result.run = run_stage(
+                    model_run, pipeline.backend, pipeline.run_retries, pipeline.run_retry_delay_seconds
                 )
-                result.run = runner(model_run, pipeline.backend)
             else:
                 if validate_stages:
                     check_outputs(model_run)

@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.logging.handlers import APILogHandler
 
 from rompy_tasks.backends.base import BaseBackendConfig, RunResult
 from rompy_tasks.pipeline import record_generated
@@ -30,6 +31,11 @@ def run_model(model_run: Any, backend: BaseBackendConfig) -> RunResult:
     logger.info(
         "running %s on the %s backend in %s", model_run.config.model_type, backend.type, model_run.staging_dir
     )
-    result = backend.execute(model_run, on_line=logger.info)
-    logger.info("model finished with exit code %d in %.1f s", result.exit_code, result.duration_seconds)
-    return result
+    try:
+        result = backend.execute(model_run, on_line=logger.info)
+        logger.info("model finished with exit code %d in %.1f s", result.exit_code, result.duration_seconds)
+        return result
+    finally:
+        # On a remote worker (a SLURM job) the process may be retired right after the task:
+        # deliver the model's last log lines to the API first.
+        APILogHandler().flush()

@@ -56,12 +56,18 @@ class BaseBackendConfig(BaseModel):
             raise ValueError(f"working_dir {value} does not exist or is not a directory")
         return value
 
+    def preflight(self) -> None:
+        """Check, before anything is submitted, that this backend can run at all (BackendError)."""
+
     def execute(self, run: "ModelRun", on_line: LineSink | None = None) -> RunResult:
         """Run the model for `run`; return the result or raise ModelRunError."""
         raise NotImplementedError(f"backend {self.type!r} does not implement execute()")
 
     def task_runner(self) -> Any:
-        """The Prefect task runner the run stage needs (None: run in the flow's own thread)."""
+        """The Prefect task runner the run stage needs (None: run in the flow's own thread).
+
+        Called where the flow runs, just before the run stage.
+        """
         return None
 
     def cwd_for(self, run: "ModelRun") -> Path:

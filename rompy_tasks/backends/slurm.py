@@ -1,0 +1,223 @@
+"""The slurm backend: the run stage executes in SLURM jobs, through prefect-dask + dask-jobqueue.
+
+`task_runner()` builds a `DaskTaskRunner` with `dask_jobqueue.SLURMCluster`; the pipeline
+runs its run stage under it, so `run_model` executes on a Dask worker inside a SLURM
+allocation. There `execute` starts the model with the launcher (`srun` by default) in its
+own process group, with the same streaming, result and errors as the local backend, plus
+the SLURM job id. Workers report to the flow's Prefect API: its URL is exported in the
+job script (a temporary server's too), so no worker starts a server of its own.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
+
+from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, stage_log_path
+from rompy_tasks.backends.process import child_environment, execute_process, resolve_executable
+from rompy_tasks.core.errors import BackendError, RunTimeoutError
+
+if TYPE_CHECKING:
+    from rompy_tasks.core.model_run import ModelRun
+
+WALLTIME_MARGIN_SECONDS = 15
+_TIME_LIMIT = re.compile(r"^(?:(\d+)-)?(\d{1,2}):(\d{2}):(\d{2})$")
+_NO_NEWLINES = re.compile(r"^[^\n\r]*$")
+
+
+def walltime_seconds(text: str) -> int:
+    """`HH:MM:SS` or `D-HH:MM:SS` in seconds."""
+    match = _TIME_LIMIT.match(text)
+    if not match:
+        raise ValueError(f"time_limit {text!r} must be HH:MM:SS or D-HH:MM:SS")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    if minutes > 59 or seconds > 59:
+        raise ValueError(f"time_limit {text!r}: minutes and seconds must be below 60")
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+class SlurmConfig(BaseBackendConfig):
+    """Run the model in SLURM jobs (Dask workers started by dask-jobqueue)."""
+
+    type: Literal["slurm"] = "slurm"
+    queue: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$", description="Partition (default: the cluster's)"
+    )
+    account: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="Account to charge")
+    qos: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="Quality of service")
+    nodes: int = Field(1, ge=1, le=100, description="Nodes per job (1..100)")
+    ntasks: int = Field(1, ge=1, le=100000, description="Tasks (MPI ranks) per job")
+    cpus_per_task: int = Field(1, ge=1, le=128, description="CPUs per task (1..128)")
+    memory: str | None = Field(
+        None, pattern=r"^\d+(\.\d+)?[KMGTkmgt]i?[Bb]?$", description="Memory per job, e.g. 4G, 500MB"
+    )
+    time_limit: str = Field("01:00:00", description="Walltime per job: HH:MM:SS or D-HH:MM:SS")
+    job_extra_directives: list[str] = Field(
+        default_factory=list, description="Extra #SBATCH options, e.g. --exclusive"
+    )
+    job_script_prologue: list[str] = Field(
+        default_factory=list, description="Shell lines run before the worker starts, e.g. module load ..."
+    )
+    max_jobs: int = Field(1, ge=1, le=1000, description="Upper bound of concurrently running worker jobs")
+    interface: str = Field("lo", pattern=r"^[A-Za-z0-9_.:-]+$", description="Network interface for Dask")
+    launcher: Literal["srun", "mpiexec", "none"] = Field(
+        "srun", description="How the model starts in the job"
+    )
+
+    @field_validator("time_limit")
+    @classmethod
+    def _time_limit_valid(cls, value: str) -> str:
+        walltime_seconds(value)
+        return value
+
+    @field_validator("job_extra_directives", "job_script_prologue")
+    @classmethod
+    def _single_lines(cls, value: list[str]) -> list[str]:
+        for line in value:
+            if not _NO_NEWLINES.match(line) or not line.strip():
+                raise ValueError(f"{line!r} must be one non-empty line")
+        return value
+
+    @field_validator("job_extra_directives")
+    @classmethod
+    def _directives_are_options(cls, value: list[str]) -> list[str]:
+        for line in value:
+            if not line.startswith("-"):
+                raise ValueError(f"{line!r} must be an sbatch option such as --exclusive (no '#SBATCH')")
+        return value
+
+    # --- where the flow runs -------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Before any submission: sbatch present, controller up, partition known."""
+        if shutil.which("sbatch") is None:
+            raise BackendError(
+                "SLURM is not available: sbatch is not on PATH (as root: scripts/slurm-cluster)"
+            )
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+        if ping.returncode != 0 or "UP" not in ping.stdout:
+            raise BackendError(
+                f"the SLURM controller is not reachable: {(ping.stdout + ping.stderr).strip()}"
+            )
+        if self.queue is not None:
+            listed = subprocess.run(
+                ["sinfo", "-h", "-o", "%R"], capture_output=True, text=True
+            ).stdout.split()
+            if self.queue not in listed:
+                raise BackendError(
+                    f"SLURM partition {self.queue!r} does not exist; partitions: {', '.join(listed)}"
+                )
+
+    def cluster_kwargs(self, api_url: str) -> dict[str, Any]:
+        """SLURMCluster arguments: one single-threaded Dask worker per job, our resources per job."""
+        directives = [f"--nodes={self.nodes}", f"--ntasks={self.ntasks}", *self.job_extra_directives]
+        if self.qos:
+            directives.append(f"--qos={self.qos}")
+        skip = ["-n 1"] + ([] if self.memory else ["--mem"])
+        return {
+            "queue": self.queue,
+            "account": self.account,
+            "cores": 1,
+            "processes": 1,
+            "job_cpu": self.cpus_per_task,
+            "memory": _dask_memory(self.memory or "1G"),
+            "walltime": self.time_limit,
+            "interface": self.interface,
+            "scheduler_options": {"interface": self.interface},
+            "job_extra_directives": directives,
+            "job_directives_skip": skip,
+            "job_script_prologue": [f"export PREFECT_API_URL={api_url}", *self.job_script_prologue],
+            "name": "rompy-tasks",
+        }
+
+    def task_runner(self) -> Any:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(
+            cluster_class="dask_jobqueue.SLURMCluster",
+            cluster_kwargs=self.cluster_kwargs(current_api_url()),
+            adapt_kwargs={"minimum": 0, "maximum": self.max_jobs},
+        )
+
+    # --- where the model runs (a Dask worker inside a SLURM job) --------------------------------
+
+    def launch_command(self, command: list[str]) -> list[str]:
+        if self.launcher == "srun":
+            return ["srun", f"--ntasks={self.ntasks}", f"--cpus-per-task={self.cpus_per_task}", *command]
+        if self.launcher == "mpiexec":
+            return ["mpiexec", "-n", str(self.ntasks), *command]
+        return command
+
+    def execute(self, run: "ModelRun", on_line: LineSink | None = None) -> RunResult:
+        job_id = os.environ.get("SLURM_JOB_ID")
+        if job_id is None:
+            raise BackendError("the slurm backend's run stage must execute inside a SLURM job")
+        left = job_seconds_left(job_id)
+        limit = self.timeout
+        walltime_bound = left is not None and left - WALLTIME_MARGIN_SECONDS < limit
+        if walltime_bound:
+            limit = max(1, left - WALLTIME_MARGIN_SECONDS)
+        if on_line is not None:
+            on_line(f"running in SLURM job {job_id} on {os.uname().nodename}")
+        model = run.config.run_command(run)
+        model[0] = resolve_executable(
+            model[0], child_environment(self.env_vars)
+        )  # before the launcher hides it
+        try:
+            return execute_process(
+                self.type,
+                self.launch_command(model),
+                cwd=self.cwd_for(run),
+                log_path=stage_log_path(run.staging_dir, "run"),
+                env_vars=self.env_vars,
+                timeout=limit,
+                on_line=on_line,
+                details={"slurm_job_id": job_id, "node": os.uname().nodename},
+            )
+        except RunTimeoutError as err:
+            if walltime_bound:
+                raise RunTimeoutError(
+                    f"the model needs more than the SLURM walltime time_limit={self.time_limit} "
+                    f"(job {job_id}); it was stopped {WALLTIME_MARGIN_SECONDS} s before the limit",
+                    err.exit_code,
+                    err.log_path,
+                    err.log_tail,
+                ) from None
+            raise
+
+
+def _dask_memory(value: str) -> str:
+    """4G -> 4GB (dask parses bytes; SLURM gets --mem from it)."""
+    return value if value.upper().endswith("B") else f"{value}B"
+
+
+def job_seconds_left(job_id: str) -> int | None:
+    """Seconds before this job's walltime, from squeue (None if unknown or unlimited)."""
+    out = subprocess.run(
+        ["squeue", "-h", "-j", job_id, "-o", "%L"], capture_output=True, text=True
+    ).stdout.strip()
+    try:
+        return walltime_seconds(out) if out else None
+    except ValueError:
+        try:  # squeue prints MM:SS below an hour
+            minutes, seconds = out.split(":")
+            return int(minutes) * 60 + int(seconds)
+        except ValueError:
+            return None
+
+
+def current_api_url() -> str:
+    """The Prefect API this process uses; starts (or joins) the temporary server if none is set."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if url:
+        return url
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the same singleton Prefect's own client uses
+    server.start()
+    return server.api_url

@@ -1,0 +1,250 @@
+"""The slurm backend on a real single-node SLURM cluster (started by scripts/slurm-cluster)."""
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+import yaml
+from conftest import CLI, REPO, process_gone
+from pydantic import ValidationError
+
+from rompy_tasks.backends.slurm import SlurmConfig, walltime_seconds
+from rompy_tasks.core.errors import BackendError, RunTimeoutError
+from rompy_tasks.pipeline import validate_data
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    script = REPO / "scripts" / "slurm-cluster"
+    if subprocess.run([script, "status"], capture_output=True).returncode != 0:
+        if os.getuid() != 0:
+            pytest.skip("no SLURM cluster answering, and not root to start one (scripts/slurm-cluster)")
+        subprocess.run([script, "start"], check=True)
+    return "debug"
+
+
+def queue_empty() -> bool:
+    return subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip() == ""
+
+
+def wait_queue_empty(seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not queue_empty() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return queue_empty()
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def problems(**fields):
+    with pytest.raises(ValidationError) as info:
+        SlurmConfig(**fields)
+    return {".".join(str(p) for p in e["loc"]): e["msg"] for e in info.value.errors()}
+
+
+def test_defaults_and_valid_values():
+    config = SlurmConfig(
+        queue="debug",
+        account="proj1",
+        qos="normal",
+        nodes=2,
+        ntasks=4,
+        cpus_per_task=8,
+        memory="4G",
+        time_limit="1-02:30:00",
+        job_extra_directives=["--exclusive"],
+        job_script_prologue=["module load veros"],
+        max_jobs=4,
+        interface="lo",
+        launcher="mpiexec",
+    )
+    assert config.launch_command(["m"]) == ["mpiexec", "-n", "4", "m"]
+    assert SlurmConfig().launcher == "srun" and SlurmConfig().interface == "lo"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"nodes": 0}, "nodes"),
+        ({"nodes": 101}, "nodes"),
+        ({"cpus_per_task": 0}, "cpus_per_task"),
+        ({"cpus_per_task": 129}, "cpus_per_task"),
+        ({"ntasks": 0}, "ntasks"),
+        ({"memory": "lots"}, "memory"),
+        ({"memory": "4 G"}, "memory"),
+        ({"time_limit": "1h"}, "time_limit"),
+        ({"time_limit": "00:61:00"}, "time_limit"),
+        ({"time_limit": "1-2:3"}, "time_limit"),
+        ({"job_extra_directives": ["--exclusive\n#SBATCH --uid=0"]}, "job_extra_directives"),
+        ({"job_extra_directives": ["#SBATCH --exclusive"]}, "job_extra_directives"),
+        ({"job_script_prologue": ["module load x\nrm -rf /"]}, "job_script_prologue"),
+        ({"max_jobs": 0}, "max_jobs"),
+        ({"launcher": "aprun"}, "launcher"),
+        ({"queue": "debug; rm -rf /"}, "queue"),
+        ({"timeout": 30}, "timeout"),
+        ({"env_vars": {"N": 1}}, "env_vars.N"),
+    ],
+)
+def test_invalid_values_name_their_field(fields, field):
+    assert field in problems(**fields)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("00:01:30", 90), ("2:00:00", 7200), ("1-00:00:01", 86401)])
+def test_walltime_parsing(text, seconds):
+    assert walltime_seconds(text) == seconds
+
+
+def test_job_script_carries_resources_and_the_api_url():
+    kwargs = SlurmConfig(queue="debug", ntasks=2, cpus_per_task=3, memory="2G", qos="q").cluster_kwargs(
+        "http://x/api"
+    )
+    assert kwargs["job_cpu"] == 3 and kwargs["memory"] == "2GB" and kwargs["queue"] == "debug"
+    assert {"--ntasks=2", "--qos=q", "--nodes=1"} <= set(kwargs["job_extra_directives"])
+    assert kwargs["job_script_prologue"][0] == "export PREFECT_API_URL=http://x/api"
+
+
+def test_json_schema_export():
+    schema = SlurmConfig.model_json_schema()
+    assert schema["properties"]["nodes"]["maximum"] == 100
+    assert schema["properties"]["type"]["const"] == "slurm"
+
+
+# --- clear errors before submission ---------------------------------------------------------------
+
+
+def test_missing_partition_is_named(cluster):
+    with pytest.raises(BackendError, match="partition 'nowhere' does not exist"):
+        SlurmConfig(queue="nowhere").preflight()
+    SlurmConfig(queue=cluster).preflight()
+
+
+def test_missing_sbatch_is_reported(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BackendError, match="sbatch is not on PATH"):
+        SlurmConfig().preflight()
+
+
+def test_unreachable_controller_is_reported(cluster, monkeypatch, tmp_path):
+    conf = tmp_path / "slurm.conf"
+    real = open("/etc/slurm/slurm.conf").read()
+    conf.write_text(real + "SlurmctldPort=1\n")  # a controller that is not there
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    with pytest.raises(BackendError, match="controller is not reachable"):
+        SlurmConfig().preflight()
+
+
+def test_execute_outside_a_job_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(BackendError, match="inside a SLURM job"):
+        SlurmConfig().execute(object())
+
+
+# --- execution --------------------------------------------------------------------------------------
+
+
+def pipeline(tmp_path, run_id, model, **backend):
+    return validate_data(
+        {
+            "config": {
+                "run_id": run_id,
+                "output_dir": str(tmp_path),
+                "period": {"start": "2026-01-01", "duration": "2d"},
+                "config": model,
+            },
+            "backend": {"type": "slurm", "queue": "debug", "time_limit": "00:10:00", **backend},
+            "postprocessor": [],
+        }
+    )
+
+
+@pytest.mark.veros
+def test_veros_pipeline_runs_inside_a_slurm_job(cluster, prefect_api, tmp_path):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, LogFilter, LogFilterFlowRunId
+
+    from flows.pipeline import model_pipeline
+
+    result = model_pipeline(
+        pipeline=pipeline(tmp_path, "veros-slurm", {"model_type": "veros", "setup": "acc"})
+    )
+    job_id = result.run.details["slurm_job_id"]
+    assert result.stages_completed == ["generate", "run", "postprocess"] and job_id.isdigit()
+    log = (tmp_path / "veros-slurm" / "logs" / "run.log").read_text()
+    assert "srun --ntasks=1" in log and "Integration done" in log
+    assert (tmp_path / "veros-slurm" / "acc.snapshot.nc").exists()
+    manifest = (tmp_path / "veros-slurm" / "rompy_tasks_run.json").read_text()
+    assert f'"slurm_job_id": "{job_id}"' in manifest
+
+    async def worker_logs():
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["run-veros-slurm"]))
+            )
+            return await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])), limit=200
+            )
+
+    messages = [entry.message for entry in asyncio.run(worker_logs())]
+    assert f"running in SLURM job {job_id} on {os.uname().nodename}" in messages, (
+        "the worker logged to our API"
+    )
+    assert any("Integration done" in m for m in messages), messages[-8:]
+    assert wait_queue_empty(), "worker jobs are released when the flow ends"
+
+
+def test_walltime_shorter_than_the_model_is_a_clear_error(cluster, prefect_api, tmp_path):
+    from flows.pipeline import model_pipeline
+
+    pids = tmp_path / "pid"
+    model = {"model_type": "shell", "command": ["sh", "-c", f"echo $$ > {pids}; sleep 300"]}
+    start = time.monotonic()
+    with pytest.raises(RunTimeoutError, match="SLURM walltime time_limit=00:00:40"):
+        model_pipeline(pipeline=pipeline(tmp_path, "walltime", model, time_limit="00:00:40"))
+    assert time.monotonic() - start < 90
+    assert process_gone(int(pids.read_text()))
+    assert wait_queue_empty(), "no job left in the queue"
+
+
+def test_sigterm_to_the_cli_releases_jobs_and_kills_the_model(cluster, prefect_api, tmp_path):
+    run_id = f"slurm-cancel-{uuid.uuid4().hex[:6]}"
+    pid_file = tmp_path / "model.pid"
+    doc = {
+        "config": {
+            "run_id": run_id,
+            "output_dir": str(tmp_path),
+            "period": {"start": "2026-01-01", "duration": "1h"},
+            "config": {"model_type": "shell", "command": ["sh", "-c", f"echo $$ > {pid_file}; sleep 300"]},
+        },
+        "backend": {"type": "slurm", "queue": "debug", "time_limit": "00:10:00"},
+    }
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    proc = subprocess.Popen(
+        [*CLI, "run", str(path)],
+        cwd=REPO,
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        model_pid = int(pid_file.read_text())
+        assert not queue_empty(), "the worker job is running"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) != 0
+        assert wait_queue_empty(), "SIGTERM released the SLURM jobs"
+        deadline = time.monotonic() + 20
+        while not process_gone(model_pid) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert process_gone(model_pid), "the model died with its job"
+    finally:
+        proc.kill()
+        proc.wait()
