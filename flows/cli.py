@@ -29,9 +29,7 @@ from rompy_tasks.plugins import (
     registry,
 )
 
-app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="Prefect-native ocean/wave/coastal model runs"
-)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Prefect-native ocean/wave/coastal model runs")
 backends_app = typer.Typer(no_args_is_help=True, help="Inspect and validate backend configs")
 app.add_typer(backends_app, name="backends")
 
@@ -110,6 +108,45 @@ def run(
     _print_result(result)
 
 
+@app.command()
+def ensemble(
+    file: Annotated[Path, typer.Argument(help="Ensemble YAML/JSON file")],
+    set_: SetOption = None,
+    indexes: Annotated[str | None, typer.Option(help="Members to run, e.g. 0,3-5")] = None,
+    max_parallel: Annotated[int | None, typer.Option(min=1, help="Members running at once")] = None,
+) -> None:
+    """Run an ensemble: many members of one pipeline, resuming completed ones."""
+    from rompy_tasks.ensemble import load_ensemble, parse_indexes
+
+    try:
+        config, members = load_ensemble(file, set_)
+        selected = parse_indexes(indexes) if indexes else None
+        if selected is not None and (bad := [i for i in selected if i >= len(members)]):
+            raise ConfigError.single("--indexes", f"{bad} outside 0..{len(members) - 1}")
+    except ConfigError as error:
+        raise _invalid(error) from None
+
+    from flows.ensemble import model_ensemble
+    from flows.progress import ensemble_progress
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    err.rule(f"rompy-tasks ensemble: {config.name} ({len(members)} members)")
+    run_ids = [m.run_id for m in members if selected is None or m.index in selected]
+    with ensemble_progress(err, run_ids):
+        state = model_ensemble(ensemble=config, indexes=selected, max_parallel=max_parallel, return_state=True)
+    if not state.is_completed():
+        err.print(f"[bold red]Ensemble {config.name} failed[/]: {state.message}")
+        raise typer.Exit(EXIT_FAILED)
+    result = state.result()
+    table = Table("member", "run id", "status", "attempts", "seconds", title=f"Ensemble {config.name}")
+    for m in result.members:
+        seconds = f"{m.duration_seconds:.1f}" if m.duration_seconds is not None else ""
+        table.add_row(str(m.index), m.run_id, m.status, str(m.attempts), seconds)
+    out.print(table)
+    out.print(f"Ensemble directory: {result.ensemble_dir}")
+
+
 def _print_result(result: Any) -> None:
     table = Table(title=f"Run {result.run_id}: {result.status}", show_header=True)
     table.add_column("stage")
@@ -157,9 +194,7 @@ def backends_list() -> None:
     """List the registered backends."""
     table = Table("type", "config class", "description")
     for name, cls in available("run").items():
-        table.add_row(
-            name, f"{cls.__module__}.{cls.__qualname__}", (cls.__doc__ or "").strip().split("\n")[0]
-        )
+        table.add_row(name, f"{cls.__module__}.{cls.__qualname__}", (cls.__doc__ or "").strip().split("\n")[0])
     out.print(table)
 
 

@@ -92,9 +92,7 @@ def model_pipeline(
         result.error = "".join(traceback.format_exception_only(err)).strip()
         if cleanup_on_failure:
             removed = remove_outputs(model_run)
-            logger.warning(
-                "cleanup_on_failure: removed %d output file(s); inputs and logs kept", len(removed)
-            )
+            logger.warning("cleanup_on_failure: removed %d output file(s); inputs and logs kept", len(removed))
         raise
     finally:
         result.timings.append(StageTiming(stage="total", seconds=time.monotonic() - started))

@@ -19,9 +19,7 @@ def artifact_key(*parts: str) -> str:
 
 def _publish(result: dict[str, Any], name: str, run_id: str) -> None:
     if result.get("table"):
-        create_table_artifact(
-            result["table"], key=artifact_key(name, run_id), description=result.get("message")
-        )
+        create_table_artifact(result["table"], key=artifact_key(name, run_id), description=result.get("message"))
     if result.get("markdown"):
         create_markdown_artifact(
             result["markdown"], key=artifact_key(name, run_id, "md"), description=result.get("message")

@@ -45,9 +45,40 @@ class _ProgressHandler(logging.Handler):
             self.progress.update(self.bar, **update)
 
 
+class _EnsembleHandler(logging.Handler):
+    """Counts members from their pipeline flow runs (named by run id)."""
+
+    def __init__(self, progress: Progress, run_ids: list[str]):
+        super().__init__(level=logging.INFO)
+        self.progress = progress
+        self.members = set(run_ids)
+        self.running: set[str] = set()
+        self.completed: set[str] = set()
+        self.failed: set[str] = set()
+        self.bar = progress.add_task(self._text(), total=len(run_ids))
+
+    def _text(self) -> str:
+        return f"members: {len(self.completed)} done, {len(self.failed)} failed, {len(self.running)} running"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        name = getattr(record, "flow_run_name", None)
+        if name not in self.members or getattr(record, "task_run_name", None):
+            return
+        message = record.getMessage()
+        if message.startswith("Beginning"):
+            self.running.add(name)
+            self.failed.discard(name)  # a retry
+        elif message.startswith("Finished in state"):
+            self.running.discard(name)
+            (self.completed if "Completed" in message else self.failed).add(name)
+        else:
+            return
+        self.progress.update(self.bar, completed=len(self.completed) + len(self.failed), description=self._text())
+
+
 @contextmanager
-def pipeline_progress(console: Console, run_id: str) -> Iterator[None]:
-    """Show a progress bar while the pipeline runs (only on a terminal)."""
+def _live(console: Console, handler_factory) -> Iterator[None]:
+    """Run a Progress on `console` fed by a log handler, with Prefect's console output above it."""
     if not console.is_terminal:
         yield
         return
@@ -69,15 +100,24 @@ def pipeline_progress(console: Console, run_id: str) -> Iterator[None]:
         TimeElapsedColumn(),
         console=console,
     )
-    handler = _ProgressHandler(progress, run_id)
+    handler = handler_factory(progress)
     for h in handlers:
         h.console = console
     prefect_logger.addHandler(handler)
     try:
         with progress:
             yield
-            progress.update(handler.bar, completed=100, description=f"{run_id}: done")
     finally:
         prefect_logger.removeHandler(handler)
         for h, old in zip(handlers, previous, strict=True):
             h.console = old
+
+
+def pipeline_progress(console: Console, run_id: str):
+    """A bar for one pipeline: the stage, and the model's percentage while it runs."""
+    return _live(console, lambda progress: _ProgressHandler(progress, run_id))
+
+
+def ensemble_progress(console: Console, run_ids: list[str]):
+    """A bar for an ensemble: members done / failed / running."""
+    return _live(console, lambda progress: _EnsembleHandler(progress, run_ids))

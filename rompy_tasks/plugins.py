@@ -97,8 +97,7 @@ def registry() -> Registry:
                 failure = PluginFailure(group, ep.name, ep.value, f"{type(err).__name__}: {err}")
                 failures.append(failure)
                 warnings.warn(
-                    f"rompy-tasks plugin {ep.name!r} ({ep.value}) in group {group} failed to load: "
-                    f"{failure.error}",
+                    f"rompy-tasks plugin {ep.name!r} ({ep.value}) in group {group} failed to load: {failure.error}",
                     stacklevel=2,
                 )
     return Registry(loaded, targets, failures)

@@ -28,9 +28,7 @@ def generate_inputs(model_run: Any) -> list[str]:
 def run_model(model_run: Any, backend: BaseBackendConfig) -> RunResult:
     """Execute the model on its backend, streaming every output line to the run logger."""
     logger = get_run_logger()
-    logger.info(
-        "running %s on the %s backend in %s", model_run.config.model_type, backend.type, model_run.staging_dir
-    )
+    logger.info("running %s on the %s backend in %s", model_run.config.model_type, backend.type, model_run.staging_dir)
     try:
         result = backend.execute(model_run, on_line=logger.info)
         logger.info("model finished with exit code %d in %.1f s", result.exit_code, result.duration_seconds)

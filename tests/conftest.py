@@ -38,14 +38,10 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> str:
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300):
     """Run the real `rompy-tasks` CLI in a subprocess; returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [*CLI, *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([*CLI, *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 def process_gone(pid: int) -> bool:
     """True if `pid` no longer runs (gone or a zombie awaiting its reaper)."""
-    state = subprocess.run(
-        ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True
-    ).stdout.strip()
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
     return state == "" or state.startswith("Z")

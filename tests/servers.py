@@ -89,9 +89,7 @@ def prefect_worker(pool: str, worker_type: str, env: dict[str, str], log: Path) 
         stop_group(proc)
 
 
-def prefect_cli(
-    *args: str, env: dict[str, str], cwd: Path, timeout: float = 600
-) -> subprocess.CompletedProcess:
+def prefect_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "prefect"), "--no-prompt", *args],
         env=env,

@@ -72,9 +72,7 @@ def test_dockerfile_and_build_context_must_exist(tmp_path):
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("FROM scratch\n")
     assert "build_context" in problems(dockerfile=dockerfile, build_context=tmp_path / "missing")
-    assert DockerConfig(dockerfile=dockerfile, build_context=tmp_path, build_args={"V": "1"}).build_args == {
-        "V": "1"
-    }
+    assert DockerConfig(dockerfile=dockerfile, build_context=tmp_path, build_args={"V": "1"}).build_args == {"V": "1"}
 
 
 @pytest.mark.parametrize("cpu", [1, 2, 128])
@@ -186,9 +184,9 @@ def test_limits_user_env_and_mount_are_applied(engine, tmp_path):
     command = ["sh", "-c", f"{cgroup_limits}; id -u; pwd; echo $GREETING; echo written > from-container.txt"]
     run = shell_run(tmp_path, command, run_id="limits")
     lines: list[str] = []
-    result = DockerConfig(
-        image=VEROS_IMAGE, cpu=1, memory="256m", env_vars={"GREETING": "hello"}, timeout=120
-    ).execute(run, on_line=lines.append)
+    result = DockerConfig(image=VEROS_IMAGE, cpu=1, memory="256m", env_vars={"GREETING": "hello"}, timeout=120).execute(
+        run, on_line=lines.append
+    )
     assert lines[:5] == ["100000 100000", str(256 * 1024 * 1024), "1000", "/rompy/run", "hello"]
     assert (run.staging_dir / "from-container.txt").read_text() == "written\n"
     assert result.details["container_id"] and result.details["image"] == VEROS_IMAGE
@@ -245,8 +243,7 @@ def test_dockerfile_is_built_once_and_reused(engine, tmp_path):
     nonce = uuid.uuid4().hex  # a fresh context: this test's build is never cached from an earlier one
     (context / "message.txt").write_text(f"from the build context {nonce}\n")
     (context / "Dockerfile").write_text(
-        f"FROM {BASE_IMAGE}\nARG FLAVOUR\nCOPY message.txt /message.txt\n"
-        'RUN echo "$FLAVOUR" >> /message.txt\n'
+        f'FROM {BASE_IMAGE}\nARG FLAVOUR\nCOPY message.txt /message.txt\nRUN echo "$FLAVOUR" >> /message.txt\n'
     )
     config = DockerConfig(dockerfile=context / "Dockerfile", build_args={"FLAVOUR": "vanilla"})
     for run_id in ("build1", "build2"):

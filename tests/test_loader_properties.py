@@ -50,14 +50,10 @@ scalars = st.one_of(
     st.booleans(),
     st.integers(min_value=-(10**12), max_value=10**12),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(
-        ["2026-01-01", "1h", "P1D", "acc", "local", "veros", "shell", "{{ x }}", "../..", "'a", "${X}"]
-    ),
+    st.sampled_from(["2026-01-01", "1h", "P1D", "acc", "local", "veros", "shell", "{{ x }}", "../..", "'a", "${X}"]),
     st.text(max_size=20),
 )
-keys = st.one_of(
-    st.sampled_from(FIELDS), st.text(alphabet=string.ascii_letters + "_.", min_size=1, max_size=8)
-)
+keys = st.one_of(st.sampled_from(FIELDS), st.text(alphabet=string.ascii_letters + "_.", min_size=1, max_size=8))
 documents = st.recursive(
     scalars,
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=6)),
@@ -93,9 +89,7 @@ def test_random_text_only_raises_config_error(tmp_path_factory, text):
     output_dir=st.text(max_size=12),
     duration=st.one_of(st.text(max_size=6), st.integers()),
 )
-def test_near_valid_documents_only_raise_config_error(
-    tmp_path_factory, command, run_id, output_dir, duration
-):
+def test_near_valid_documents_only_raise_config_error(tmp_path_factory, command, run_id, output_dir, duration):
     doc = {
         "config": {
             "run_id": run_id,

@@ -161,9 +161,7 @@ def test_timeout_kills_the_whole_tree_including_grandchildren(tmp_path):
     deadline = time.monotonic() + 5
     while not all(process_gone(p) for p in all_pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert all(process_gone(p) for p in all_pids), (
-        f"survivors: {[p for p in all_pids if not process_gone(p)]}"
-    )
+    assert all(process_gone(p) for p in all_pids), f"survivors: {[p for p in all_pids if not process_gone(p)]}"
 
 
 def test_sigterm_ignoring_model_is_killed_after_grace(tmp_path):
@@ -178,9 +176,7 @@ def test_sigterm_ignoring_model_is_killed_after_grace(tmp_path):
     )
     lines: list[str] = []
     start = time.monotonic()
-    outcome = run_process(
-        cmd, cwd=tmp_path, log_path=tmp_path / "run.log", timeout=1, grace=1, on_line=lines.append
-    )
+    outcome = run_process(cmd, cwd=tmp_path, log_path=tmp_path / "run.log", timeout=1, grace=1, on_line=lines.append)
     assert outcome.timed_out and outcome.exit_code == -9
     assert time.monotonic() - start < 8
     assert process_gone(int(lines[0]))

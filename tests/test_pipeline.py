@@ -250,9 +250,7 @@ def test_run_retries_apply_to_the_run_stage(prefect_api, tmp_path):
         "import pathlib; c = pathlib.Path('attempts'); n = int(c.read_text()) + 1 if c.exists() else 1; "
         "c.write_text(str(n)); open('out.txt','w').write(str(n)); raise SystemExit(0 if n > 1 else 5)"
     )
-    pipeline = shell_pipeline(
-        tmp_path, [sys.executable, "-c", code], run_retries=1, run_retry_delay_seconds=0
-    )
+    pipeline = shell_pipeline(tmp_path, [sys.executable, "-c", code], run_retries=1, run_retry_delay_seconds=0)
     result = model_pipeline(pipeline=pipeline)
     staging = pipeline.config.staging_dir
     assert result.status == "completed"

@@ -99,9 +99,7 @@ def test_walltime_parsing(text, seconds):
 
 
 def test_job_script_carries_resources_and_the_api_url():
-    kwargs = SlurmConfig(queue="debug", ntasks=2, cpus_per_task=3, memory="2G", qos="q").cluster_kwargs(
-        "http://x/api"
-    )
+    kwargs = SlurmConfig(queue="debug", ntasks=2, cpus_per_task=3, memory="2G", qos="q").cluster_kwargs("http://x/api")
     assert kwargs["job_cpu"] == 3 and kwargs["memory"] == "2GB" and kwargs["queue"] == "debug"
     assert {"--ntasks=2", "--qos=q", "--nodes=1"} <= set(kwargs["job_extra_directives"])
     assert kwargs["job_script_prologue"][0] == "export PREFECT_API_URL=http://x/api"
@@ -170,9 +168,7 @@ def test_veros_pipeline_runs_inside_a_slurm_job(cluster, prefect_api, tmp_path):
 
     from flows.pipeline import model_pipeline
 
-    result = model_pipeline(
-        pipeline=pipeline(tmp_path, "veros-slurm", {"model_type": "veros", "setup": "acc"})
-    )
+    result = model_pipeline(pipeline=pipeline(tmp_path, "veros-slurm", {"model_type": "veros", "setup": "acc"}))
     job_id = result.run.details["slurm_job_id"]
     assert result.stages_completed == ["generate", "run", "postprocess"] and job_id.isdigit()
     log = (tmp_path / "veros-slurm" / "logs" / "run.log").read_text()
@@ -191,9 +187,7 @@ def test_veros_pipeline_runs_inside_a_slurm_job(cluster, prefect_api, tmp_path):
             )
 
     messages = [entry.message for entry in asyncio.run(worker_logs())]
-    assert f"running in SLURM job {job_id} on {os.uname().nodename}" in messages, (
-        "the worker logged to our API"
-    )
+    assert f"running in SLURM job {job_id} on {os.uname().nodename}" in messages, "the worker logged to our API"
     assert any("Integration done" in m for m in messages), messages[-8:]
     assert wait_queue_empty(), "worker jobs are released when the flow ends"
 

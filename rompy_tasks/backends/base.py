@@ -32,9 +32,7 @@ class RunResult(BaseModel):
     ended: datetime
     duration_seconds: float
     log_path: Path
-    details: dict[str, Any] = Field(
-        default_factory=dict, description="Backend specifics (container id, job id)"
-    )
+    details: dict[str, Any] = Field(default_factory=dict, description="Backend specifics (container id, job id)")
 
 
 class BaseBackendConfig(BaseModel):

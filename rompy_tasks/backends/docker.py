@@ -69,9 +69,7 @@ class DockerConfig(BaseBackendConfig):
     build_context: Path | None = Field(None, description="Build context (default: the Dockerfile's folder)")
     build_args: dict[str, str] = Field(default_factory=dict, description="Build arguments")
     cpu: int = Field(1, ge=1, le=128, description="CPUs for the container (1..128), a hard limit")
-    memory: str | None = Field(
-        None, pattern=r"^\d+[bkmgBKMG]?$", description="Memory limit such as 512m, 2g, 4G"
-    )
+    memory: str | None = Field(None, pattern=r"^\d+[bkmgBKMG]?$", description="Memory limit such as 512m, 2g, 4G")
     volumes: list[str] = Field(default_factory=list, description="Extra mounts host:container[:ro|rw]")
     user: str | None = Field(
         None,
@@ -204,9 +202,7 @@ def build_tag(config: DockerConfig) -> str:
     return f"rompy-tasks-build:{digest.hexdigest()[:16]}"
 
 
-def resolve_image(
-    client: "docker.DockerClient", config: DockerConfig, run_dir: Path, on_line: LineSink | None
-) -> Any:
+def resolve_image(client: "docker.DockerClient", config: DockerConfig, run_dir: Path, on_line: LineSink | None) -> Any:
     """The image to run: built from the Dockerfile (cached by tag) or checked/pulled per pull_policy."""
     import docker
 
@@ -227,9 +223,7 @@ def resolve_image(
     try:
         return client.images.pull(name)
     except docker.errors.DockerException as err:
-        raise BackendError(
-            f"cannot pull image {name!r} (pull_policy {config.pull_policy!r}): {err}"
-        ) from None
+        raise BackendError(f"cannot pull image {name!r} (pull_policy {config.pull_policy!r}): {err}") from None
 
 
 def _local_image(client: "docker.DockerClient", name: str) -> Any:
@@ -323,8 +317,7 @@ def run_container(
     started = datetime.now(UTC)
     with open(log_path, "a") as log:
         log.write(
-            f"# {started.isoformat()} container {name} from {image.tags or image.id} as {user}: "
-            f"{' '.join(command)}\n"
+            f"# {started.isoformat()} container {name} from {image.tags or image.id} as {user}: {' '.join(command)}\n"
         )
     try:
         container = client.containers.run(
@@ -362,10 +355,7 @@ def run_container(
         if remove:
             container.remove(force=True)
     with open(log_path, "a") as log:
-        log.write(
-            f"# {ended.isoformat()} container {'timed out' if timed_out else 'exited'} "
-            f"with code {exit_code}\n"
-        )
+        log.write(f"# {ended.isoformat()} container {'timed out' if timed_out else 'exited'} with code {exit_code}\n")
     result = RunResult(
         backend="docker",
         command=command,

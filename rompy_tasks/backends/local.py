@@ -18,9 +18,7 @@ class LocalConfig(BaseBackendConfig):
     type: Literal["local"] = "local"
     command: str | None = Field(None, description="Command replacing the model's own (optional)")
     shell: bool = Field(False, description="Run `command` through /bin/sh; otherwise it is split with shlex")
-    capture_output: bool = Field(
-        True, description="Stream model output to the Prefect log (always to the file)"
-    )
+    capture_output: bool = Field(True, description="Stream model output to the Prefect log (always to the file)")
 
     @field_validator("command")
     @classmethod

@@ -4,9 +4,12 @@ Used by the local backend, and by the SLURM backend inside the allocation. The m
 starts in a new session (its own process group); stdout and stderr are merged and
 streamed line by line to a log file and a callback as they arrive. Timeout, Ctrl-C or
 cancellation send SIGTERM to the whole group, then SIGKILL after a grace period; after a
-normal exit any leftover group member is killed too, so no orphan survives.
+normal exit any leftover group member is killed too, so no orphan survives. If this process
+itself is SIGKILLed (nothing can run then), the kernel kills the model's leader
+(PR_SET_PDEATHSIG), so a re-run never races a model left over from the run before.
 """
 
+import ctypes
 import os
 import shutil
 import signal
@@ -35,6 +38,15 @@ class ProcessOutcome:
     @property
     def duration_seconds(self) -> float:
         return (self.ended - self.started).total_seconds()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL me when the thread that started me dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
@@ -127,6 +139,7 @@ def run_process(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - one syscall, no locks taken
                 text=True,
                 errors="replace",
                 bufsize=1,

@@ -43,9 +43,7 @@ class SlurmConfig(BaseBackendConfig):
     """Run the model in SLURM jobs (Dask workers started by dask-jobqueue)."""
 
     type: Literal["slurm"] = "slurm"
-    queue: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_.-]+$", description="Partition (default: the cluster's)"
-    )
+    queue: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="Partition (default: the cluster's)")
     account: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="Account to charge")
     qos: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="Quality of service")
     nodes: int = Field(1, ge=1, le=100, description="Nodes per job (1..100)")
@@ -55,17 +53,13 @@ class SlurmConfig(BaseBackendConfig):
         None, pattern=r"^\d+(\.\d+)?[KMGTkmgt]i?[Bb]?$", description="Memory per job, e.g. 4G, 500MB"
     )
     time_limit: str = Field("01:00:00", description="Walltime per job: HH:MM:SS or D-HH:MM:SS")
-    job_extra_directives: list[str] = Field(
-        default_factory=list, description="Extra #SBATCH options, e.g. --exclusive"
-    )
+    job_extra_directives: list[str] = Field(default_factory=list, description="Extra #SBATCH options, e.g. --exclusive")
     job_script_prologue: list[str] = Field(
         default_factory=list, description="Shell lines run before the worker starts, e.g. module load ..."
     )
     max_jobs: int = Field(1, ge=1, le=1000, description="Upper bound of concurrently running worker jobs")
     interface: str = Field("lo", pattern=r"^[A-Za-z0-9_.:-]+$", description="Network interface for Dask")
-    launcher: Literal["srun", "mpiexec", "none"] = Field(
-        "srun", description="How the model starts in the job"
-    )
+    launcher: Literal["srun", "mpiexec", "none"] = Field("srun", description="How the model starts in the job")
 
     @field_validator("time_limit")
     @classmethod
@@ -94,22 +88,14 @@ class SlurmConfig(BaseBackendConfig):
     def preflight(self) -> None:
         """Before any submission: sbatch present, controller up, partition known."""
         if shutil.which("sbatch") is None:
-            raise BackendError(
-                "SLURM is not available: sbatch is not on PATH (as root: scripts/slurm-cluster)"
-            )
+            raise BackendError("SLURM is not available: sbatch is not on PATH (as root: scripts/slurm-cluster)")
         ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
         if ping.returncode != 0 or "UP" not in ping.stdout:
-            raise BackendError(
-                f"the SLURM controller is not reachable: {(ping.stdout + ping.stderr).strip()}"
-            )
+            raise BackendError(f"the SLURM controller is not reachable: {(ping.stdout + ping.stderr).strip()}")
         if self.queue is not None:
-            listed = subprocess.run(
-                ["sinfo", "-h", "-o", "%R"], capture_output=True, text=True
-            ).stdout.split()
+            listed = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True).stdout.split()
             if self.queue not in listed:
-                raise BackendError(
-                    f"SLURM partition {self.queue!r} does not exist; partitions: {', '.join(listed)}"
-                )
+                raise BackendError(f"SLURM partition {self.queue!r} does not exist; partitions: {', '.join(listed)}")
 
     def cluster_kwargs(self, api_url: str) -> dict[str, Any]:
         """SLURMCluster arguments: one single-threaded Dask worker per job, our resources per job."""
@@ -163,9 +149,7 @@ class SlurmConfig(BaseBackendConfig):
         if on_line is not None:
             on_line(f"running in SLURM job {job_id} on {os.uname().nodename}")
         model = run.config.run_command(run)
-        model[0] = resolve_executable(
-            model[0], child_environment(self.env_vars)
-        )  # before the launcher hides it
+        model[0] = resolve_executable(model[0], child_environment(self.env_vars))  # before the launcher hides it
         try:
             return execute_process(
                 self.type,
@@ -196,9 +180,7 @@ def _dask_memory(value: str) -> str:
 
 def job_seconds_left(job_id: str) -> int | None:
     """Seconds before this job's walltime, from squeue (None if unknown or unlimited)."""
-    out = subprocess.run(
-        ["squeue", "-h", "-j", job_id, "-o", "%L"], capture_output=True, text=True
-    ).stdout.strip()
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%L"], capture_output=True, text=True).stdout.strip()
     try:
         return walltime_seconds(out) if out else None
     except ValueError:

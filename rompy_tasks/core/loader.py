@@ -55,9 +55,7 @@ def _plain_loader() -> type[yaml.SafeLoader]:
         pass
 
     def refuse_include(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-        raise yaml.constructor.ConstructorError(
-            None, None, "!include is only allowed in files", node.start_mark
-        )
+        raise yaml.constructor.ConstructorError(None, None, "!include is only allowed in files", node.start_mark)
 
     Loader.add_constructor("!include", refuse_include)
     return Loader
@@ -93,9 +91,7 @@ def _load_with_includes(path: Path, stack: tuple[Path, ...]) -> Any:
         raise ConfigError.single("", _yaml_message(err), str(path)) from None
 
 
-def substitute_variables(
-    value: Any, environ: Mapping[str, str], problems: list[Problem], path: str = ""
-) -> Any:
+def substitute_variables(value: Any, environ: Mapping[str, str], problems: list[Problem], path: str = "") -> Any:
     """Replace `${VAR}` / `${VAR:-default}` in every string; record unset variables."""
     if isinstance(value, dict):
         return {k: substitute_variables(v, environ, problems, _join(path, k)) for k, v in value.items()}

@@ -36,9 +36,7 @@ def parse_duration(value: Any) -> timedelta:
                 return _ISO.validate_python(value.strip())
             except Exception:
                 pass
-    raise ValueError(
-        f"invalid duration {value!r}: use ISO 8601 (PT1H, P2D), a shorthand (15m, 1h, 2d, 1w) or seconds"
-    )
+    raise ValueError(f"invalid duration {value!r}: use ISO 8601 (PT1H, P2D), a shorthand (15m, 1h, 2d, 1w) or seconds")
 
 
 def _seconds(seconds: float, original: Any) -> timedelta:

@@ -48,11 +48,7 @@ class DiagnosticFrequency(BaseModel):
 
 
 def _number_is_output_frequency(value: Any) -> Any:
-    return (
-        {"output_frequency": value}
-        if isinstance(value, int | float) and not isinstance(value, bool)
-        else value
-    )
+    return {"output_frequency": value} if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
 # A diagnostic's frequency: seconds between outputs, or {output_frequency, sampling_frequency}.

@@ -47,9 +47,7 @@ def variable_stats(data: "xr.DataArray", time_dim: str) -> dict[str, Any]:
 
 
 def _time_text(value: Any) -> Any:
-    return (
-        value.item() if isinstance(value, np.generic) and not isinstance(value, np.datetime64) else str(value)
-    )
+    return value.item() if isinstance(value, np.generic) and not isinstance(value, np.datetime64) else str(value)
 
 
 class AnalyzeConfig(BasePostprocessorConfig):

@@ -45,8 +45,7 @@ class ArchiveConfig(BasePostprocessorConfig):
         out_dir.mkdir(exist_ok=True)
         files = self._selected(staging)
         entries = [
-            {"path": f.relative_to(staging).as_posix(), "size": f.stat().st_size, "sha256": sha256_of(f)}
-            for f in files
+            {"path": f.relative_to(staging).as_posix(), "size": f.stat().st_size, "sha256": sha256_of(f)} for f in files
         ]
         manifest_path = out_dir / "manifest.json"
         manifest = {"run_id": run.run_id, "format": self.format, "files": entries}

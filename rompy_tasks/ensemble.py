@@ -1,0 +1,250 @@
+"""Ensembles: many members of one pipeline (Prefect-free: config, members, records).
+
+An ensemble file holds a base `pipeline` and how members differ from it: an explicit list of
+field overrides (dotted paths), a parameter `matrix` (cartesian product), or `n` members with
+a seed field. Every member's pipeline is validated when the file is loaded, so a bad override
+is reported (with the member index) before anything runs. Member run directories live in
+`<pipeline output_dir>/<ensemble name>/<member run id>`; completion records (with a hash of
+the member's resolved config) live in `<ensemble dir>/records/` and make re-runs resume.
+"""
+
+import hashlib
+import itertools
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rompy_tasks.core.errors import ConfigError, Problem
+from rompy_tasks.core.loader import load_document, parse_assignment, set_path
+from rompy_tasks.pipeline import expand_shorthands, validate_data
+from rompy_tasks.plugins import pipeline_config_class
+from rompy_tasks.postprocess.ensemble_stats import EnsembleStatsConfig
+
+
+class ExplicitMembers(BaseModel):
+    """One mapping of `dotted.path: value` per member."""
+
+    model_config = ConfigDict(extra="forbid")
+    overrides: list[dict[str, Any]] = Field(min_length=1)
+
+
+class MatrixMembers(BaseModel):
+    """The cartesian product of value lists, one member per combination."""
+
+    model_config = ConfigDict(extra="forbid")
+    matrix: dict[str, list[Any]] = Field(min_length=1)
+
+    @field_validator("matrix")
+    @classmethod
+    def _no_empty_axis(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [k for k, v in value.items() if not v]
+        if empty:
+            raise ValueError(f"matrix axes without values: {', '.join(empty)}")
+        return value
+
+
+class SeededMembers(BaseModel):
+    """`n` members that differ only in a seed field (perturbed physics or forcing)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(ge=1, le=100000)
+    seed_field: str = Field("config.config.parameters.seed", description="Dotted path set to the seed")
+    seed_start: int = 0
+
+
+class EnsembleConfig(BaseModel):
+    """An ensemble: the base pipeline, its members and how to run them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="Ensemble directory name")
+    pipeline: pipeline_config_class() = Field(  # type: ignore[valid-type]
+        description="The base pipeline (config, backend, postprocessor)"
+    )
+    members: ExplicitMembers | MatrixMembers | SeededMembers
+    run_id_template: str = Field("{run_id}_m{index:03d}", description="Member run id, from run_id and index")
+    max_parallel: int = Field(2, ge=1, le=10000, description="Members running at once")
+    stagger_seconds: float = Field(0.0, ge=0, le=3600, description="Delay between member starts")
+    retries: int = Field(0, ge=0, le=10, description="Retries of a failed member")
+    retry_delay_seconds: float = Field(0.0, ge=0, le=3600)
+    allow_failures: int = Field(0, ge=0, description="Failed members that still count as success")
+    pre_batch: list[str] = Field(default_factory=list, description="Commands run in the ensemble dir first")
+    post_batch: list[str] = Field(default_factory=list, description="Commands run in the ensemble dir last")
+    indexes: list[int] | None = Field(None, description="Run only these members")
+    postprocessor: list[EnsembleStatsConfig] = Field(default_factory=list)
+
+    @field_validator("pipeline", mode="before")
+    @classmethod
+    def _expand_file_shorthands(cls, value: Any) -> Any:
+        return expand_shorthands(value) if isinstance(value, dict) else value
+
+    @field_validator("run_id_template")
+    @classmethod
+    def _template_names_fields(cls, value: str) -> str:
+        names = {m.group(1) for m in re.finditer(r"\{(\w+)", value)}
+        unknown = names - {"run_id", "index", "name"}
+        if unknown:
+            raise ValueError(f"run_id_template may use {{run_id}}, {{index}}, {{name}}; not {', '.join(unknown)}")
+        if "index" not in names:
+            raise ValueError("run_id_template must contain {index} so member run ids are unique")
+        return value
+
+    @model_validator(mode="after")
+    def _indexes_in_range(self) -> "EnsembleConfig":
+        if self.indexes is not None:
+            count = member_count(self.members)
+            bad = sorted(i for i in self.indexes if not 0 <= i < count)
+            if bad:
+                raise ValueError(f"indexes {bad} are outside 0..{count - 1}")
+        return self
+
+
+def member_count(members: ExplicitMembers | MatrixMembers | SeededMembers) -> int:
+    if isinstance(members, ExplicitMembers):
+        return len(members.overrides)
+    if isinstance(members, MatrixMembers):
+        count = 1
+        for values in members.matrix.values():
+            count *= len(values)
+        return count
+    return members.n
+
+
+def member_overrides(members: ExplicitMembers | MatrixMembers | SeededMembers) -> list[dict[str, Any]]:
+    """The field overrides of every member, in index order."""
+    if isinstance(members, ExplicitMembers):
+        return members.overrides
+    if isinstance(members, MatrixMembers):
+        keys = list(members.matrix)
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*members.matrix.values())]
+    return [{members.seed_field: members.seed_start + i} for i in range(members.n)]
+
+
+class Member(BaseModel):
+    """One resolved member: its pipeline (validated) and the hash of its resolved config."""
+
+    index: int
+    run_id: str
+    overrides: dict[str, Any]
+    pipeline: Any
+    config_hash: str
+
+
+def config_hash(pipeline: BaseModel) -> str:
+    """A stable hash of a member's resolved pipeline: what a completion record is checked against."""
+    text = json.dumps(pipeline.model_dump(mode="json"), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def ensemble_dir(ensemble: EnsembleConfig) -> Path:
+    return ensemble.pipeline.config.output_dir.expanduser().absolute() / ensemble.name
+
+
+def resolve_members(ensemble: EnsembleConfig) -> list[Member]:
+    """Every member's validated pipeline; all problems of all members reported at once."""
+    base = ensemble.pipeline.model_dump(mode="json")
+    base_run_id = ensemble.pipeline.config.run_id
+    out_dir = str(ensemble_dir(ensemble))
+    members, problems, seen = [], [], {}
+    for index, overrides in enumerate(member_overrides(ensemble.members)):
+        run_id = str(
+            overrides.get("config.run_id")
+            or ensemble.run_id_template.format(run_id=base_run_id, index=index, name=ensemble.name)
+        )
+        data = json.loads(json.dumps(base))
+        try:
+            for path, value in overrides.items():
+                set_path(data, path, value)
+            # members own their directories: a re-run starts them clean
+            data.setdefault("config", {}).update(run_id=run_id, output_dir=out_dir, delete_existing=True)
+            pipeline = validate_data(data)
+        except ConfigError as err:
+            problems += [Problem(f"members[{index}].{p.loc}", p.msg) for p in err.problems]
+            continue
+        if run_id in seen:
+            problems.append(Problem(f"members[{index}]", f"run id {run_id!r} repeats member {seen[run_id]}"))
+            continue
+        seen[run_id] = index
+        members.append(
+            Member(
+                index=index,
+                run_id=run_id,
+                overrides=overrides,
+                pipeline=pipeline,
+                config_hash=config_hash(pipeline),
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
+    return members
+
+
+def load_ensemble(path: str | Path, overrides: list[str] | None = None) -> tuple[EnsembleConfig, list[Member]]:
+    """Read, override (`a.b=c`), validate an ensemble file and resolve its members."""
+    data = load_document(path)
+    for text in overrides or []:
+        set_path(data, *parse_assignment(text))
+    try:
+        ensemble = EnsembleConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError.from_validation(err, data=data, source=str(path)) from None
+    try:
+        return ensemble, resolve_members(ensemble)
+    except ConfigError as err:
+        raise ConfigError(err.problems, str(path)) from None
+
+
+# --- completion records --------------------------------------------------------------------------
+
+
+def record_path(ensemble: EnsembleConfig, run_id: str) -> Path:
+    return ensemble_dir(ensemble) / "records" / f"{run_id}.json"
+
+
+def is_complete(ensemble: EnsembleConfig, member: Member) -> bool:
+    """True if the member completed before with exactly this resolved config."""
+    try:
+        record = json.loads(record_path(ensemble, member.run_id).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return record.get("config_hash") == member.config_hash and record.get("status") == "completed"
+
+
+def write_record(ensemble: EnsembleConfig, member: Member, **fields: Any) -> Path:
+    """Write a member's completion record atomically (a kill mid-write leaves none, never half)."""
+    path = record_path(ensemble, member.run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "run_id": member.run_id,
+        "index": member.index,
+        "config_hash": member.config_hash,
+        "overrides": member.overrides,
+        "written": datetime.now(UTC).isoformat(),
+        **fields,
+    }
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+    with open(path.parent / "history.log", "a") as history:  # append-only audit trail
+        history.write(f"{payload['written']} {member.run_id} {fields.get('status', '')} {member.config_hash[:12]}\n")
+    return path
+
+
+def parse_indexes(text: str) -> list[int]:
+    """`0,3-5` -> [0, 3, 4, 5]."""
+    indexes: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            if "-" in part:
+                low, high = (int(x) for x in part.split("-", 1))
+                indexes += list(range(low, high + 1))
+            else:
+                indexes.append(int(part))
+        except ValueError:
+            raise ConfigError.single("--indexes", f"{part!r} is not an index or a range like 3-5") from None
+    return sorted(set(indexes))

@@ -1,0 +1,245 @@
+"""Ensembles against a real Prefect API, with real Veros and shell members."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from conftest import CLI, REPO, run_cli
+
+from rompy_tasks.core.errors import ConfigError, StageError
+from rompy_tasks.ensemble import EnsembleConfig, load_ensemble, parse_indexes, resolve_members
+
+
+def shell_ensemble(tmp_path: Path, command, members: dict, **extra) -> dict:
+    return {
+        "name": "ens",
+        "pipeline": {
+            "config": {
+                "run_id": "m",
+                "output_dir": str(tmp_path / "runs"),
+                "period": {"start": "2026-01-01", "duration": "1h"},
+                "config": {"model_type": "shell", "command": command, "outputs": ["*.txt"]},
+            },
+            "postprocessor": [],
+        },
+        "members": members,
+        **extra,
+    }
+
+
+def write(tmp_path: Path, doc: dict, name: str = "ensemble.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+# --- validation and member expansion ---------------------------------------------------------------
+
+
+def test_matrix_and_seeded_members_expand(tmp_path):
+    matrix = EnsembleConfig.model_validate(
+        shell_ensemble(
+            tmp_path,
+            "true",
+            {"matrix": {"config.config.parameters.a": [1, 2, 3], "config.config.parameters.b": ["x", "y"]}},
+        )
+    )
+    members = resolve_members(matrix)
+    assert len(members) == 6 and [m.run_id for m in members][:2] == ["m_m000", "m_m001"]
+    assert members[5].pipeline.config.config.parameters == {"a": 3, "b": "y"}
+    assert len({m.config_hash for m in members}) == 6
+    seeded = resolve_members(
+        EnsembleConfig.model_validate(shell_ensemble(tmp_path, "true", {"n": 4, "seed_start": 10}))
+    )
+    assert [m.pipeline.config.config.parameters["seed"] for m in seeded] == [10, 11, 12, 13]
+    assert all(m.pipeline.config.output_dir == tmp_path / "runs" / "ens" for m in seeded)
+
+
+@pytest.mark.parametrize(
+    ("members", "extra", "message"),
+    [
+        ({"overrides": []}, {}, "at least 1"),
+        ({"n": 0}, {}, "greater than or equal to 1"),
+        ({"matrix": {"config.config.parameters.a": []}}, {}, "without values"),
+        ({"overrides": [{"config.config.nonsense": 1}]}, {}, "members[0].config.config.nonsense"),
+        ({"overrides": [{"config.period.duration": "soon"}]}, {}, "members[0].config.period.duration"),
+        ({"overrides": [{"config.run_id": "same"}, {"config.run_id": "same"}]}, {}, "repeats member 0"),
+        ({"n": 3}, {"indexes": [5]}, "outside 0..2"),
+        ({"n": 3}, {"run_id_template": "{run_id}_fixed"}, "must contain {index}"),
+        ({"n": 3}, {"run_id_template": "{run_id}_{index}_{user}"}, "not user"),
+    ],
+)
+def test_invalid_ensembles_are_config_errors_naming_the_member(tmp_path, members, extra, message):
+    path = write(tmp_path, shell_ensemble(tmp_path, "true", members, **extra))
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_ensemble(path)
+
+
+def test_cli_rejects_invalid_ensembles_with_exit_2(tmp_path):
+    path = write(tmp_path, shell_ensemble(tmp_path, "true", {"overrides": [{"config.config.nonsense": 1}]}))
+    result = run_cli("ensemble", str(path))
+    assert result.returncode == 2 and "members[0].config.config.nonsense" in result.stderr
+    good = write(tmp_path, shell_ensemble(tmp_path, "true", {"n": 2}), "good.yaml")
+    result = run_cli("ensemble", str(good), "--indexes", "0,7")
+    assert result.returncode == 2 and "--indexes" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_parse_indexes():
+    assert parse_indexes("0,3-5, 9") == [0, 3, 4, 5, 9]
+    with pytest.raises(ConfigError):
+        parse_indexes("1,x")
+
+
+# --- execution -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.veros
+def test_veros_ensemble_members_differ_and_stats_are_the_member_mean(prefect_api, tmp_path):
+    from flows.ensemble import model_ensemble
+
+    doc = yaml.safe_load((REPO / "examples" / "veros-ensemble" / "ensemble.yaml").read_text())
+    doc["pipeline"]["config"]["output_dir"] = str(tmp_path)
+    doc["pipeline"]["config"]["period"]["duration"] = "2d"
+    ensemble = EnsembleConfig.model_validate(doc)
+    result = model_ensemble(ensemble=ensemble)
+    assert [m.status for m in result.members] == ["completed"] * 3
+    base = tmp_path / "acc-friction"
+    temps = []
+    for run_id in ("acc_m000", "acc_m001", "acc_m002"):
+        with xr.open_dataset(base / run_id / "acc.snapshot.nc", decode_times=False) as ds:
+            temps.append(ds.temp.values)
+    assert not np.array_equal(temps[0], temps[2]), "different friction gives different oceans"
+    with xr.open_dataset(base / "stats" / "ensemble_stats.nc", decode_times=False) as stats:
+        np.testing.assert_allclose(stats.temp_mean.values, np.mean(temps, axis=0), rtol=1e-12)
+        np.testing.assert_allclose(stats.temp_spread.values, np.std(temps, axis=0), rtol=1e-9, atol=1e-15)
+        assert "psi_mean" in stats
+    assert (base / "stats" / "ensemble_stats.temp.png").stat().st_size > 5000
+
+
+def test_concurrency_never_exceeds_max_parallel_and_starts_are_staggered(prefect_api, tmp_path):
+    from flows.ensemble import model_ensemble
+
+    times = tmp_path / "times"
+    times.mkdir()
+    command = [
+        "sh",
+        "-c",
+        f"date +%s.%N > {times}/{{{{ runtime.run_id }}}}.start; sleep 1.5; "
+        f"date +%s.%N > {times}/{{{{ runtime.run_id }}}}.end; touch out.txt",
+    ]
+    ensemble = EnsembleConfig.model_validate(
+        shell_ensemble(tmp_path, command, {"n": 6}, max_parallel=2, stagger_seconds=0.3)
+    )
+    result = model_ensemble(ensemble=ensemble)
+    assert result.count("completed") == 6
+    spans = sorted(
+        (float((times / f"m_m{i:03d}.start").read_text()), float((times / f"m_m{i:03d}.end").read_text()))
+        for i in range(6)
+    )
+    overlap = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert overlap == 2, f"at most (and, with 6 members, exactly) 2 at once, got {overlap}"
+    starts = [s for s, _ in spans]
+    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.25, "starts are staggered"
+
+
+def test_retries_failures_and_allow_failures(prefect_api, tmp_path):
+    from flows.ensemble import model_ensemble
+
+    # member 0 fails once then succeeds; member 1 always fails; member 2 succeeds
+    command = [
+        "sh",
+        "-c",
+        "n=$(cat ../n{{ config.parameters.seed }} 2>/dev/null || echo 0); n=$((n+1)); "
+        "echo $n > ../n{{ config.parameters.seed }}; touch out.txt; "
+        "if [ {{ config.parameters.seed }} = 1 ]; then exit 3; fi; "
+        "if [ {{ config.parameters.seed }} = 0 ] && [ $n = 1 ]; then exit 3; fi",
+    ]
+    doc = shell_ensemble(tmp_path, command, {"n": 3}, retries=1, allow_failures=1)
+    result = model_ensemble(ensemble=EnsembleConfig.model_validate(doc))
+    by_index = {m.index: m for m in result.members}
+    assert (by_index[0].status, by_index[0].attempts) == ("completed", 2)
+    assert (by_index[1].status, by_index[1].attempts, by_index[1].exit_code) == ("failed", 2, 3)
+    assert (by_index[2].status, by_index[2].attempts) == ("completed", 1)
+
+    doc["allow_failures"] = 0
+    doc["name"] = "ens-strict"
+    for f in (tmp_path / "runs").glob("ens/n*"):
+        f.unlink()
+    with pytest.raises(RuntimeError, match="more than allow_failures=0"):
+        model_ensemble(ensemble=EnsembleConfig.model_validate(doc))
+
+
+def test_pre_and_post_batch_commands(prefect_api, tmp_path):
+    from flows.ensemble import model_ensemble
+
+    doc = shell_ensemble(
+        tmp_path,
+        "touch out.txt",
+        {"n": 1},
+        pre_batch=["sh -c 'echo pre > pre.txt'"],
+        post_batch=["sh -c 'ls records > post.txt'"],
+    )
+    model_ensemble(ensemble=EnsembleConfig.model_validate(doc))
+    where = tmp_path / "runs" / "ens"
+    assert (where / "pre.txt").read_text() == "pre\n"
+    assert "m_m000.json" in (where / "post.txt").read_text()
+
+    doc.update(name="ens-broken", pre_batch=["sh -c 'echo cannot stage forcing; exit 4'"])
+    with pytest.raises(StageError, match="pre_batch command .* failed with exit code 4"):
+        model_ensemble(ensemble=EnsembleConfig.model_validate(doc))
+    assert not (tmp_path / "runs" / "ens-broken" / "m_m000").exists(), "no member ran"
+
+
+def test_changed_member_config_reruns_only_that_member(prefect_api, tmp_path):
+    from flows.ensemble import model_ensemble
+
+    doc = shell_ensemble(tmp_path, "sh -c 'echo {{ config.parameters.seed }} > out.txt'", {"n": 3})
+    first = model_ensemble(ensemble=EnsembleConfig.model_validate(doc))
+    assert first.count("completed") == 3
+    doc["members"] = {"n": 3, "seed_start": 0}
+    doc["pipeline"]["config"]["config"]["parameters"] = {"extra": 1}  # changes every member's config
+    doc["indexes"] = [1]
+    second = model_ensemble(ensemble=EnsembleConfig.model_validate(doc))
+    assert [(m.index, m.status) for m in second.members] == [(1, "completed")]
+    doc["indexes"] = None
+    third = model_ensemble(ensemble=EnsembleConfig.model_validate(doc))
+    assert [m.status for m in third.members] == ["completed", "skipped", "completed"]
+
+
+def test_resume_after_sigkill_loses_and_duplicates_nothing(prefect_api, tmp_path):
+    completions = tmp_path / "completions.log"
+    command = ["sh", "-c", f"sleep 1; echo {{{{ runtime.run_id }}}} >> {completions}; touch out.txt"]
+    path = write(tmp_path, shell_ensemble(tmp_path, command, {"n": 6}, max_parallel=2))
+    records = tmp_path / "runs" / "ens" / "records"
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    proc = subprocess.Popen(
+        [*CLI, "ensemble", str(path)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while len(list(records.glob("*.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = {p.stem for p in records.glob("*.json")}
+    assert 2 <= len(done_before) < 6, "killed in the middle"
+    time.sleep(1.5)  # anything the kill left running would finish (and be seen) by now
+
+    result = run_cli("ensemble", str(path), env={"PREFECT_API_URL": prefect_api})
+    assert result.returncode == 0, result.stderr[-2000:]
+    history = (records / "history.log").read_text().split("\n")
+    recorded = [line.split()[1] for line in history if line]
+    assert sorted(recorded) == [f"m_m{i:03d}" for i in range(6)], "each member recorded complete exactly once"
+    ran = completions.read_text().split()
+    for run_id in done_before:
+        assert ran.count(run_id) == 1, f"{run_id} completed before the kill and did not run again"
+    assert set(ran) == {f"m_m{i:03d}" for i in range(6)}
+    summary = json.loads((records / "m_m005.json").read_text())
+    assert summary["status"] == "completed" and len(summary["config_hash"]) == 64
