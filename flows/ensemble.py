@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
+from flows.heartbeats import subflow_context
 from flows.pipeline import model_pipeline
 from flows.postprocess import artifact_key
 from rompy_tasks.backends.process import child_environment, run_process
@@ -82,7 +83,8 @@ def run_member(member: Member, ensemble: EnsembleConfig) -> MemberOutcome:
     for attempt in range(1, ensemble.retries + 2):
         outcome.attempts = attempt
         try:
-            result = model_pipeline(pipeline=member.pipeline)
+            with subflow_context():
+                result = model_pipeline(pipeline=member.pipeline)
         except Exception as err:  # the member's own flow run shows the failure in full
             outcome.error = str(err).split("\n")[0]
             outcome.exit_code = getattr(err, "exit_code", None)
@@ -178,7 +180,8 @@ def model_ensemble(
 
     done = {m.run_id: Path(m.output_dir) for m in result.members if m.status in ("completed", "skipped")}
     for processor in ensemble.postprocessor:
-        result.postprocess[processor.processor] = ensemble_postprocess(processor, done, where / "stats")
+        with subflow_context():
+            result.postprocess[processor.processor] = ensemble_postprocess(processor, done, where / "stats")
     run_batch_commands(ensemble.post_batch, where, "post_batch")
 
     create_markdown_artifact(

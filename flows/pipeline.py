@@ -12,6 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.heartbeats import subflow_context
 from flows.postprocess import artifact_key, postprocess_flow
 from rompy_tasks.backends.base import RunResult
 from rompy_tasks.pipeline import (
@@ -48,7 +49,8 @@ def run_stage(model_run: Any, backend: Any, retries: int, retry_delay_seconds: f
     if runner is None:
         task = run_model.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)
         return task(model_run, backend)
-    return remote_run_stage.with_options(task_runner=runner)(model_run, backend, retries, retry_delay_seconds)
+    with subflow_context():
+        return remote_run_stage.with_options(task_runner=runner)(model_run, backend, retries, retry_delay_seconds)
 
 
 @flow(name="model-pipeline", flow_run_name="{pipeline.config.run_id}")
@@ -79,12 +81,13 @@ def model_pipeline(
                     model_run, pipeline.backend, pipeline.run_retries, pipeline.run_retry_delay_seconds
                 )
             else:
-                if validate_stages:
+                if validate_stages and pipeline.postprocessor:  # nothing to postprocess: nothing to check
                     check_outputs(model_run)
                 for processor in pipeline.postprocessor:
-                    result.postprocess[processor.processor] = postprocess_flow(processor.processor)(
-                        model_run, processor
-                    )
+                    with subflow_context():
+                        result.postprocess[processor.processor] = postprocess_flow(processor.processor)(
+                            model_run, processor
+                        )
             result.stages_completed.append(stage)
             result.timings.append(StageTiming(stage=stage, seconds=time.monotonic() - stage_start))
         result.status = "completed"
