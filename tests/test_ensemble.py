@@ -98,6 +98,20 @@ def test_parse_indexes():
         parse_indexes("1,x")
 
 
+def artifact_markdown(key: str) -> str:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def latest():
+        async with get_client() as client:
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            return sorted(found, key=lambda a: a.created)[-1].data
+
+    return asyncio.run(latest())
+
+
 # --- execution -----------------------------------------------------------------------------------------
 
 
@@ -168,6 +182,9 @@ def test_retries_failures_and_allow_failures(prefect_api, tmp_path):
     assert (by_index[0].status, by_index[0].attempts) == ("completed", 2)
     assert (by_index[1].status, by_index[1].attempts, by_index[1].exit_code) == ("failed", 2, 3)
     assert (by_index[2].status, by_index[2].attempts) == ("completed", 1)
+    summary = artifact_markdown("ensemble-ens")
+    assert "| 1 | m_m001 | `config.config.parameters.seed=1` | failed | 2 |" in summary
+    assert "1 failed" in summary.splitlines()[0]
 
     doc["allow_failures"] = 0
     doc["name"] = "ens-strict"

@@ -242,3 +242,48 @@ def test_sigterm_to_the_cli_releases_jobs_and_kills_the_model(cluster, prefect_a
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_ensemble_on_slurm_bounds_running_jobs_by_max_parallel(cluster, prefect_api, tmp_path):
+    import threading
+
+    from flows.ensemble import model_ensemble
+    from rompy_tasks.ensemble import EnsembleConfig
+
+    ensemble = EnsembleConfig.model_validate(
+        {
+            "name": "slurm-ens",
+            "pipeline": {
+                "config": {
+                    "run_id": "s",
+                    "output_dir": str(tmp_path),
+                    "period": {"start": "2026-01-01", "duration": "1h"},
+                    "config": {"model_type": "shell", "command": "sh -c 'sleep 2; echo $SLURM_JOB_ID > job'"},
+                },
+                "backend": {"type": "slurm", "queue": "debug", "time_limit": "00:10:00"},
+                "postprocessor": [],
+            },
+            "members": {"n": 4},
+            "max_parallel": 2,
+        }
+    )
+    peak, stop = [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            jobs = subprocess.run(["squeue", "-h", "-t", "R"], capture_output=True, text=True).stdout.splitlines()
+            peak[0] = max(peak[0], len(jobs))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = model_ensemble(ensemble=ensemble)
+    finally:
+        stop.set()
+        sampler.join()
+    assert result.count("completed") == 4
+    jobs = {(tmp_path / "slurm-ens" / f"s_m{i:03d}" / "job").read_text().strip() for i in range(4)}
+    assert len(jobs) == 4, "each member ran in its own SLURM job"
+    assert 1 <= peak[0] <= 2, f"at most max_parallel jobs running, saw {peak[0]}"
+    assert wait_queue_empty()
