@@ -28,6 +28,7 @@ from rompy_tasks.backends.base import (
     raise_for_exit,
     stage_log_path,
 )
+from rompy_tasks.backends.process import emit_line
 from rompy_tasks.core.errors import BackendError
 
 if TYPE_CHECKING:
@@ -266,24 +267,13 @@ def _pump_logs(container: Any, log_path: Path, on_line: LineSink | None) -> None
     """Copy the container's output line by line to the log file and the callback."""
     buffer = b""
     with open(log_path, "a") as log:
-
-        def emit(raw: bytes) -> None:
-            text = raw.decode(errors="replace").rstrip("\r")
-            log.write(text + "\n")
-            log.flush()
-            if on_line is not None:
-                try:
-                    on_line(text)
-                except Exception:  # the log file and the model matter more than one log line
-                    pass
-
         for chunk in container.logs(stream=True, follow=True):
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
-                emit(line)
+                emit_line(log, on_line, line.decode(errors="replace").rstrip("\r"))
         if buffer:
-            emit(buffer)
+            emit_line(log, on_line, buffer.decode(errors="replace").rstrip("\r"))
 
 
 def run_container(

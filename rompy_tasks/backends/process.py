@@ -65,16 +65,20 @@ def resolve_executable(argv0: str, env: Mapping[str, str]) -> str:
     return str(sibling) if sibling.exists() else argv0
 
 
+def emit_line(log_handle, on_line: LineSink | None, text: str) -> None:
+    """One model output line: to the log file at once, then to the callback (whose failure is ignored)."""
+    log_handle.write(text + "\n")
+    log_handle.flush()
+    if on_line is not None:
+        try:
+            on_line(text)
+        except Exception:  # a logging failure must never stop the model or the log file
+            pass
+
+
 def _pump(stream, log_handle, on_line: LineSink | None) -> None:
     for line in iter(stream.readline, ""):
-        text = line.rstrip("\n")
-        log_handle.write(text + "\n")
-        log_handle.flush()
-        if on_line is not None:
-            try:
-                on_line(text)
-            except Exception:  # a logging failure must never stop the model or the log file
-                pass
+        emit_line(log_handle, on_line, line.rstrip("\n"))
     stream.close()
 
 
