@@ -19,6 +19,7 @@ from rompy_tasks.pipeline import (
     PipelineResult,
     Stage,
     StageTiming,
+    apply_overrides,
     check_inputs,
     check_outputs,
     remove_outputs,
@@ -60,9 +61,16 @@ def model_pipeline(
     last_stage: Stage = "postprocess",
     cleanup_on_failure: bool = False,
     validate_stages: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> PipelineResult:
-    """Generate inputs, run the model on the configured backend, postprocess the outputs."""
+    """Generate inputs, run the model on the configured backend, postprocess the outputs.
+
+    `overrides` ({"config.period.duration": "2d", ...}) changes single fields of `pipeline`.
+    """
     logger = get_run_logger()
+    if overrides:
+        pipeline = apply_overrides(pipeline, overrides)
+        logger.info("applied overrides: %s", ", ".join(f"{k}={v}" for k, v in overrides.items()))
     model_run = pipeline.config
     stages = select_stages(first_stage, last_stage)
     result = PipelineResult(

@@ -61,6 +61,18 @@ def validate_data(data: dict[str, Any], source: str | None = None) -> BaseModel:
     return pipeline
 
 
+def apply_overrides(pipeline: BaseModel, overrides: dict[str, Any]) -> BaseModel:
+    """A validated copy of `pipeline` with `dotted.path: value` overrides applied.
+
+    Deployments take these as a parameter, so a user changes one field from the UI or
+    `prefect deployment run --param overrides=...` without resending the whole config.
+    """
+    data = pipeline.model_dump(mode="json")
+    for key, value in overrides.items():
+        set_path(data, key, value)
+    return validate_data(data, source="overrides")
+
+
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> BaseModel:
     """Read, override (`a.b=c`) and validate a pipeline file."""
     data = load_document(path)

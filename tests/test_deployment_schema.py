@@ -12,34 +12,42 @@ import yaml
 from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import validate
 
+from flows.ensemble import model_ensemble
 from flows.pipeline import model_pipeline
 from rompy_tasks.core.loader import load_document
+from rompy_tasks.ensemble import EnsembleConfig, resolve_members
 from rompy_tasks.pipeline import validate_data
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = parameter_schema(model_pipeline).model_dump_for_openapi()
+SCHEMAS = {
+    "model_pipeline": SCHEMA,
+    "model_ensemble": parameter_schema(model_ensemble).model_dump_for_openapi(),
+}
 DEPLOYMENT_FILES = sorted((REPO / "deployments").rglob("prefect.yaml"))
 
 
 def deployments():
     for path in DEPLOYMENT_FILES:
         for deployment in yaml.safe_load(path.read_text())["deployments"]:
-            if deployment["entrypoint"].endswith(":model_pipeline"):
-                yield pytest.param(deployment, id=f"{path.parent.name}/{deployment['name']}")
+            yield pytest.param(deployment, id=f"{path.parent.name}/{deployment['name']}")
 
 
 @pytest.mark.parametrize("deployment", list(deployments()))
-def test_deployment_parameters_conform_to_the_flow_schema(deployment, monkeypatch):
-    monkeypatch.setenv("ROMPY_TASKS_RUNS", "/tmp/rompy-runs")
+def test_deployment_parameters_conform_to_the_flow_schema(deployment):
+    schema = SCHEMAS[deployment["entrypoint"].split(":")[1]]
     params = deployment["parameters"]
     text = yaml.safe_dump(params).replace("{{ $ROMPY_TASKS_RUNS }}", "/tmp/rompy-runs")
     params = yaml.safe_load(text)
     # exactly as the API does on `prefect deploy` (no format checks) ...
-    validate(params, SCHEMA, raise_on_error=True, preprocess=True)
+    validate(params, schema, raise_on_error=True, preprocess=True)
     # ... and with formats checked, as a UI form or client may
-    errors = validate(params, SCHEMA, preprocess=True)
+    errors = validate(params, schema, preprocess=True)
     assert not errors, [e.message for e in errors]
-    validate_data(params["pipeline"])
+    if "pipeline" in params:
+        validate_data(params["pipeline"])
+    else:
+        resolve_members(EnsembleConfig.model_validate(params["ensemble"]))
 
 
 def test_the_demo_pipeline_conforms_once_shorthands_are_expanded():

@@ -280,3 +280,13 @@ def test_veros_hot_start_continues_model_time_from_a_restart(prefect_api, tmp_pa
         assert ds.Time.values.tolist() == [1.0]
     with xr.open_dataset(hot.config.staging_dir / "acc.energy.nc", decode_times=False) as ds:
         assert ds.Time.values.tolist() == [2.0], "model time continued from the restart"
+
+
+@pytest.mark.veros
+def test_plotting_a_diagnostic_with_no_output_times_is_a_clear_error(veros_result):
+    from rompy_tasks.postprocess.visualize import VisualizeConfig
+
+    pipeline, _ = veros_result
+    empty = VisualizeConfig(plots=[{"file": "acc.averages.nc", "variable": "temp", "kind": "map"}])
+    with pytest.raises(StageError, match="no output times in acc.averages.nc"):
+        empty.process(pipeline.config)

@@ -69,3 +69,13 @@ def test_times_are_utc_aware():
     assert shifted.start.tzinfo is UTC
     assert naive.model_dump(mode="json")["start"] == "2026-01-01T00:00:00Z"
     assert UTC == UTC
+
+
+def test_dump_keeps_what_was_given_so_overrides_stay_consistent():
+    given_duration = TimeRange(start="2026-01-01", duration="2d")
+    assert "end" not in given_duration.model_dump() and given_duration.end == datetime(2026, 1, 3, tzinfo=UTC)
+    data = given_duration.model_dump(mode="json") | {"duration": "5d"}
+    assert TimeRange.model_validate(data).end == datetime(2026, 1, 6, tzinfo=UTC)
+    given_end = TimeRange(start="2026-01-01", end="2026-01-04")
+    assert "duration" not in given_end.model_dump(mode="json")
+    assert TimeRange.model_validate(given_end.model_dump(mode="json")).duration == timedelta(days=3)

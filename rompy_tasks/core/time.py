@@ -11,7 +11,16 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, TypeAdapter, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PrivateAttr,
+    TypeAdapter,
+    model_serializer,
+    model_validator,
+)
 
 _SHORTHAND = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|min|s|ms)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "min": 60, "s": 1, "ms": 0.001}
@@ -67,6 +76,7 @@ class TimeRange(BaseModel):
     duration: Duration | None = None
     interval: Duration = timedelta(hours=1)
     include_end: bool = True
+    _derived: str | None = PrivateAttr(None)  # "end" or "duration": computed, not given
 
     @model_validator(mode="after")
     def _resolve_end(self) -> "TimeRange":
@@ -75,17 +85,27 @@ class TimeRange(BaseModel):
         if self.end is not None and self.duration is not None and self.end - self.start != self.duration:
             raise ValueError("'end' and 'duration' disagree: give one of them")
         if self.end is None:
+            self._derived = "end"
             try:
                 self.end = self.start + self.duration
             except OverflowError:
                 raise ValueError("'start' + 'duration' is beyond the representable dates") from None
         if self.duration is None:
+            self._derived = "duration"
             self.duration = self.end - self.start
         if self.duration <= timedelta(0):
             raise ValueError("'end' must be after 'start'")
         if self.interval <= timedelta(0):
             raise ValueError("'interval' must be positive")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_derived(self, handler):
+        """Dump what was given, so overriding `duration` (or `end`) later cannot contradict the other."""
+        data = handler(self)
+        if self._derived and isinstance(data, dict):
+            data.pop(self._derived, None)
+        return data
 
     @property
     def seconds(self) -> float:

@@ -35,6 +35,11 @@ def _plot(data: "xr.DataArray", spec: PlotSpec, title: str, target: Path) -> Non
     import matplotlib.pyplot as plt
 
     time_dim = find_time_dim(data.dims)
+    if time_dim and data.sizes[time_dim] == 0:
+        raise StageError(
+            f"visualize: {spec.variable} has no output times in {spec.file} "
+            "(is the run shorter than that diagnostic's output frequency?)"
+        )
     kind = spec.kind
     if kind == "auto":
         kind = "series" if data.ndim - (1 if time_dim else 0) == 0 or data.ndim == 1 else "map"
@@ -77,7 +82,10 @@ class VisualizeConfig(BasePostprocessorConfig):
                     raise StageError(f"visualize: {spec.variable!r} is not in {matches[0].name}")
                 data = ds[spec.variable].load()
             target = out_dir / f"{matches[0].stem}.{spec.variable}.png"
-            _plot(data, spec, f"{run.run_id}: {spec.variable} ({matches[0].name})", target)
+            try:
+                _plot(data, spec, f"{run.run_id}: {spec.variable} ({matches[0].name})", target)
+            except (TypeError, ValueError) as err:  # e.g. all values missing
+                raise StageError(f"visualize: cannot plot {spec.variable} from {matches[0].name}: {err}") from None
             written.append(target)
         lines = [f"# Plots for {run.run_id}", ""] + [f"- `{p.relative_to(staging)}`" for p in written]
         return {
