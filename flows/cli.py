@@ -32,6 +32,8 @@ from rompy_tasks.plugins import (
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Prefect-native ocean/wave/coastal model runs")
 backends_app = typer.Typer(no_args_is_help=True, help="Inspect and validate backend configs")
 app.add_typer(backends_app, name="backends")
+forecast_app = typer.Typer(no_args_is_help=True, help="Operational forecast cycles: run, backfill, validate")
+app.add_typer(forecast_app, name="forecast")
 
 out = Console()
 err = Console(stderr=True)
@@ -171,8 +173,15 @@ def validate(
     )
 
 
+def _forecast_schema() -> dict[str, Any]:
+    from rompy_tasks.forecast import ForecastConfig
+
+    return ForecastConfig.model_json_schema()
+
+
 SCHEMAS = {
     "pipeline": lambda: pipeline_config_class().model_json_schema(),
+    "forecast": _forecast_schema,
     "backend": lambda: TypeAdapter(backend_union()).json_schema(),
     "postprocessor": lambda: TypeAdapter(postprocessor_union()).json_schema(),
 }
@@ -232,6 +241,126 @@ def plugins() -> None:
             status = f"[red]failed: {failed.error}[/]" if failed else "[green]ok[/]"
             table.add_row(f"rompy_tasks.{key}", name, target, status)
     out.print(table)
+
+
+def _load_forecast(file: Path, overrides: list[str] | None) -> Any:
+    from rompy_tasks.forecast import load_forecast
+
+    try:
+        return load_forecast(file, overrides)
+    except ConfigError as error:
+        raise _invalid(error) from None
+
+
+def _time(option: str, text: str) -> Any:
+    """An ISO 8601 time (`2026-01-02`, `2026-01-02T12`, `2026-01-02T12:00Z`); UTC unless it says otherwise."""
+    from datetime import datetime
+
+    from rompy_tasks.core.time import as_utc
+
+    try:
+        return as_utc(datetime.fromisoformat(text.strip().replace("z", "Z")))
+    except ValueError:
+        raise _invalid(ConfigError.single(option, f"{text!r} is not an ISO 8601 time such as 2026-01-02T12")) from None
+
+
+def _print_cycles(records: list[Any]) -> None:
+    table = Table("cycle", "status", "start", "restart from", "seconds", "note", title="Forecast cycles")
+    for r in records:
+        seconds = f"{r.timings['total']:.1f}" if "total" in r.timings else ""
+        table.add_row(r.run_id, r.status, r.start or "-", r.restart_cycle or "-", seconds, (r.reason or "")[:60])
+    out.print(table)
+
+
+def _run_forecast_flow(call: Any, title: str) -> Any:
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    err.rule(title)
+    state = call(return_state=True)
+    if not state.is_completed():
+        err.print(f"[bold red]{title} failed[/]: {state.message}")
+        try:
+            state.result()
+        except BaseException as error:  # noqa: BLE001 - shown to the user, exit code says the rest
+            err.print(str(error), highlight=False, markup=False)
+        raise typer.Exit(EXIT_FAILED)
+    return state.result()
+
+
+@forecast_app.command("run")
+def forecast_run(
+    file: Annotated[Path, typer.Argument(help="Forecast YAML/JSON file")],
+    cycle: Annotated[str | None, typer.Option(help="Cycle time (default: now, floored to the cycle interval)")] = None,
+    force: Annotated[bool, typer.Option(help="Re-run a completed (or late) cycle")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Run one forecast cycle, hot-started from the previous one."""
+    from datetime import UTC, datetime
+
+    config = _load_forecast(file, set_)
+    when = _time("--cycle", cycle) if cycle else datetime.now(UTC)
+    from flows.forecast import forecast_cycle
+
+    record = _run_forecast_flow(
+        lambda **kw: forecast_cycle(forecast=config, cycle=when, force=force, **kw),
+        f"rompy-tasks forecast: {config.name}",
+    )
+    _print_cycles([record])
+    out.print(f"Cycle directory: {record.run_dir}")
+
+
+@forecast_app.command("backfill")
+def forecast_backfill(
+    file: Annotated[Path, typer.Argument(help="Forecast YAML/JSON file")],
+    start: Annotated[str, typer.Option("--from", help="First cycle time (ISO 8601)")],
+    end: Annotated[str, typer.Option("--to", help="Last cycle time (ISO 8601)")],
+    force: Annotated[bool, typer.Option(help="Re-run completed (and late) cycles too")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Run the missing cycles from --from to --to in order; cycles past max_lateness are skipped."""
+    config = _load_forecast(file, set_)
+    first, last = _time("--from", start), _time("--to", end)
+    if first > last:
+        raise _invalid(ConfigError.single("--from", f"{start} is after --to {end}"))
+    from flows.forecast import forecast_backfill as backfill_flow
+
+    records = _run_forecast_flow(
+        lambda **kw: backfill_flow(forecast=config, start=first, end=last, force=force, **kw),
+        f"rompy-tasks forecast backfill: {config.name}",
+    )
+    _print_cycles(records)
+
+
+@forecast_app.command("validate")
+def forecast_validate(
+    file: Annotated[Path, typer.Argument(help="Forecast YAML/JSON file")],
+    set_: SetOption = None,
+) -> None:
+    """Validate a forecast file; list every problem with its field path."""
+    config = _load_forecast(file, set_)
+    out.print(
+        f"[green]valid[/]: forecast {config.name}, every {config.cycle_interval}, {config.forecast_length} long, "
+        f"model {config.pipeline.config.config.model_type} on {config.pipeline.backend.type}"
+    )
+
+
+@forecast_app.command("forcing")
+def forecast_forcing(
+    output: Annotated[Path, typer.Argument(help="NetCDF file to write")],
+    start: Annotated[str, typer.Option(help="First time (ISO 8601)")],
+    end: Annotated[str, typer.Option(help="Last time (ISO 8601)")],
+    interval_hours: Annotated[int, typer.Option(min=1, help="Hours between records")] = 6,
+) -> None:
+    """Write the synthetic wind-stress forcing file the demo forecast and the tests use."""
+    from datetime import timedelta
+
+    from rompy_tasks.synthetic import write_synthetic_wind
+
+    first, last = _time("--start", start), _time("--end", end)
+    if first >= last:
+        raise _invalid(ConfigError.single("--start", f"{start} is not before --end {end}"))
+    path = write_synthetic_wind(output, first, last, timedelta(hours=interval_hours))
+    out.print(f"wrote {path} ({first.isoformat()} to {last.isoformat()}, every {interval_hours} h)")
 
 
 def main() -> None:

@@ -81,7 +81,7 @@ def model_pipeline(
         for stage in stages:
             stage_start = time.monotonic()
             if stage == "generate":
-                result.generated_files = generate_inputs(model_run)
+                result.generated_files = generate_inputs(model_run, pipeline.forcing)
             elif stage == "run":
                 if validate_stages:
                     check_inputs(model_run)

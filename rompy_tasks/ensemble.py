@@ -11,7 +11,6 @@ the member's resolved config) live in `<ensemble dir>/records/` and make re-runs
 import hashlib
 import itertools
 import json
-import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rompy_tasks.core.errors import ConfigError, Problem
 from rompy_tasks.core.loader import load_document, parse_assignment, set_path
+from rompy_tasks.core.records import read_record
+from rompy_tasks.core.records import write_record as store_record
 from rompy_tasks.pipeline import expand_shorthands, validate_data
 from rompy_tasks.plugins import pipeline_config_class
 from rompy_tasks.postprocess.ensemble_stats import EnsembleStatsConfig
@@ -208,17 +209,12 @@ def record_path(ensemble: EnsembleConfig, run_id: str) -> Path:
 
 def is_complete(ensemble: EnsembleConfig, member: Member) -> bool:
     """True if the member completed before with exactly this resolved config."""
-    try:
-        record = json.loads(record_path(ensemble, member.run_id).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
+    record = read_record(record_path(ensemble, member.run_id)) or {}
     return record.get("config_hash") == member.config_hash and record.get("status") == "completed"
 
 
 def write_record(ensemble: EnsembleConfig, member: Member, **fields: Any) -> Path:
     """Write a member's completion record atomically (a kill mid-write leaves none, never half)."""
-    path = record_path(ensemble, member.run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "run_id": member.run_id,
         "index": member.index,
@@ -227,12 +223,8 @@ def write_record(ensemble: EnsembleConfig, member: Member, **fields: Any) -> Pat
         "written": datetime.now(UTC).isoformat(),
         **fields,
     }
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
-    with open(path.parent / "history.log", "a") as history:  # append-only audit trail
-        history.write(f"{payload['written']} {member.run_id} {fields.get('status', '')} {member.config_hash[:12]}\n")
-    return path
+    history = f"{payload['written']} {member.run_id} {fields.get('status', '')} {member.config_hash[:12]}"
+    return store_record(record_path(ensemble, member.run_id), payload, history)
 
 
 def parse_indexes(text: str) -> list[int]:

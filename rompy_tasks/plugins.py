@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from rompy_tasks.backends.base import BaseBackendConfig
 from rompy_tasks.core.config import BaseModelConfig
 from rompy_tasks.core.model_run import ModelRun
+from rompy_tasks.forcing import ForcingSource
 from rompy_tasks.postprocess.base import BasePostprocessorConfig, ExternalPostprocessorConfig
 
 GROUPS = {
@@ -151,6 +152,9 @@ def pipeline_config_class() -> type[BaseModel]:
         backend: backend_union() = backend_field  # type: ignore[valid-type]
         postprocessor: list[postprocessor_union()] = Field(  # type: ignore[valid-type]
             default_factory=list, description="Postprocessors run in order after the model"
+        )
+        forcing: list[ForcingSource] = Field(
+            default_factory=list, description="Forcing data cut to the run period in the generate stage"
         )
         run_retries: int = Field(0, ge=0, le=10, description="Retries of the run stage after a failure")
         run_retry_delay_seconds: float = Field(10.0, ge=0, le=3600)

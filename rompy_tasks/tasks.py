@@ -3,6 +3,7 @@
 Tasks are side-effecting (they write run directories), so none is cached.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -10,15 +11,20 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import APILogHandler
 
 from rompy_tasks.backends.base import BaseBackendConfig, RunResult
+from rompy_tasks.forcing import ForcingSource, write_forcing
 from rompy_tasks.pipeline import record_generated
 
 
 @task(name="generate-inputs", task_run_name="generate-{model_run.run_id}", cache_policy=NO_CACHE)
-def generate_inputs(model_run: Any) -> list[str]:
-    """Create the run directory and write the model's inputs into it."""
+def generate_inputs(model_run: Any, forcing: Sequence[ForcingSource] = ()) -> list[str]:
+    """Create the run directory and write the model's inputs and its forcing cut into it."""
     logger = get_run_logger()
     staging = model_run.prepare_staging()
     files = model_run.config.generate(model_run, staging)
+    for source in forcing:
+        path = write_forcing(source, model_run.period, staging)
+        logger.info("forcing %s: %s cut to the run period into %s", source.name, source.url, path.name)
+        files.append(path)
     record_generated(model_run, files)
     logger.info("generated %d input file(s) in %s", len(files), staging)
     return [str(f) for f in files]

@@ -13,9 +13,11 @@ from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import validate
 
 from flows.ensemble import model_ensemble
+from flows.forecast import forecast_cycle
 from flows.pipeline import model_pipeline
 from rompy_tasks.core.loader import load_document
 from rompy_tasks.ensemble import EnsembleConfig, resolve_members
+from rompy_tasks.forecast import apply_forecast_overrides, validate_forecast
 from rompy_tasks.pipeline import validate_data
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,6 +25,7 @@ SCHEMA = parameter_schema(model_pipeline).model_dump_for_openapi()
 SCHEMAS = {
     "model_pipeline": SCHEMA,
     "model_ensemble": parameter_schema(model_ensemble).model_dump_for_openapi(),
+    "forecast_cycle": parameter_schema(forecast_cycle).model_dump_for_openapi(),
 }
 DEPLOYMENT_FILES = sorted((REPO / "deployments").rglob("prefect.yaml"))
 
@@ -33,12 +36,7 @@ def deployments():
             yield pytest.param(deployment, id=f"{path.parent.name}/{deployment['name']}")
 
 
-@pytest.mark.parametrize("deployment", list(deployments()))
-def test_deployment_parameters_conform_to_the_flow_schema(deployment):
-    schema = SCHEMAS[deployment["entrypoint"].split(":")[1]]
-    params = deployment["parameters"]
-    text = yaml.safe_dump(params).replace("{{ $ROMPY_TASKS_RUNS }}", "/tmp/rompy-runs")
-    params = yaml.safe_load(text)
+def _check_parameters(params: dict, schema: dict) -> None:
     # exactly as the API does on `prefect deploy` (no format checks) ...
     validate(params, schema, raise_on_error=True, preprocess=True)
     # ... and with formats checked, as a UI form or client may
@@ -46,8 +44,22 @@ def test_deployment_parameters_conform_to_the_flow_schema(deployment):
     assert not errors, [e.message for e in errors]
     if "pipeline" in params:
         validate_data(params["pipeline"])
+    elif "forecast" in params:
+        forecast = validate_forecast(params["forecast"])
+        apply_forecast_overrides(forecast, params.get("overrides") or {})
     else:
         resolve_members(EnsembleConfig.model_validate(params["ensemble"]))
+
+
+@pytest.mark.parametrize("deployment", list(deployments()))
+def test_deployment_parameters_conform_to_the_flow_schema(deployment):
+    schema = SCHEMAS[deployment["entrypoint"].split(":")[1]]
+    text = yaml.safe_dump(deployment["parameters"]).replace("{{ $ROMPY_TASKS_RUNS }}", "/tmp/rompy-runs")
+    params = yaml.safe_load(text)
+    _check_parameters(params, schema)
+    # a schedule's parameters replace the deployment's, key by key, for that schedule's runs
+    for schedule in deployment.get("schedules") or []:
+        _check_parameters({**params, **(schedule.get("parameters") or {})}, schema)
 
 
 def test_the_demo_pipeline_conforms_once_shorthands_are_expanded():

@@ -39,6 +39,15 @@ class BaseModelConfig(BaseModel):
         """Glob patterns (relative to the staging dir) that the model's outputs match."""
         return ["*"]
 
+    def restart_fields(self, restart: Path | None, every_seconds: float) -> dict[str, Any]:
+        """Config fields that start the model from `restart` (None: a cold start) and make it
+        write a restart every `every_seconds` of model time. Forecast cycles need this."""
+        raise NotImplementedError(f"model {self.model_type!r} does not support hot starts")
+
+    def restart_offsets(self, run: "ModelRun") -> dict[float, Path]:
+        """The restart files a finished run wrote, by seconds after the run's start."""
+        raise NotImplementedError(f"model {self.model_type!r} does not support hot starts")
+
     def template_context(self, run: "ModelRun") -> dict[str, Any]:
         """The Jinja context: `runtime` is the model run, `config` this config."""
         return {"runtime": run, "config": self}

@@ -15,12 +15,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloa
 from veros.settings import SETTINGS
 
 from rompy_tasks.core.config import BaseModelConfig
-from rompy_tasks.core.templates import render_string
+from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.templates import inside, render_string
 
 if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
 
 SETUP_FILE = "rompy_tasks_setup.py"
+RESTART_DIR = "restart"
 _TEMPLATE = Path(__file__).with_name("templates") / "veros_setup.py.j2"
 Diagnostic = Literal["snapshot", "averages", "energy", "overturning", "tracer_monitor", "cfl_monitor"]
 
@@ -59,6 +61,30 @@ FrequencyInput = Annotated[
 ]
 
 
+class WindStress(BaseModel):
+    """Surface wind stress read from a forcing file in the run directory instead of the setup's own.
+
+    The file is what the forcing stage writes (times in seconds since the run start); the
+    fields are interpolated to the model grid in space and linearly in time at every step.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field("forcing/wind.nc", pattern=r"^[A-Za-z0-9_./-]+$", description="Path inside the run directory")
+    taux: str | None = Field("taux", description="Eastward stress variable (N/m^2)")
+    tauy: str | None = Field("tauy", description="Northward stress variable (N/m^2); null keeps the setup's")
+    time: str = "time"
+    lon: str = "lon"
+    lat: str = "lat"
+
+    @field_validator("file")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if value.startswith("/") or ".." in Path(value).parts:
+            raise ValueError("must be a relative path inside the run directory")
+        return value
+
+
 class VerosConfig(BaseModelConfig):
     """Run a Veros setup for the model run's period."""
 
@@ -73,12 +99,25 @@ class VerosConfig(BaseModelConfig):
     diagnostics: dict[Diagnostic, FrequencyInput] = Field(
         default_factory=dict, description="Output (and sampling) frequency in seconds per diagnostic"
     )
-    restart_input: Path | None = Field(None, description="Restart file to hot-start from")
+    wind_stress: WindStress | None = Field(None, description="Wind stress forcing from a file (see `forcing`)")
+    restart_input: Path | None = Field(
+        None,
+        description="Restart file to hot-start from: an absolute path is copied into the run directory's "
+        "restart/ folder (so the run directory holds everything the model reads); a relative path is "
+        "inside the run directory",
+    )
     restart_frequency: float | None = Field(None, gt=0, description="Write a restart every N seconds")
     backend: Literal["numpy", "jax"] = "numpy"
     float_type: Literal["float64", "float32"] = "float64"
     loglevel: Literal["trace", "debug", "info", "warning", "error"] = "info"
     executable: str = Field("veros", min_length=1, description="The veros command")
+
+    @field_validator("restart_input")
+    @classmethod
+    def _restart_stays_inside(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_absolute() and ".." in value.parts:
+            raise ValueError("a relative restart_input must stay inside the run directory (no '..')")
+        return value
 
     @field_validator("setup")
     @classmethod
@@ -121,13 +160,38 @@ class VerosConfig(BaseModelConfig):
                 "config": self,
                 "stock_file": stock_file,
                 "diagnostics": {k: v.model_dump(exclude_none=True) for k, v in self.diagnostics.items()},
+                "wind_stress": self.wind_stress.model_dump() if self.wind_stress else None,
             },
             where="veros setup template",
         )
         target = staging_dir / SETUP_FILE
         target.write_text(wrapper)
         written.append(target)
+        if self.restart_input is not None:
+            written += self._stage_restart(staging_dir)
         return written
+
+    @property
+    def restart_in_run(self) -> str | None:
+        """The restart input as the model sees it, relative to the run directory."""
+        if self.restart_input is None:
+            return None
+        path = self.restart_input.expanduser()
+        return f"{RESTART_DIR}/{path.name}" if path.is_absolute() else str(path)
+
+    def _stage_restart(self, staging_dir: Path) -> list[Path]:
+        source = self.restart_input.expanduser()
+        target = staging_dir / self.restart_in_run
+        inside(staging_dir, target)
+        if not source.is_absolute():
+            if not target.is_file():
+                raise StageError(f"restart_input {source} is not in the run directory {staging_dir}")
+            return []
+        if not source.is_file():
+            raise StageError(f"restart_input {source} does not exist")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        return [target]
 
     def run_command(self, run: "ModelRun") -> list[str]:
         argv = [
@@ -142,7 +206,7 @@ class VerosConfig(BaseModelConfig):
         argv += ["--loglevel", self.loglevel]
         overrides: dict[str, Any] = {"runlen": run.period.seconds, "identifier": self.run_identifier}
         if self.restart_input is not None:
-            overrides["restart_input_filename"] = str(self.restart_input.expanduser().absolute())
+            overrides["restart_input_filename"] = self.restart_in_run
         if self.restart_frequency is not None:
             overrides["restart_frequency"] = self.restart_frequency
         overrides.update(self.settings)
@@ -150,8 +214,28 @@ class VerosConfig(BaseModelConfig):
             argv += ["-s", name, _setting_text(value)]
         return argv
 
+    def restart_fields(self, restart: Path | None, every_seconds: float) -> dict[str, Any]:
+        return {"restart_input": str(restart) if restart else None, "restart_frequency": every_seconds}
+
+    def restart_offsets(self, run: "ModelRun") -> dict[float, Path]:
+        """Veros names restarts by iteration; the model time inside each file places it in the run."""
+        staging = run.staging_dir
+        start = restart_model_time(staging / self.restart_in_run) if self.restart_input else 0.0
+        return {
+            round(restart_model_time(path) - start, 3): path
+            for path in sorted(staging.glob(f"{self.run_identifier}_*.restart.h5"))
+        }
+
     def output_patterns(self) -> list[str]:
         return [f"{self.run_identifier}.*.nc", f"{self.run_identifier}_*.restart.h5"]
+
+
+def restart_model_time(path: Path) -> float:
+    """Model time (seconds since the cold start) stored in a Veros restart file."""
+    import h5py
+
+    with h5py.File(path, "r") as restart:
+        return float(restart["core"]["time"][()])
 
 
 def _setting_text(value: Any) -> str:

@@ -1,0 +1,169 @@
+"""The `model-forecast` flow (one operational cycle) and `model-forecast-backfill` (catch-up).
+
+A cycle's time is the `cycle` parameter, or else the flow run's scheduled start time (the
+cron instant of a deployment schedule), floored to the cycle interval. The cycle runs the
+pipeline as a subflow, hot-started from the newest earlier cycle's restart valid at the
+cycle time. A completed cycle is not run again unless `force`; a cycle older than
+`max_lateness` is recorded as skipped. Backfill runs missing cycles oldest first, so each
+hot-starts from the one before.
+"""
+
+import traceback
+from datetime import datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from flows.heartbeats import subflow_context
+from flows.pipeline import model_pipeline
+from flows.postprocess import artifact_key
+from rompy_tasks.core.time import as_utc
+from rompy_tasks.forecast import (
+    CycleRecord,
+    ForecastConfig,
+    apply_forecast_overrides,
+    cycle_id,
+    cycle_pipeline,
+    cycle_run_dir,
+    cycle_times,
+    floor_cycle,
+    is_late,
+    prune_cycles,
+    read_cycle,
+    require_restart,
+    restarts_by_valid_time,
+    save_cycle,
+)
+from rompy_tasks.postprocess.visualize import PLOT_DIR
+
+
+def _cycle_run_name() -> str:
+    """`<forecast name>-<YYYYMMDDTHH>`, from the parameters or the scheduled start time."""
+    params = flow_run.parameters or {}
+    forecast, cycle = params.get("forecast"), params.get("cycle")
+    name = forecast.get("name") if isinstance(forecast, dict) else getattr(forecast, "name", "forecast")
+    when = cycle or flow_run.scheduled_start_time
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when)
+    interval = forecast.cycle_interval if isinstance(forecast, ForecastConfig) else None
+    return f"{name}-{cycle_id(floor_cycle(when, interval) if interval else when)}"
+
+
+def resolve_cycle(forecast: ForecastConfig, cycle: datetime | None) -> datetime:
+    """The cycle time: the parameter, or the scheduled start time, floored to the cycle interval."""
+    when = cycle if cycle is not None else flow_run.scheduled_start_time
+    return floor_cycle(
+        datetime.fromisoformat(str(when)) if not isinstance(when, datetime) else when, forecast.cycle_interval
+    )
+
+
+def _publish(forecast: ForecastConfig, record: CycleRecord) -> None:
+    create_markdown_artifact(
+        record.summary_markdown(forecast.name),
+        key=artifact_key("forecast", forecast.name, record.run_id),
+        description=f"Forecast {forecast.name} cycle {record.run_id}: {record.status}",
+    )
+
+
+@flow(name="model-forecast", flow_run_name=_cycle_run_name)
+def forecast_cycle(
+    forecast: ForecastConfig,
+    cycle: datetime | None = None,
+    force: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> CycleRecord:
+    """Run one forecast cycle: hot start from the previous cycle, pipeline, restarts, retention.
+
+    `cycle` defaults to the scheduled start time; `force` re-runs a completed (or late) cycle;
+    `overrides` ({"forecast_length": "72h", ...}) changes single fields of `forecast`.
+    """
+    logger = get_run_logger()
+    if overrides:
+        forecast = apply_forecast_overrides(forecast, overrides)
+        logger.info("applied overrides: %s", ", ".join(f"{k}={v}" for k, v in overrides.items()))
+    cycle_time = resolve_cycle(forecast, cycle)
+    if cycle is not None and as_utc(cycle) != cycle_time:
+        logger.warning("cycle %s is not a cycle time; using %s", as_utc(cycle).isoformat(), cycle_time.isoformat())
+    previous = read_cycle(forecast, cycle_time)
+    if previous is not None and previous.status == "completed" and not force:
+        logger.info(
+            "cycle %s already completed (%s); nothing to do (force re-runs it)",
+            previous.run_id,
+            previous.written.isoformat(),
+        )
+        return previous
+    record = CycleRecord(
+        cycle=cycle_time, run_id=cycle_id(cycle_time), status="running", run_dir=cycle_run_dir(forecast, cycle_time)
+    )
+    if not force and is_late(forecast, cycle_time):
+        record.status, record.reason = "skipped", f"older than max_lateness ({forecast.max_lateness}); not run"
+        logger.warning("cycle %s skipped: %s", record.run_id, record.reason)
+        save_cycle(forecast, record)
+        _publish(forecast, record)
+        return record
+    try:
+        hot = require_restart(forecast, cycle_time)
+        pipeline = cycle_pipeline(forecast, cycle_time, hot)
+        run = pipeline.config
+        record.start = "hot" if hot else "cold"
+        record.restart_from, record.restart_cycle = (str(hot.restart), hot.cycle) if hot else (None, None)
+        record.period_start, record.period_end = run.period.start, run.period.end
+        record.forcing = [source.output for source in pipeline.forcing]
+        if hot:
+            logger.info("cycle %s: hot start from %s (cycle %s)", record.run_id, hot.restart, hot.cycle)
+        else:
+            record.reason = "cold start: no restart from an earlier cycle (cold_start_ok)"
+            logger.warning("cycle %s: %s", record.run_id, record.reason)
+        save_cycle(forecast, record)
+        with subflow_context():
+            result = model_pipeline(pipeline)
+        record.timings = {t.stage: round(t.seconds, 3) for t in result.timings}
+        record.restarts = restarts_by_valid_time(pipeline)
+        staging = run.staging_dir
+        record.outputs = sorted(
+            {str(p.relative_to(staging)) for pat in run.config.output_patterns() for p in staging.glob(pat)}
+        )
+        record.plots = sorted(str(p.relative_to(staging)) for p in staging.glob(f"{PLOT_DIR}/*.png"))
+        record.status = "completed"
+        record.removed_cycles = prune_cycles(forecast, keep={record.run_id} | ({hot.cycle} if hot else set()))
+        if record.removed_cycles:
+            logger.info("keep_cycles=%s: removed %s", forecast.keep_cycles, ", ".join(record.removed_cycles))
+    except BaseException as err:
+        record.status = "failed"
+        record.reason = "".join(traceback.format_exception_only(err)).strip()[-2000:]
+        raise
+    finally:
+        if record.status != "skipped":
+            save_cycle(forecast, record)
+            _publish(forecast, record)
+    return record
+
+
+@flow(name="model-forecast-backfill", flow_run_name="{forecast.name}-backfill")
+def forecast_backfill(
+    forecast: ForecastConfig, start: datetime, end: datetime, force: bool = False
+) -> list[CycleRecord]:
+    """Run every cycle from `start` to `end` oldest first; stop at the first failed cycle."""
+    records = []
+    try:
+        for cycle in cycle_times(start, end, forecast.cycle_interval):
+            with subflow_context():
+                records.append(forecast_cycle(forecast, cycle=cycle, force=force))
+    finally:
+        create_table_artifact(
+            [
+                {
+                    "cycle": r.run_id,
+                    "status": r.status,
+                    "start": r.start or "-",
+                    "restart from": r.restart_cycle or "-",
+                    "note": r.reason or "",
+                }
+                for r in records
+            ],
+            key=artifact_key("forecast-backfill", forecast.name),
+            description=f"Backfill of {forecast.name} from {as_utc(start).isoformat()} to {as_utc(end).isoformat()}",
+        )
+    return records

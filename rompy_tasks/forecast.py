@@ -1,0 +1,313 @@
+"""Operational forecast cycles (Prefect-free): cycle times, hot-start lookup, records, retention.
+
+A forecast is a base pipeline run once per cycle (e.g. 00Z and 12Z). Everything about a cycle
+derives from its cycle time, never from the wall clock: the run id `YYYYMMDDTHH`, the run
+directory `<output_dir>/<name>/<run id>`, and the model period (the cycle time plus the
+forecast length; a cold start begins `spinup` earlier). Each cycle writes restarts every
+`cycle_interval`, so the next cycle (or, after a gap, a later one) finds a restart valid at
+its own cycle time. Records in `<name>/cycles/<run id>.json` say what each cycle did.
+"""
+
+import json
+import re
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rompy_tasks.core.errors import ConfigError, Problem, StageError
+from rompy_tasks.core.loader import load_document, parse_assignment, set_path
+from rompy_tasks.core.records import read_record, write_record
+from rompy_tasks.core.time import Duration, as_utc
+from rompy_tasks.pipeline import expand_shorthands, validate_data
+from rompy_tasks.plugins import pipeline_config_class
+
+CYCLE_FORMAT = "%Y%m%dT%H"
+CYCLE_PATTERN = r"^\d{8}T\d{2}$"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class RestartRules(BaseModel):
+    """Where a cycle's restart comes from and how far back to look for one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lookback_cycles: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Earlier cycles searched (newest first) for a restart valid at the cycle time; with a "
+        "forecast longer than the cycle interval, a cycle after a gap still hot-starts",
+    )
+
+
+class ForecastConfig(BaseModel):
+    """A forecast cycle: the base pipeline and the cycling rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="Forecast directory name")
+    pipeline: pipeline_config_class() = Field(  # type: ignore[valid-type]
+        description="The base pipeline; each cycle replaces its run id, period and restart input"
+    )
+    cycle_interval: Duration = Field(timedelta(hours=12), description="Time between cycles (whole hours)")
+    forecast_length: Duration = Field(timedelta(hours=48), description="Model period of each cycle")
+    spinup: Duration = Field(timedelta(0), description="A cold start begins this long before the cycle time")
+    restart: RestartRules = Field(default_factory=RestartRules)
+    cold_start_ok: bool = Field(
+        False, description="Cold-start when no previous restart exists (else the cycle fails with an error)"
+    )
+    keep_cycles: int | None = Field(
+        None, ge=1, description="Cycle directories kept after a successful cycle (default: all)"
+    )
+    max_lateness: Duration | None = Field(
+        None, description="Cycles older than this (against the wall clock) are skipped, not run"
+    )
+
+    @field_validator("pipeline", mode="before")
+    @classmethod
+    def _expand_file_shorthands(cls, value: Any) -> Any:
+        return expand_shorthands(value) if isinstance(value, dict) else value
+
+    @field_validator("cycle_interval")
+    @classmethod
+    def _whole_hours(cls, value: timedelta) -> timedelta:
+        if value < timedelta(hours=1) or value % timedelta(hours=1):
+            raise ValueError("must be a whole number of hours (cycle run ids are YYYYMMDDTHH)")
+        return value
+
+    @model_validator(mode="after")
+    def _can_cycle(self) -> "ForecastConfig":
+        if self.forecast_length < self.cycle_interval:
+            raise ValueError("'forecast_length' must reach the next cycle ('cycle_interval') to hot-start it")
+        if self.spinup < timedelta(0):
+            raise ValueError("'spinup' must not be negative")
+        try:
+            self.pipeline.config.config.restart_fields(None, self.cycle_interval.total_seconds())
+        except NotImplementedError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+    @property
+    def directory(self) -> Path:
+        return self.pipeline.config.output_dir.expanduser().absolute() / self.name
+
+
+def load_forecast(path: str | Path, overrides: list[str] | None = None) -> ForecastConfig:
+    """Read, override (`a.b=c`) and validate a forecast file; one ConfigError lists every problem."""
+    data = load_document(path)
+    for text in overrides or []:
+        set_path(data, *parse_assignment(text))
+    return validate_forecast(data, source=str(path))
+
+
+def validate_forecast(data: dict[str, Any], source: str | None = None) -> ForecastConfig:
+    try:
+        forecast = ForecastConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError.from_validation(err, data=data, source=source) from None
+    try:
+        forecast.pipeline.config.config.check(forecast.pipeline.config)
+    except ConfigError as err:
+        raise ConfigError([Problem(f"pipeline.config.{p.loc}", p.msg) for p in err.problems], source) from None
+    return forecast
+
+
+def apply_forecast_overrides(forecast: ForecastConfig, overrides: dict[str, Any]) -> ForecastConfig:
+    """A validated copy with `dotted.path: value` overrides (the deployment's `overrides` parameter)."""
+    data = forecast.model_dump(mode="json")
+    for key, value in overrides.items():
+        set_path(data, key, value)
+    return validate_forecast(data, source="overrides")
+
+
+# --- cycle times ---------------------------------------------------------------------------------
+
+
+def floor_cycle(when: datetime, interval: timedelta) -> datetime:
+    """The latest cycle time at or before `when` (cycles are whole multiples of the interval since 1970)."""
+    when = as_utc(when)
+    return when - (when - EPOCH) % interval
+
+
+def cycle_id(cycle: datetime) -> str:
+    return as_utc(cycle).strftime(CYCLE_FORMAT)
+
+
+def cycle_times(start: datetime, end: datetime, interval: timedelta) -> list[datetime]:
+    """Every cycle from `start` to `end` inclusive; `start` is rounded up to a cycle time."""
+    first = floor_cycle(start, interval)
+    if first < as_utc(start):
+        first += interval
+    times, current = [], first
+    while current <= as_utc(end):
+        times.append(current)
+        current += interval
+    return times
+
+
+def is_late(forecast: ForecastConfig, cycle: datetime, now: datetime | None = None) -> bool:
+    """True if the cycle is older than `max_lateness` (such cycles are skipped, not run)."""
+    if forecast.max_lateness is None:
+        return False
+    return (now or datetime.now(UTC)) - as_utc(cycle) > forecast.max_lateness
+
+
+# --- records -------------------------------------------------------------------------------------
+
+CycleStatus = Literal["running", "completed", "failed", "skipped"]
+
+
+class CycleRecord(BaseModel):
+    """What one cycle did; stored in `<forecast dir>/cycles/<run id>.json`."""
+
+    cycle: datetime
+    run_id: str
+    status: CycleStatus
+    run_dir: Path
+    start: Literal["hot", "cold"] | None = None
+    restart_from: str | None = Field(None, description="The restart file this cycle started from")
+    restart_cycle: str | None = Field(None, description="The cycle that wrote it")
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    forcing: list[str] = Field(default_factory=list)
+    restarts: dict[str, str] = Field(default_factory=dict, description="Restart files by valid time (ISO)")
+    timings: dict[str, float] = Field(default_factory=dict)
+    outputs: list[str] = Field(default_factory=list)
+    plots: list[str] = Field(default_factory=list)
+    removed_cycles: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    written: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def summary_markdown(self, name: str) -> str:
+        """The per-cycle artifact: cycle time, start, restart, forcing, durations, outputs, plots."""
+        start = {"hot": "hot start", "cold": "cold start", None: "-"}[self.start]
+        lines = [
+            f"# Forecast `{name}` cycle {self.cycle:%Y-%m-%d %HZ}: {self.status}",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| Cycle time | {self.cycle.isoformat()} |",
+            f"| Start | {start} |",
+            f"| Restart | {f'`{self.restart_from}` (cycle {self.restart_cycle})' if self.restart_from else '-'} |",
+            f"| Model period | {self.period_start.isoformat() if self.period_start else '-'} to "
+            f"{self.period_end.isoformat() if self.period_end else '-'} |",
+            f"| Run directory | `{self.run_dir}` |",
+            f"| Forcing | {', '.join(f'`{f}`' for f in self.forcing) or '-'} |",
+        ]
+        if self.reason:
+            lines.append(f"| Note | {self.reason} |")
+        if self.removed_cycles:
+            lines.append(f"| Removed (keep_cycles) | {', '.join(self.removed_cycles)} |")
+        if self.timings:
+            lines += ["", "## Durations", "", "| Stage | Seconds |", "|---|---|"]
+            lines += [f"| {stage} | {seconds:.2f} |" for stage, seconds in self.timings.items()]
+        lines += ["", "## Outputs", ""] + [f"- `{o}`" for o in self.outputs or ["(none)"]]
+        if self.restarts:
+            lines += ["", "## Restarts written", ""] + [f"- {t}: `{f}`" for t, f in self.restarts.items()]
+        if self.plots:
+            lines += ["", "## Plots", ""] + [f"- `{p}`" for p in self.plots]
+        return "\n".join(lines)
+
+
+def cycles_dir(forecast: ForecastConfig) -> Path:
+    return forecast.directory / "cycles"
+
+
+def cycle_run_dir(forecast: ForecastConfig, cycle: datetime) -> Path:
+    return forecast.directory / cycle_id(cycle)
+
+
+def read_cycle(forecast: ForecastConfig, cycle: datetime) -> CycleRecord | None:
+    data = read_record(cycles_dir(forecast) / f"{cycle_id(cycle)}.json")
+    return CycleRecord.model_validate(data) if data else None
+
+
+def save_cycle(forecast: ForecastConfig, record: CycleRecord) -> Path:
+    record.written = datetime.now(UTC)
+    history = f"{record.written.isoformat()} {record.run_id} {record.status} {record.start or '-'}"
+    return write_record(cycles_dir(forecast) / f"{record.run_id}.json", json.loads(record.model_dump_json()), history)
+
+
+# --- hot starts ----------------------------------------------------------------------------------
+
+
+class HotStart(BaseModel):
+    restart: Path
+    cycle: str
+
+
+def find_restart(forecast: ForecastConfig, cycle: datetime) -> HotStart | None:
+    """The newest earlier cycle's restart valid at `cycle`, searching `restart.lookback_cycles` back."""
+    valid_at = as_utc(cycle).isoformat()
+    for back in range(1, forecast.restart.lookback_cycles + 1):
+        earlier = as_utc(cycle) - back * forecast.cycle_interval
+        record = read_cycle(forecast, earlier)
+        if record is None or record.status != "completed" or valid_at not in record.restarts:
+            continue
+        path = record.run_dir / record.restarts[valid_at]
+        if path.is_file():
+            return HotStart(restart=path, cycle=record.run_id)
+    return None
+
+
+def cycle_pipeline(forecast: ForecastConfig, cycle: datetime, hot_start: HotStart | None) -> BaseModel:
+    """The cycle's validated pipeline: run id, directory, period and restart derived from the cycle."""
+    cycle = as_utc(cycle)
+    spinup = timedelta(0) if hot_start else forecast.spinup
+    data = forecast.pipeline.model_dump(mode="json")
+    model = forecast.pipeline.config.config
+    restart_fields = model.restart_fields(
+        hot_start.restart if hot_start else None, forecast.cycle_interval.total_seconds()
+    )
+    run = data["config"]
+    run.update(run_id=cycle_id(cycle), output_dir=str(forecast.directory), delete_existing=True, run_id_subdir=True)
+    run["period"] = {
+        "start": (cycle - spinup).isoformat(),
+        "duration": (forecast.forecast_length + spinup).total_seconds(),
+        "interval": forecast.pipeline.config.period.interval.total_seconds(),
+        "include_end": forecast.pipeline.config.period.include_end,
+    }
+    run["config"].update(restart_fields)
+    return validate_data(data, source=f"cycle {cycle_id(cycle)}")
+
+
+def restarts_by_valid_time(pipeline: BaseModel) -> dict[str, str]:
+    """The restarts a finished cycle wrote, keyed by the (ISO) time they are valid at."""
+    run = pipeline.config
+    return {
+        (run.period.start + timedelta(seconds=offset)).isoformat(): path.name
+        for offset, path in sorted(run.config.restart_offsets(run).items())
+    }
+
+
+def prune_cycles(forecast: ForecastConfig, keep: set[str]) -> list[str]:
+    """Remove cycle directories beyond `keep_cycles` (newest kept), never those named in `keep`."""
+    if forecast.keep_cycles is None or not forecast.directory.is_dir():
+        return []
+    names = sorted(
+        (p.name for p in forecast.directory.iterdir() if p.is_dir() and re.match(CYCLE_PATTERN, p.name)),
+        reverse=True,
+    )
+    removed = []
+    for name in names[forecast.keep_cycles :]:
+        if name in keep:
+            continue
+        shutil.rmtree(forecast.directory / name)
+        removed.append(name)
+    return sorted(removed)
+
+
+def require_restart(forecast: ForecastConfig, cycle: datetime) -> HotStart | None:
+    """The hot start for `cycle`, None for an allowed cold start, or a clear error."""
+    hot = find_restart(forecast, cycle)
+    if hot is None and not forecast.cold_start_ok:
+        back = range(1, forecast.restart.lookback_cycles + 1)
+        searched = [cycle_id(as_utc(cycle) - k * forecast.cycle_interval) for k in back]
+        raise StageError(
+            f"cycle {cycle_id(cycle)}: no restart valid at {as_utc(cycle).isoformat()} in the completed cycles "
+            f"{', '.join(searched)}; run the earlier cycles first or set cold_start_ok"
+        )
+    return hot

@@ -1,0 +1,306 @@
+"""Operational forecast cycles: real Veros cycles hot-started from each other, forcing cut from a
+real NetCDF file (also over HTTP), backfill with max_lateness, idempotent re-runs, retention."""
+
+import http.server
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from conftest import run_cli
+
+from rompy_tasks.core.errors import ConfigError, StageError
+from rompy_tasks.core.time import TimeRange
+from rompy_tasks.forcing import ForcingSource, write_forcing
+from rompy_tasks.forecast import (
+    ForecastConfig,
+    cycle_id,
+    cycle_times,
+    floor_cycle,
+    is_late,
+    prune_cycles,
+    validate_forecast,
+)
+from rompy_tasks.synthetic import synthetic_wind, write_synthetic_wind
+
+BBOX = {"west": -4, "east": 64, "south": -44, "north": 48}
+
+
+def forecast_doc(tmp_path: Path, forcing: Path, **extra) -> dict:
+    doc = {
+        "name": "acc-fc",
+        "cycle_interval": "12h",
+        "forecast_length": "24h",
+        "spinup": "1d",
+        "cold_start_ok": True,
+        "pipeline": {
+            "config": {
+                "run_id": "cycle",
+                "output_dir": str(tmp_path / "runs"),
+                "period": {"start": "2026-01-01", "duration": "1d", "interval": "12h"},
+                "config": {
+                    "model_type": "veros",
+                    "setup": "acc",
+                    "wind_stress": {"file": "forcing/wind.nc"},
+                    "diagnostics": {"snapshot": 43200},
+                },
+            },
+            "forcing": [{"name": "wind", "url": str(forcing), "time_buffer": "6h", "bbox": BBOX}],
+            "backend": {"type": "local", "timeout": 600},
+        },
+    }
+    doc.update(extra)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def january_forcing(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("forcing") / "wind.nc"
+    return write_synthetic_wind(path, datetime(2025, 12, 25), datetime(2026, 1, 15))
+
+
+# --- cycle arithmetic and validation (no Prefect) ------------------------------------------------
+
+
+def test_cycle_times_floor_to_the_interval_in_utc():
+    twelve = timedelta(hours=12)
+    assert floor_cycle(datetime(2026, 3, 1, 13, 37, tzinfo=UTC), twelve) == datetime(2026, 3, 1, 12, tzinfo=UTC)
+    # a time in another zone is converted first: 01:30+02:00 is 23:30Z the day before
+    cest = datetime.fromisoformat("2026-03-02T01:30:00+02:00")
+    assert floor_cycle(cest, twelve) == datetime(2026, 3, 1, 12, tzinfo=UTC)
+    assert floor_cycle(datetime(2026, 3, 1, 12), twelve) == datetime(2026, 3, 1, 12, tzinfo=UTC)
+    assert cycle_id(datetime(2026, 3, 1, 6, tzinfo=UTC)) == "20260301T06"
+    assert [cycle_id(t) for t in cycle_times(datetime(2026, 3, 1, 1), datetime(2026, 3, 2, 12), twelve)] == [
+        "20260301T12",
+        "20260302T00",
+        "20260302T12",
+    ]
+
+
+def test_lateness_is_measured_against_the_wall_clock(tmp_path):
+    config = ForecastConfig.model_validate(forecast_doc(tmp_path, tmp_path / "f.nc", max_lateness="2d"))
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    assert is_late(config, now - timedelta(days=2, hours=1), now)
+    assert not is_late(config, now - timedelta(days=1, hours=23), now)
+    unlimited = ForecastConfig.model_validate(forecast_doc(tmp_path, tmp_path / "f.nc"))
+    assert not is_late(unlimited, now - timedelta(days=3650), now)
+
+
+def test_invalid_forecasts_list_every_problem_with_its_path(tmp_path):
+    doc = forecast_doc(tmp_path, tmp_path / "f.nc", cycle_interval="90m", keep_cycles=0, max_lateness="soon")
+    doc["pipeline"]["forcing"][0]["bbox"] = {"west": 10, "east": 5, "south": 0, "north": 1}
+    with pytest.raises(ConfigError) as caught:
+        validate_forecast(doc)
+    locs = {p.loc for p in caught.value.problems}
+    assert {"cycle_interval", "keep_cycles", "max_lateness", "pipeline.forcing[0].bbox"} <= locs, locs
+    too_short = forecast_doc(tmp_path, tmp_path / "f.nc", forecast_length="6h")
+    with pytest.raises(ConfigError, match="must reach the next cycle"):
+        validate_forecast(too_short)
+    shell = forecast_doc(tmp_path, tmp_path / "f.nc")
+    shell["pipeline"]["config"]["config"] = {"model_type": "shell", "command": "true"}
+    with pytest.raises(ConfigError, match="does not support hot starts"):
+        validate_forecast(shell)
+
+
+def test_the_cli_rejects_a_bad_forecast_with_exit_2_and_writes_nothing(tmp_path):
+    doc = forecast_doc(tmp_path, tmp_path / "f.nc", forecast_length="forever")
+    path = tmp_path / "fc.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = run_cli("forecast", "run", str(path), "--cycle", "2026-01-02T00")
+    assert result.returncode == 2, result.stderr
+    assert "forecast_length" in result.stderr
+    bad_time = run_cli("forecast", "backfill", str(path), "--from", "yesterday", "--to", "2026-01-02")
+    assert bad_time.returncode == 2
+    assert not (tmp_path / "runs").exists()
+
+
+# --- forcing ----------------------------------------------------------------------------------------
+
+
+def test_forcing_is_cut_to_the_period_plus_buffer_and_the_bounding_box(tmp_path, january_forcing):
+    source = ForcingSource(name="wind", url=str(january_forcing), time_buffer="6h", bbox=BBOX)
+    period = TimeRange(start="2026-01-03T12:00", duration="1d")
+    path = write_forcing(source, period, tmp_path)
+    assert path == tmp_path / "forcing" / "wind.nc"
+    cut = xr.open_dataset(path)
+    assert cut.time.values[0] == np.datetime64("2026-01-03T06:00") and cut.time.values[-1] == np.datetime64(
+        "2026-01-04T18:00"
+    )
+    assert cut.lon.min() >= -4 and cut.lon.max() <= 64 and cut.lat.min() >= -44 and cut.lat.max() <= 48
+    raw = xr.open_dataset(path, decode_times=False)
+    assert raw.time.attrs["units"] == "seconds since 2026-01-03T12:00:00"
+    assert raw.time.values[0] == -21600.0
+    full = xr.open_dataset(january_forcing).sel(time=cut.time, lon=cut.lon, lat=cut.lat)
+    np.testing.assert_array_equal(cut.taux.values, full.taux.values)
+
+
+def test_forcing_that_does_not_cover_the_run_is_a_clear_error(tmp_path, january_forcing):
+    source = ForcingSource(name="wind", url=str(january_forcing))
+    with pytest.raises(StageError, match="the run needs 2026-01-14T00:00:00 to 2026-01-16T00:00:00"):
+        write_forcing(source, TimeRange(start="2026-01-14", duration="2d"), tmp_path)
+    with pytest.raises(StageError, match="does not exist"):
+        write_forcing(
+            ForcingSource(name="w", url=str(tmp_path / "nope.nc")),
+            TimeRange(start="2026-01-02", duration="1d"),
+            tmp_path,
+        )
+    outside = ForcingSource(name="w", url=str(january_forcing), bbox={"west": 100, "east": 120, "south": 0, "north": 1})
+    with pytest.raises(StageError, match="selects no grid points"):
+        write_forcing(outside, TimeRange(start="2026-01-02", duration="1d"), tmp_path)
+    assert not (tmp_path / "forcing").exists() or not any((tmp_path / "forcing").iterdir())
+
+
+def test_forcing_is_read_from_an_fsspec_http_url(tmp_path, january_forcing):
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(january_forcing.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{january_forcing.name}"
+        source = ForcingSource(name="remote", url=url, variables=["taux"])
+        path = write_forcing(source, TimeRange(start="2026-01-05", duration="12h"), tmp_path)
+        cut = xr.open_dataset(path)
+        assert list(cut.data_vars) == ["taux"] and cut.sizes["time"] == 3
+        with pytest.raises(StageError, match="cannot open forcing source"):
+            write_forcing(
+                ForcingSource(name="x", url=url + ".missing"), TimeRange(start="2026-01-05", duration="1h"), tmp_path
+            )
+    finally:
+        server.shutdown()
+
+
+# --- retention ---------------------------------------------------------------------------------------
+
+
+def test_retention_keeps_the_newest_cycles_and_the_hot_start_source(tmp_path):
+    config = ForecastConfig.model_validate(forecast_doc(tmp_path, tmp_path / "f.nc", keep_cycles=2))
+    for name in ["20260101T00", "20260101T12", "20260102T00", "20260102T12", "cycles", "notes"]:
+        (config.directory / name).mkdir(parents=True)
+    removed = prune_cycles(config, keep={"20260102T12", "20260101T00"})
+    assert removed == ["20260101T12"]
+    assert sorted(p.name for p in config.directory.iterdir()) == [
+        "20260101T00",
+        "20260102T00",
+        "20260102T12",
+        "cycles",
+        "notes",
+    ]
+
+
+# --- real cycles --------------------------------------------------------------------------------------
+
+
+def _snapshot_days(run_dir: Path) -> list[float]:
+    with xr.open_dataset(run_dir / "acc.snapshot.nc") as ds:
+        return [float(t) for t in ds.Time.values]
+
+
+@pytest.mark.veros
+def test_three_consecutive_cycles_cold_then_hot_started_from_the_previous_restart(
+    prefect_api, tmp_path, january_forcing
+):
+    from flows.forecast import forecast_cycle
+
+    config = ForecastConfig.model_validate(forecast_doc(tmp_path, january_forcing))
+    first = datetime(2026, 1, 2, tzinfo=UTC)
+    records = [forecast_cycle(forecast=config, cycle=first + k * timedelta(hours=12)) for k in range(3)]
+    assert [r.status for r in records] == ["completed"] * 3
+    assert [r.start for r in records] == ["cold", "hot", "hot"]
+    runs = tmp_path / "runs" / "acc-fc"
+    assert [r.run_dir for r in records] == [runs / "20260102T00", runs / "20260102T12", runs / "20260103T00"]
+
+    # the cold start spun up for a day before the cycle; the hot starts continue the model clock
+    assert records[0].period_start == datetime(2026, 1, 1, tzinfo=UTC)
+    assert records[1].period_start == datetime(2026, 1, 2, 12, tzinfo=UTC)
+    assert _snapshot_days(records[0].run_dir) == [0.5, 1.0, 1.5, 2.0]
+    assert _snapshot_days(records[1].run_dir) == [2.0, 2.5]  # model time 1.5 d at 2026-01-02T12
+    assert _snapshot_days(records[2].run_dir) == [2.5, 3.0]
+
+    for previous, record in zip(records, records[1:], strict=False):
+        assert record.restart_cycle == previous.run_id
+        assert Path(record.restart_from).parent == previous.run_dir
+        assert previous.restarts[record.cycle.isoformat()] == Path(record.restart_from).name
+        log = (record.run_dir / "logs" / "run.log").read_text()
+        assert f"Reading restart data from restart/{Path(record.restart_from).name}" in log
+    cold_log = (records[0].run_dir / "logs" / "run.log").read_text()
+    assert "Reading restart data" not in cold_log and "restart_input_filename" not in cold_log
+
+    # the model used the forcing file: its wind stress is the forcing interpolated in space and time
+    with xr.open_dataset(records[1].run_dir / "acc.snapshot.nc") as snap:
+        model_taux = float(snap.surface_taux.isel(Time=0).sel(yt=-29.0, xu=20.0))
+    truth = synthetic_wind(datetime(2026, 1, 2), datetime(2026, 1, 4)).taux.interp(
+        time=np.datetime64("2026-01-02T12:00"), lat=-29.0, lon=20.0
+    )
+    assert model_taux == pytest.approx(float(truth), rel=1e-5)
+    assert "wind stress from wind.nc" in (records[1].run_dir / "logs" / "run.log").read_text()
+
+    stored = json.loads((runs / "cycles" / "20260103T00.json").read_text())
+    assert stored["status"] == "completed" and stored["start"] == "hot" and stored["forcing"] == ["forcing/wind.nc"]
+    history = (runs / "cycles" / "history.log").read_text().splitlines()
+    assert [line.split()[1:3] for line in history if "completed" in line] == [
+        ["20260102T00", "completed"],
+        ["20260102T12", "completed"],
+        ["20260103T00", "completed"],
+    ]
+
+
+@pytest.mark.veros
+def test_no_restart_and_no_cold_start_fails_clearly(prefect_api, tmp_path, january_forcing):
+    path = tmp_path / "fc.yaml"
+    path.write_text(yaml.safe_dump(forecast_doc(tmp_path, january_forcing, cold_start_ok=False)))
+    result = run_cli("forecast", "run", str(path), "--cycle", "2026-01-05T12", env={"PREFECT_API_URL": prefect_api})
+    assert result.returncode == 1
+    assert "no restart valid at 2026-01-05T12:00:00+00:00" in result.stderr and "cold_start_ok" in result.stderr
+    record = json.loads((tmp_path / "runs" / "acc-fc" / "cycles" / "20260105T12.json").read_text())
+    assert record["status"] == "failed" and "no restart" in record["reason"]
+    assert not (tmp_path / "runs" / "acc-fc" / "20260105T12").exists(), "nothing started"
+
+
+@pytest.mark.veros
+def test_backfill_over_a_gap_skips_late_cycles_hot_starts_across_the_gap_and_is_idempotent(prefect_api, tmp_path):
+    now = datetime.now(UTC)
+    c0 = floor_cycle(now, timedelta(hours=12)) - timedelta(hours=48)
+    forcing = write_synthetic_wind(tmp_path / "wind.nc", c0 - timedelta(days=2), now + timedelta(days=3))
+    doc = forecast_doc(tmp_path, forcing, max_lateness="36h", keep_cycles=2, spinup="0h")
+    path = tmp_path / "fc.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    env = {"PREFECT_API_URL": prefect_api}
+    c1, c2, c3 = (c0 + k * timedelta(hours=12) for k in (1, 2, 3))
+
+    # c0 ran long ago (forced past its lateness); then the suite was down for one cycle
+    first = run_cli("forecast", "run", str(path), "--cycle", c0.isoformat(), "--force", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    backfill = run_cli("forecast", "backfill", str(path), "--from", c1.isoformat(), "--to", c3.isoformat(), env=env)
+    assert backfill.returncode == 0, backfill.stderr[-3000:]
+
+    records = {
+        cid: json.loads((tmp_path / "runs/acc-fc/cycles" / f"{cid}.json").read_text())
+        for cid in map(cycle_id, (c0, c1, c2, c3))
+    }
+    r0, r1, r2, r3 = records.values()
+    assert r1["status"] == "skipped" and "max_lateness" in r1["reason"]
+    assert not (tmp_path / "runs/acc-fc" / cycle_id(c1)).exists()
+    assert (r2["status"], r2["start"], r2["restart_cycle"]) == ("completed", "hot", cycle_id(c0)), "across the gap"
+    assert (r3["status"], r3["start"], r3["restart_cycle"]) == ("completed", "hot", cycle_id(c2))
+    # keep_cycles=2: c0 went once c3 no longer needed it
+    assert r2["removed_cycles"] == [] and r3["removed_cycles"] == [cycle_id(c0)]
+    assert sorted(p.name for p in (tmp_path / "runs/acc-fc").iterdir()) == sorted(
+        [cycle_id(c2), cycle_id(c3), "cycles"]
+    )
+
+    # re-running completed cycles does nothing (no model run, records untouched) ...
+    log = tmp_path / "runs/acc-fc" / cycle_id(c3) / "logs" / "run.log"
+    mtime = log.stat().st_mtime_ns
+    again = run_cli("forecast", "run", str(path), "--cycle", c3.isoformat(), env=env)
+    assert again.returncode == 0 and "already completed" in again.stderr
+    assert log.stat().st_mtime_ns == mtime
+    assert json.loads((tmp_path / "runs/acc-fc/cycles" / f"{cycle_id(c3)}.json").read_text()) == r3
+    # ... unless forced
+    forced = run_cli("forecast", "run", str(path), "--cycle", c3.isoformat(), "--force", env=env)
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert log.stat().st_mtime_ns != mtime
