@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 from flows.heartbeats import subflow_context
 from flows.pipeline import model_pipeline
 from flows.postprocess import artifact_key
-from rompy_tasks.core.time import as_utc
+from rompy_tasks.core.time import as_utc, parse_duration
 from rompy_tasks.forecast import (
     CycleRecord,
     ForecastConfig,
@@ -40,15 +40,25 @@ from rompy_tasks.postprocess.visualize import PLOT_DIR
 
 
 def _cycle_run_name() -> str:
-    """`<forecast name>-<YYYYMMDDTHH>`, from the parameters or the scheduled start time."""
-    params = flow_run.parameters or {}
+    """`<forecast name>-<YYYYMMDDTHH>`, from the parameters or the scheduled start time.
+
+    Never raises: a failing run-name function would crash the flow run before it starts.
+    """
+    try:
+        return _cycle_name_from(flow_run.parameters or {})
+    except Exception:  # noqa: BLE001 - the flow itself reports bad parameters properly
+        return "forecast-cycle"
+
+
+def _cycle_name_from(params: dict[str, Any]) -> str:
     forecast, cycle = params.get("forecast"), params.get("cycle")
-    name = forecast.get("name") if isinstance(forecast, dict) else getattr(forecast, "name", "forecast")
+    if isinstance(forecast, dict):  # parameters as the API sent them
+        default = ForecastConfig.model_fields["cycle_interval"].default
+        name, interval = forecast["name"], parse_duration(forecast.get("cycle_interval", default))
+    else:
+        name, interval = forecast.name, forecast.cycle_interval
     when = cycle or flow_run.scheduled_start_time
-    if isinstance(when, str):
-        when = datetime.fromisoformat(when)
-    interval = forecast.cycle_interval if isinstance(forecast, ForecastConfig) else None
-    return f"{name}-{cycle_id(floor_cycle(when, interval) if interval else when)}"
+    return f"{name}-{cycle_id(floor_cycle(datetime.fromisoformat(when) if isinstance(when, str) else when, interval))}"
 
 
 def resolve_cycle(forecast: ForecastConfig, cycle: datetime | None) -> datetime:

@@ -129,6 +129,8 @@ def apply_forecast_overrides(forecast: ForecastConfig, overrides: dict[str, Any]
 def floor_cycle(when: datetime, interval: timedelta) -> datetime:
     """The latest cycle time at or before `when` (cycles are whole multiples of the interval since 1970)."""
     when = as_utc(when)
+    # a plain datetime: Prefect hands out pendulum DateTimes, whose arithmetic differs
+    when = datetime(*when.timetuple()[:6], when.microsecond, tzinfo=UTC)
     return when - (when - EPOCH) % interval
 
 
