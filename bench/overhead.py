@@ -14,14 +14,14 @@ Prefect start-up = ephemeral - server; per-run overhead = server - bare.
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from flows.services import prefect_server
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -75,41 +75,6 @@ def ours(work: Path, days: int, env: dict[str, str], index: int) -> float:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    proc = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.5)
-    os.killpg(proc.pid, 9)
-    raise SystemExit("prefect server did not become healthy in 120 s")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -124,13 +89,10 @@ def main() -> None:
         for i in range(args.runs):
             bare.append(bare_veros(work, runlen, base_env, i))
             ephemeral.append(ours(work, args.days, {**base_env, "PREFECT_HOME": str(work / f"home{i}")}, i))
-        server, url = start_server(work / "server-home")
-        try:
+        with prefect_server(work / "server-home", work / "server.log") as server_env:
+            url = server_env["PREFECT_API_URL"]
             for i in range(args.runs):
                 served.append(ours(work, args.days, {**base_env, "PREFECT_API_URL": url}, 100 + i))
-        finally:
-            os.killpg(server.pid, 15)
-            server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
 
     m_bare, m_eph, m_srv = (statistics.median(x) for x in (bare, ephemeral, served))

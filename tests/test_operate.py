@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from servers import free_port
 
+from flows.services import free_port
 from rompy_tasks.forecast import cycle_id, floor_cycle
 
 PREFECT = Path(sys.executable).parent / "prefect"
@@ -96,6 +96,15 @@ def test_the_scheduled_start_time_drives_the_cycle_then_a_shell_run_hot_starts_f
     assert set(schedules) == {"0 0 * * *", "0 12 * * *"}
     assert all(s["schedule"]["timezone"] == "UTC" and s["active"] for s in schedules.values())
     assert schedules["0 0 * * *"]["parameters"] == {"overrides": {"forecast_length": "72h"}}
+    # the server's scheduler creates the coming runs: 00Z and 12Z, the 00Z ones with their parameters
+    deadline = time.monotonic() + 120
+    while not (upcoming := _scheduled_runs(operated, deployment["id"])):
+        assert time.monotonic() < deadline, "the scheduler created no runs (see the server log)"
+        time.sleep(2)
+    for run in upcoming:
+        start = datetime.fromisoformat(run["expected_start_time"])
+        assert (start.hour, start.minute, start.second) in {(0, 0, 0), (12, 0, 0)} and start > datetime.now(UTC)
+        assert run["parameters"]["overrides"] == ({"forecast_length": "72h"} if start.hour == 0 else {})
 
     # a run scheduled 20 h ago (a late one the worker picks up at once): its cycle is that time,
     # floored to 12 h, not the wall clock
@@ -136,6 +145,11 @@ def test_the_scheduled_start_time_drives_the_cycle_then_a_shell_run_hot_starts_f
         {"artifacts": {"key": {"any_": [f"forecast-acc-forecast-{cycle_id(following).lower()}"]}}},
     )
     assert artifacts and "hot start" in artifacts[0]["data"], "the per-cycle summary artifact"
+
+
+def _scheduled_runs(operated: Operated, deployment_id: str) -> list[dict]:
+    query = {"flow_runs": {"deployment_id": {"any_": [deployment_id]}, "state": {"type": {"any_": ["SCHEDULED"]}}}}
+    return [r for r in operated.api("POST", "/flow_runs/filter", query) if r["auto_scheduled"]]
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,6 +1,8 @@
-"""Real Prefect services for end-to-end tests: `prefect server start` and workers.
+"""Real Prefect services started from Python: `prefect server start` and workers.
 
-Each runs in its own session and is stopped with its whole process group.
+The end-to-end tests and the benchmarks use these (scripts/operate is the shell version for
+a lasting local setup). Each service runs in its own session and is stopped with its whole
+process group.
 """
 
 import os
