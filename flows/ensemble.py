@@ -28,6 +28,7 @@ from rompy_tasks.core.errors import StageError
 from rompy_tasks.ensemble import (
     EnsembleConfig,
     Member,
+    apply_ensemble_overrides,
     ensemble_dir,
     is_complete,
     resolve_members,
@@ -130,9 +131,16 @@ def model_ensemble(
     ensemble: EnsembleConfig,
     indexes: list[int] | None = None,
     max_parallel: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> EnsembleResult:
-    """Run the members of an ensemble (all, or `indexes`), resuming from earlier runs."""
+    """Run the members of an ensemble (all, or `indexes`), resuming from earlier runs.
+
+    `overrides` ({"pipeline.config.period.duration": "2d", ...}) changes single fields of `ensemble`.
+    """
     logger = get_run_logger()
+    if overrides:
+        ensemble = apply_ensemble_overrides(ensemble, overrides)
+        logger.info("applied overrides: %s", ", ".join(f"{k}={v}" for k, v in overrides.items()))
     members = resolve_members(ensemble)
     wanted = indexes if indexes is not None else ensemble.indexes
     if wanted is not None:

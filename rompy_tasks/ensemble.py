@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rompy_tasks.core.errors import ConfigError, Problem
-from rompy_tasks.core.loader import load_document, parse_assignment, set_path
+from rompy_tasks.core.loader import apply_field_overrides, load_document, parse_assignment, set_path
 from rompy_tasks.core.records import read_record
 from rompy_tasks.core.records import write_record as store_record
 from rompy_tasks.pipeline import expand_shorthands, validate_data
@@ -185,19 +185,31 @@ def resolve_members(ensemble: EnsembleConfig) -> list[Member]:
     return members
 
 
+def validate_ensemble(data: dict[str, Any], source: str | None = None) -> EnsembleConfig:
+    """Validate an ensemble mapping and every member's pipeline; one ConfigError lists all problems."""
+    try:
+        ensemble = EnsembleConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError.from_validation(err, data=data, source=source) from None
+    try:
+        resolve_members(ensemble)
+    except ConfigError as err:
+        raise ConfigError(err.problems, source) from None
+    return ensemble
+
+
+def apply_ensemble_overrides(ensemble: EnsembleConfig, overrides: dict[str, Any]) -> EnsembleConfig:
+    """`ensemble` with `dotted.path: value` overrides (the flow's `overrides` parameter)."""
+    return apply_field_overrides(ensemble, overrides, validate_ensemble)
+
+
 def load_ensemble(path: str | Path, overrides: list[str] | None = None) -> tuple[EnsembleConfig, list[Member]]:
     """Read, override (`a.b=c`), validate an ensemble file and resolve its members."""
     data = load_document(path)
     for text in overrides or []:
         set_path(data, *parse_assignment(text))
-    try:
-        ensemble = EnsembleConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError.from_validation(err, data=data, source=str(path)) from None
-    try:
-        return ensemble, resolve_members(ensemble)
-    except ConfigError as err:
-        raise ConfigError(err.problems, str(path)) from None
+    ensemble = validate_ensemble(data, source=str(path))
+    return ensemble, resolve_members(ensemble)
 
 
 # --- completion records --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rompy_tasks.core.errors import ConfigError, Problem, StageError
-from rompy_tasks.core.loader import load_document, parse_assignment, set_path
+from rompy_tasks.core.loader import apply_field_overrides, load_document, parse_assignment, set_path
 from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.core.time import Duration, as_utc
 from rompy_tasks.pipeline import expand_shorthands, validate_data
@@ -116,11 +116,8 @@ def validate_forecast(data: dict[str, Any], source: str | None = None) -> Foreca
 
 
 def apply_forecast_overrides(forecast: ForecastConfig, overrides: dict[str, Any]) -> ForecastConfig:
-    """A validated copy with `dotted.path: value` overrides (the deployment's `overrides` parameter)."""
-    data = forecast.model_dump(mode="json")
-    for key, value in overrides.items():
-        set_path(data, key, value)
-    return validate_forecast(data, source="overrides")
+    """`forecast` with `dotted.path: value` overrides (the flow's `overrides` parameter)."""
+    return apply_field_overrides(forecast, overrides, validate_forecast)
 
 
 # --- cycle times ---------------------------------------------------------------------------------

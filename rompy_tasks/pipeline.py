@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from rompy_tasks.backends.base import RunResult, stage_log_path
 from rompy_tasks.core.errors import ConfigError, StageError
-from rompy_tasks.core.loader import load_document, parse_assignment, set_path
+from rompy_tasks.core.loader import apply_field_overrides, load_document, parse_assignment, set_path
 from rompy_tasks.plugins import pipeline_config_class
 
 Stage = Literal["generate", "run", "postprocess"]
@@ -62,15 +62,8 @@ def validate_data(data: dict[str, Any], source: str | None = None) -> BaseModel:
 
 
 def apply_overrides(pipeline: BaseModel, overrides: dict[str, Any]) -> BaseModel:
-    """A validated copy of `pipeline` with `dotted.path: value` overrides applied.
-
-    Deployments take these as a parameter, so a user changes one field from the UI or
-    `prefect deployment run --param overrides=...` without resending the whole config.
-    """
-    data = pipeline.model_dump(mode="json")
-    for key, value in overrides.items():
-        set_path(data, key, value)
-    return validate_data(data, source="overrides")
+    """`pipeline` with `dotted.path: value` overrides (the flows' `overrides` parameter)."""
+    return apply_field_overrides(pipeline, overrides, validate_data)
 
 
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> BaseModel:

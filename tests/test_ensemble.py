@@ -260,3 +260,15 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(prefect_api, tmp_path
     assert set(ran) == {f"m_m{i:03d}" for i in range(6)}
     summary = json.loads((records / "m_m005.json").read_text())
     assert summary["status"] == "completed" and len(summary["config_hash"]) == 64
+
+
+def test_deployment_overrides_change_single_fields_and_are_validated(tmp_path):
+    from rompy_tasks.ensemble import apply_ensemble_overrides
+
+    base = EnsembleConfig.model_validate(shell_ensemble(tmp_path, "true", {"n": 2}))
+    changed = apply_ensemble_overrides(base, {"max_parallel": 5, "pipeline.config.period.duration": "2h"})
+    assert changed.max_parallel == 5 and changed.pipeline.config.period.seconds == 7200
+    assert base.max_parallel == 2, "the original is untouched"
+    with pytest.raises(ConfigError) as caught:
+        apply_ensemble_overrides(base, {"max_parallel": 0, "members.n": "many"})
+    assert {p.loc for p in caught.value.problems} >= {"max_parallel", "members.n"}

@@ -11,13 +11,16 @@ Every failure is a `ConfigError` naming where it happened.
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel
 
 from rompy_tasks.core.errors import ConfigError, Problem
+
+T = TypeVar("T")
 
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -155,3 +158,17 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
                 current = current[part]
         else:
             raise ConfigError.single(dotted, f"cannot set a field inside a {type(current).__name__}")
+
+
+def apply_field_overrides(
+    model: BaseModel, overrides: Mapping[str, Any], validate: Callable[[dict[str, Any], str], T]
+) -> T:
+    """A re-validated copy of `model` with `dotted.path: value` overrides applied.
+
+    Deployments take these as an `overrides` parameter: Prefect's `--param` replaces a whole
+    parameter, so a user changes one field from the UI or the shell without resending the config.
+    """
+    data = model.model_dump(mode="json")
+    for key, value in overrides.items():
+        set_path(data, key, value)
+    return validate(data, "overrides")
