@@ -21,7 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from flows.heartbeats import subflow_context
-from flows.pipeline import model_pipeline
+from flows.pipeline import model_pipeline, overridden
 from flows.postprocess import artifact_key
 from rompy_tasks.backends.process import child_environment, run_process
 from rompy_tasks.core.errors import StageError
@@ -138,9 +138,7 @@ def model_ensemble(
     `overrides` ({"pipeline.config.period.duration": "2d", ...}) changes single fields of `ensemble`.
     """
     logger = get_run_logger()
-    if overrides:
-        ensemble = apply_ensemble_overrides(ensemble, overrides)
-        logger.info("applied overrides: %s", ", ".join(f"{k}={v}" for k, v in overrides.items()))
+    ensemble = overridden(ensemble, overrides, apply_ensemble_overrides)
     members = resolve_members(ensemble)
     wanted = indexes if indexes is not None else ensemble.indexes
     if wanted is not None:

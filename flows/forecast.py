@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from flows.heartbeats import subflow_context
-from flows.pipeline import model_pipeline
+from flows.pipeline import model_pipeline, overridden
 from flows.postprocess import artifact_key
 from rompy_tasks.core.time import as_utc, parse_duration
 from rompy_tasks.forecast import (
@@ -90,9 +90,7 @@ def forecast_cycle(
     `overrides` ({"forecast_length": "72h", ...}) changes single fields of `forecast`.
     """
     logger = get_run_logger()
-    if overrides:
-        forecast = apply_forecast_overrides(forecast, overrides)
-        logger.info("applied overrides: %s", ", ".join(f"{k}={v}" for k, v in overrides.items()))
+    forecast = overridden(forecast, overrides, apply_forecast_overrides)
     cycle_time = resolve_cycle(forecast, cycle)
     if cycle is not None and as_utc(cycle) != cycle_time:
         logger.warning("cycle %s is not a cycle time; using %s", as_utc(cycle).isoformat(), cycle_time.isoformat())

@@ -7,7 +7,8 @@ generate only). A failure keeps inputs and logs; `cleanup_on_failure` removes ou
 
 import time
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -30,6 +31,16 @@ from rompy_tasks.plugins import pipeline_config_class
 from rompy_tasks.tasks import generate_inputs, run_model
 
 PipelineConfig = pipeline_config_class()
+T = TypeVar("T")
+
+
+def overridden(config: T, overrides: dict[str, Any] | None, apply: Callable[[T, dict[str, Any]], T]) -> T:
+    """`config` with a flow's `overrides` parameter applied (validated) and logged."""
+    if not overrides:
+        return config
+    config = apply(config, overrides)
+    get_run_logger().info("applied overrides: %s", ", ".join(f"{k}={v}" for k, v in overrides.items()))
+    return config
 
 
 @flow(name="remote-run-stage", flow_run_name="run-{model_run.run_id}", validate_parameters=False)
@@ -68,9 +79,7 @@ def model_pipeline(
     `overrides` ({"config.period.duration": "2d", ...}) changes single fields of `pipeline`.
     """
     logger = get_run_logger()
-    if overrides:
-        pipeline = apply_overrides(pipeline, overrides)
-        logger.info("applied overrides: %s", ", ".join(f"{k}={v}" for k, v in overrides.items()))
+    pipeline = overridden(pipeline, overrides, apply_overrides)
     model_run = pipeline.config
     stages = select_stages(first_stage, last_stage)
     result = PipelineResult(

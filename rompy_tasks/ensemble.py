@@ -22,8 +22,7 @@ from rompy_tasks.core.errors import ConfigError, Problem
 from rompy_tasks.core.loader import apply_field_overrides, load_document, parse_assignment, set_path
 from rompy_tasks.core.records import read_record
 from rompy_tasks.core.records import write_record as store_record
-from rompy_tasks.pipeline import expand_shorthands, validate_data
-from rompy_tasks.plugins import pipeline_config_class
+from rompy_tasks.pipeline import nested_pipeline_type, validate_data
 from rompy_tasks.postprocess.ensemble_stats import EnsembleStatsConfig
 
 
@@ -64,7 +63,7 @@ class EnsembleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="Ensemble directory name")
-    pipeline: pipeline_config_class() = Field(  # type: ignore[valid-type]
+    pipeline: nested_pipeline_type() = Field(  # type: ignore[valid-type]
         description="The base pipeline (config, backend, postprocessor)"
     )
     members: ExplicitMembers | MatrixMembers | SeededMembers
@@ -78,11 +77,6 @@ class EnsembleConfig(BaseModel):
     post_batch: list[str] = Field(default_factory=list, description="Commands run in the ensemble dir last")
     indexes: list[int] | None = Field(None, description="Run only these members")
     postprocessor: list[EnsembleStatsConfig] = Field(default_factory=list)
-
-    @field_validator("pipeline", mode="before")
-    @classmethod
-    def _expand_file_shorthands(cls, value: Any) -> Any:
-        return expand_shorthands(value) if isinstance(value, dict) else value
 
     @field_validator("run_id_template")
     @classmethod

@@ -21,8 +21,7 @@ from rompy_tasks.core.errors import ConfigError, Problem, StageError
 from rompy_tasks.core.loader import apply_field_overrides, load_document, parse_assignment, set_path
 from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.core.time import Duration, as_utc
-from rompy_tasks.pipeline import expand_shorthands, validate_data
-from rompy_tasks.plugins import pipeline_config_class
+from rompy_tasks.pipeline import nested_pipeline_type, validate_data
 
 CYCLE_FORMAT = "%Y%m%dT%H"
 CYCLE_PATTERN = r"^\d{8}T\d{2}$"
@@ -49,7 +48,7 @@ class ForecastConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="Forecast directory name")
-    pipeline: pipeline_config_class() = Field(  # type: ignore[valid-type]
+    pipeline: nested_pipeline_type() = Field(  # type: ignore[valid-type]
         description="The base pipeline; each cycle replaces its run id, period and restart input"
     )
     cycle_interval: Duration = Field(timedelta(hours=12), description="Time between cycles (whole hours)")
@@ -65,11 +64,6 @@ class ForecastConfig(BaseModel):
     max_lateness: Duration | None = Field(
         None, description="Cycles older than this (against the wall clock) are skipped, not run"
     )
-
-    @field_validator("pipeline", mode="before")
-    @classmethod
-    def _expand_file_shorthands(cls, value: Any) -> Any:
-        return expand_shorthands(value) if isinstance(value, dict) else value
 
     @field_validator("cycle_interval")
     @classmethod

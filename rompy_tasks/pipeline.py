@@ -8,9 +8,9 @@ run manifest are plain data so the CLI, the flows and the tests share them.
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from rompy_tasks.backends.base import RunResult, stage_log_path
 from rompy_tasks.core.errors import ConfigError, StageError
@@ -45,6 +45,14 @@ def expand_shorthands(data: dict[str, Any]) -> dict[str, Any]:
         return data
     items = value if isinstance(value, list) else [value]
     return {**data, "postprocessor": [{"processor": i} if isinstance(i, str) else i for i in items]}
+
+
+def nested_pipeline_type() -> Any:
+    """The type of a `pipeline:` field inside an ensemble or forecast file (shorthands expanded)."""
+    return Annotated[
+        pipeline_config_class(),
+        BeforeValidator(lambda value: expand_shorthands(value) if isinstance(value, dict) else value),
+    ]
 
 
 def validate_data(data: dict[str, Any], source: str | None = None) -> BaseModel:
