@@ -304,3 +304,13 @@ def test_backfill_over_a_gap_skips_late_cycles_hot_starts_across_the_gap_and_is_
     forced = run_cli("forecast", "run", str(path), "--cycle", c3.isoformat(), "--force", env=env)
     assert forced.returncode == 0, forced.stderr[-3000:]
     assert log.stat().st_mtime_ns != mtime
+
+
+def test_the_example_forecast_file_is_valid():
+    from conftest import REPO
+
+    from rompy_tasks.forecast import load_forecast
+
+    config = load_forecast(REPO / "examples" / "veros-forecast" / "forecast.yaml")
+    assert config.cycle_interval == timedelta(hours=12) and config.pipeline.forcing[0].name == "wind"
+    assert config.pipeline.config.config.wind_stress.file == "forcing/wind.nc"
