@@ -275,7 +275,11 @@ def test_veros_hot_start_continues_model_time_from_a_restart(prefect_api, tmp_pa
     hot = one_day("hot", restart_input=str(restart))
     model_pipeline(pipeline=hot, last_stage="run")
     log = (hot.config.staging_dir / "logs" / "run.log").read_text()
-    assert f"Reading restart data from {restart}" in log
+    # the restart is copied into the run directory, so the run directory holds all the model reads
+    copied = hot.config.staging_dir / "restart" / restart.name
+    assert copied.read_bytes() == restart.read_bytes()
+    assert f"Reading restart data from restart/{restart.name}" in log
+    assert f"restart/{restart.name}" in (hot.config.staging_dir / "logs" / "generate.log").read_text()
     with xr.open_dataset(cold.config.staging_dir / "acc.energy.nc", decode_times=False) as ds:
         assert ds.Time.values.tolist() == [1.0]
     with xr.open_dataset(hot.config.staging_dir / "acc.energy.nc", decode_times=False) as ds:
