@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,11 +54,28 @@ def _invalid(error: ConfigError) -> typer.Exit:
     return typer.Exit(EXIT_INVALID)
 
 
-def _load(file: Path, overrides: list[str] | None) -> Any:
+def _valid(load: Callable[..., Any], *args: Any) -> Any:
+    """`load(*args)`, or exit 2 listing every problem."""
     try:
-        return load_pipeline(file, overrides)
+        return load(*args)
     except ConfigError as error:
         raise _invalid(error) from None
+
+
+def _load(file: Path, overrides: list[str] | None) -> Any:
+    return _valid(load_pipeline, file, overrides)
+
+
+def _outcome(state: Any, title: str) -> Any:
+    """The flow's result, or exit 1 after printing why it failed."""
+    if not state.is_completed():
+        err.print(f"[bold red]{title} failed[/]: {state.message}")
+        try:
+            state.result()
+        except BaseException as error:  # noqa: BLE001 - shown to the user, exit code says the rest
+            err.print(str(error), highlight=False, markup=False)
+        raise typer.Exit(EXIT_FAILED)
+    return state.result()
 
 
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
@@ -99,15 +117,7 @@ def run(
             validate_stages=validate_stages,
             return_state=True,
         )
-    if not state.is_completed():
-        err.print(f"[bold red]Run {run_id} failed[/]: {state.message}")
-        try:
-            state.result()
-        except BaseException as error:  # noqa: BLE001 - shown to the user, exit code says the rest
-            err.print(str(error), highlight=False, markup=False)
-        raise typer.Exit(EXIT_FAILED)
-    result = state.result()
-    _print_result(result)
+    _print_result(_outcome(state, f"Run {run_id}"))
 
 
 @app.command()
@@ -246,10 +256,7 @@ def plugins() -> None:
 def _load_forecast(file: Path, overrides: list[str] | None) -> Any:
     from rompy_tasks.forecast import load_forecast
 
-    try:
-        return load_forecast(file, overrides)
-    except ConfigError as error:
-        raise _invalid(error) from None
+    return _valid(load_forecast, file, overrides)
 
 
 def _time(option: str, text: str) -> Any:
@@ -276,15 +283,7 @@ def _run_forecast_flow(call: Any, title: str) -> Any:
     logging.getLogger("distributed").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     err.rule(title)
-    state = call(return_state=True)
-    if not state.is_completed():
-        err.print(f"[bold red]{title} failed[/]: {state.message}")
-        try:
-            state.result()
-        except BaseException as error:  # noqa: BLE001 - shown to the user, exit code says the rest
-            err.print(str(error), highlight=False, markup=False)
-        raise typer.Exit(EXIT_FAILED)
-    return state.result()
+    return _outcome(call(return_state=True), title)
 
 
 @forecast_app.command("run")

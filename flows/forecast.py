@@ -63,10 +63,7 @@ def _cycle_name_from(params: dict[str, Any]) -> str:
 
 def resolve_cycle(forecast: ForecastConfig, cycle: datetime | None) -> datetime:
     """The cycle time: the parameter, or the scheduled start time, floored to the cycle interval."""
-    when = cycle if cycle is not None else flow_run.scheduled_start_time
-    return floor_cycle(
-        datetime.fromisoformat(str(when)) if not isinstance(when, datetime) else when, forecast.cycle_interval
-    )
+    return floor_cycle(cycle if cycle is not None else flow_run.scheduled_start_time, forecast.cycle_interval)
 
 
 def _publish(forecast: ForecastConfig, record: CycleRecord) -> None:

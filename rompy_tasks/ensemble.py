@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rompy_tasks.core.errors import ConfigError, Problem
-from rompy_tasks.core.loader import apply_field_overrides, load_document, parse_assignment, set_path
+from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments, set_path
 from rompy_tasks.core.records import read_record
 from rompy_tasks.core.records import write_record as store_record
 from rompy_tasks.pipeline import nested_pipeline_type, validate_data
@@ -199,10 +199,7 @@ def apply_ensemble_overrides(ensemble: EnsembleConfig, overrides: dict[str, Any]
 
 def load_ensemble(path: str | Path, overrides: list[str] | None = None) -> tuple[EnsembleConfig, list[Member]]:
     """Read, override (`a.b=c`), validate an ensemble file and resolve its members."""
-    data = load_document(path)
-    for text in overrides or []:
-        set_path(data, *parse_assignment(text))
-    ensemble = validate_ensemble(data, source=str(path))
+    ensemble = validate_ensemble(load_with_assignments(path, overrides), source=str(path))
     return ensemble, resolve_members(ensemble)
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rompy_tasks.core.errors import ConfigError, Problem, StageError
-from rompy_tasks.core.loader import apply_field_overrides, load_document, parse_assignment, set_path
+from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
 from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.core.time import Duration, as_utc
 from rompy_tasks.pipeline import nested_pipeline_type, validate_data
@@ -91,10 +91,7 @@ class ForecastConfig(BaseModel):
 
 def load_forecast(path: str | Path, overrides: list[str] | None = None) -> ForecastConfig:
     """Read, override (`a.b=c`) and validate a forecast file; one ConfigError lists every problem."""
-    data = load_document(path)
-    for text in overrides or []:
-        set_path(data, *parse_assignment(text))
-    return validate_forecast(data, source=str(path))
+    return validate_forecast(load_with_assignments(path, overrides), source=str(path))
 
 
 def validate_forecast(data: dict[str, Any], source: str | None = None) -> ForecastConfig:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from rompy_tasks.backends.base import RunResult, stage_log_path
 from rompy_tasks.core.errors import ConfigError, StageError
-from rompy_tasks.core.loader import apply_field_overrides, load_document, parse_assignment, set_path
+from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
 from rompy_tasks.plugins import pipeline_config_class
 
 Stage = Literal["generate", "run", "postprocess"]
@@ -76,11 +76,7 @@ def apply_overrides(pipeline: BaseModel, overrides: dict[str, Any]) -> BaseModel
 
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> BaseModel:
     """Read, override (`a.b=c`) and validate a pipeline file."""
-    data = load_document(path)
-    for text in overrides or []:
-        key, value = parse_assignment(text)
-        set_path(data, key, value)
-    return validate_data(data, source=str(path))
+    return validate_data(load_with_assignments(path, overrides), source=str(path))
 
 
 def redacted(pipeline: BaseModel) -> dict[str, Any]:
