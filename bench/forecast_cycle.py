@@ -27,11 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from flows.services import free_port
+from flows.services import api_request, free_port
 from rompy_tasks.forecast import cycle_id, floor_cycle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,20 +74,13 @@ def run_cycle(cycle: datetime, runs: Path, env: dict[str, str]) -> tuple[float, 
 
 def scheduled_latency(cycle: datetime, runs: Path, api: str) -> float:
     """Schedule the cycle 20 s ahead through the API, as the scheduler does; scheduled time -> model start."""
-    with urllib.request.urlopen(f"{api}/deployments/name/{DEPLOYMENT}") as response:
-        deployment = json.load(response)
+    deployment = api_request(api, "GET", f"/deployments/name/{DEPLOYMENT}")
     when = datetime.now(UTC) + timedelta(seconds=20)
     body = {
         "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": when.isoformat()}},
         "parameters": {"cycle": cycle.isoformat()},
     }
-    request = urllib.request.Request(
-        f"{api}/deployments/{deployment['id']}/create_flow_run",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(request).close()
+    api_request(api, "POST", f"/deployments/{deployment['id']}/create_flow_run", body)
     record = wait_for(runs / "acc-forecast" / "cycles" / f"{cycle_id(cycle)}.json")
     return (model_started(Path(record["run_dir"]) / "logs" / "run.log") - when).total_seconds()
 

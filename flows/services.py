@@ -5,16 +5,19 @@ a lasting local setup). Each service runs in its own session and is stopped with
 process group.
 """
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
 
@@ -100,3 +103,25 @@ def prefect_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 600
         text=True,
         timeout=timeout,
     )
+
+
+def api_request(api_url: str, method: str, path: str, body: dict | None = None, attempts: int = 6) -> Any:
+    """One call to the Prefect REST API, retried like Prefect's own client.
+
+    The server answers 503 for errors a client should retry (e.g. SQLite busy while the
+    scheduler inserts runs), and 429/502 under load.
+    """
+    request = urllib.request.Request(
+        f"{api_url}{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            if error.code not in {429, 502, 503} or attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * 2**attempt)

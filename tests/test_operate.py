@@ -9,14 +9,13 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import REPO
 
-from flows.services import free_port
+from flows.services import api_request, free_port
 from rompy_tasks.forecast import cycle_id, floor_cycle
 
 PREFECT = Path(sys.executable).parent / "prefect"
@@ -40,14 +39,7 @@ class Operated:
         }
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict | list:
-        request = urllib.request.Request(
-            f"{self.url}/api{path}",
-            data=json.dumps(body).encode() if body is not None else None,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
+        return api_request(f"{self.url}/api", method, path, body)
 
     def deployment(self, name: str) -> dict:
         return self.api("GET", f"/deployments/name/{name}")
