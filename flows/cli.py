@@ -7,6 +7,7 @@ Prefect, so they answer fast.
 
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -35,6 +36,8 @@ backends_app = typer.Typer(no_args_is_help=True, help="Inspect and validate back
 app.add_typer(backends_app, name="backends")
 forecast_app = typer.Typer(no_args_is_help=True, help="Operational forecast cycles: run, backfill, validate")
 app.add_typer(forecast_app, name="forecast")
+server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server that commands reuse")
+app.add_typer(server_app, name="server")
 
 out = Console()
 err = Console(stderr=True)
@@ -83,6 +86,44 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
+def _connect_api() -> None:
+    """Point this command at the configured Prefect API, or at the reused local server.
+
+    Done before Prefect is imported, so every thread of the command sees the same API.
+    """
+    from rompy_tasks import local_server
+
+    if local_server.configured_api_url():
+        return
+    try:
+        info, started = local_server.start()
+    except RuntimeError as error:
+        err.print(f"[bold red]{error}[/]")
+        raise typer.Exit(EXIT_FAILED) from None
+    if started:
+        err.print(
+            f"Started a local Prefect server for this and later commands: UI {info.ui_url}, "
+            f"log {local_server.log_path()}. Stop it with `rompy-tasks server stop`.",
+            highlight=False,
+        )
+    os.environ["PREFECT_API_URL"] = info.api_url
+
+
+def _run_flow(call: Callable[[], Any]) -> Any:
+    """Run a flow from the command line: SIGTERM unwinds like Ctrl-C, no flow heartbeat.
+
+    The heartbeat thread tells a server that a flow's process is alive; it costs about a second
+    to stop, which is most of a short run's overhead from the command line. Deployment runs
+    (started by a worker) keep it.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's scheduler chatter (slurm backend)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return call()
+
+
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="Pipeline YAML/JSON file")],
@@ -101,21 +142,22 @@ def run(
     except ConfigError as error:
         raise _invalid(error) from None
 
+    _connect_api()
     from flows.pipeline import model_pipeline  # imports Prefect: only when something will run
     from flows.progress import pipeline_progress
 
-    logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's scheduler chatter (slurm backend)
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     run_id = pipeline.config.run_id
     err.rule(f"rompy-tasks: {run_id} ({pipeline.config.config.model_type} on {pipeline.backend.type})")
     with pipeline_progress(err, run_id):
-        state = model_pipeline(
-            pipeline=pipeline,
-            first_stage=first_stage,
-            last_stage=last_stage,
-            cleanup_on_failure=cleanup_on_failure,
-            validate_stages=validate_stages,
-            return_state=True,
+        state = _run_flow(
+            lambda: model_pipeline(
+                pipeline=pipeline,
+                first_stage=first_stage,
+                last_stage=last_stage,
+                cleanup_on_failure=cleanup_on_failure,
+                validate_stages=validate_stages,
+                return_state=True,
+            )
         )
     _print_result(_outcome(state, f"Run {run_id}"))
 
@@ -126,8 +168,13 @@ def ensemble(
     set_: SetOption = None,
     indexes: Annotated[str | None, typer.Option(help="Members to run, e.g. 0,3-5")] = None,
     max_parallel: Annotated[int | None, typer.Option(min=1, help="Members running at once")] = None,
+    verbose: Annotated[bool, typer.Option(help="Print every member's log lines here too")] = False,
 ) -> None:
-    """Run an ensemble: many members of one pipeline, resuming completed ones."""
+    """Run an ensemble: many members of one pipeline, resuming completed ones.
+
+    The terminal shows progress, warnings and errors; every member's log lines go to the
+    Prefect UI and to its run directory (`--verbose` prints them here as well).
+    """
     from rompy_tasks.ensemble import load_ensemble, parse_indexes
 
     try:
@@ -138,15 +185,16 @@ def ensemble(
     except ConfigError as error:
         raise _invalid(error) from None
 
+    _connect_api()
     from flows.ensemble import model_ensemble
-    from flows.progress import ensemble_progress
+    from flows.progress import console_level, ensemble_progress
 
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     err.rule(f"rompy-tasks ensemble: {config.name} ({len(members)} members)")
     run_ids = [m.run_id for m in members if selected is None or m.index in selected]
-    with ensemble_progress(err, run_ids):
-        state = model_ensemble(ensemble=config, indexes=selected, max_parallel=max_parallel, return_state=True)
+    with ensemble_progress(err, run_ids), console_level(logging.INFO if verbose else logging.WARNING):
+        state = _run_flow(
+            lambda: model_ensemble(ensemble=config, indexes=selected, max_parallel=max_parallel, return_state=True)
+        )
     if not state.is_completed():
         err.print(f"[bold red]Ensemble {config.name} failed[/]: {state.message}")
         raise typer.Exit(EXIT_FAILED)
@@ -280,10 +328,8 @@ def _print_cycles(records: list[Any]) -> None:
 
 
 def _run_forecast_flow(call: Any, title: str) -> Any:
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     err.rule(title)
-    return _outcome(call(return_state=True), title)
+    return _outcome(_run_flow(lambda: call(return_state=True)), title)
 
 
 @forecast_app.command("run")
@@ -298,6 +344,7 @@ def forecast_run(
 
     config = _load_forecast(file, set_)
     when = _time("--cycle", cycle) if cycle else datetime.now(UTC)
+    _connect_api()
     from flows.forecast import forecast_cycle
 
     record = _run_forecast_flow(
@@ -321,6 +368,7 @@ def forecast_backfill(
     first, last = _time("--from", start), _time("--to", end)
     if first > last:
         raise _invalid(ConfigError.single("--from", f"{start} is after --to {end}"))
+    _connect_api()
     from flows.forecast import forecast_backfill as backfill_flow
 
     records = _run_forecast_flow(
@@ -362,8 +410,68 @@ def forecast_forcing(
     out.print(f"wrote {path} ({first.isoformat()} to {last.isoformat()}, every {interval_hours} h)")
 
 
+@server_app.command("start")
+def server_start() -> None:
+    """Start the local Prefect server (loopback only) unless it runs; print where it is."""
+    from rompy_tasks import local_server
+
+    info, started = local_server.start()
+    out.print(f"{'started' if started else 'running'}: UI {info.ui_url}  API {info.api_url}  pid {info.pid}")
+    out.print(f"home {local_server.server_dir()}  log {local_server.log_path()}", highlight=False)
+    out.print("stop it with `rompy-tasks server stop`")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the local Prefect server (run history stays in its database)."""
+    from rompy_tasks import local_server
+
+    info = local_server.stop()
+    out.print(
+        f"stopped the local Prefect server (pid {info.pid})" if info else "the local Prefect server was not running"
+    )
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Say whether the local Prefect server runs (exit 0) or not (exit 1)."""
+    from rompy_tasks import local_server
+
+    info = local_server.status()
+    if info is None:
+        out.print("the local Prefect server is not running (it starts with the first `rompy-tasks run`)")
+        raise typer.Exit(EXIT_FAILED)
+    out.print(f"running: UI {info.ui_url}  API {info.api_url}  pid {info.pid}  log {local_server.log_path()}")
+
+
+def _exit_now(code: int) -> None:
+    """Exit once Prefect's exit handlers have delivered logs and events, skipping interpreter teardown.
+
+    Tearing down the modules of Prefect and its dependencies takes about half a second.
+    """
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as exit_:
+        code = exit_.code
+    else:
+        code = 0
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = EXIT_FAILED
+    _exit_now(code or 0)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,20 @@
 """The `model-ensemble` flow: many members of one pipeline, concurrent and resumable.
 
-Each member is a `model_pipeline` subflow named by its run id (visible in the UI), started
-by a `member-<run id>` task. At most `max_parallel` members run at once and starts are
-`stagger_seconds` apart; a failed member is retried, then reported; `allow_failures`
-decides the flow's state. Completed members leave a record holding the hash of their
-resolved config, so a re-run skips them and runs only what failed, was interrupted or
-changed. The member's run stage uses its backend as in a single pipeline (local, Docker,
-or SLURM jobs, where `max_parallel` also bounds the running jobs).
+A member is one Prefect task run named by its run id: its own state, logs and retries in
+the UI, orchestrated client-side (its states travel as events), with its pipeline stages
+run inside it. That keeps the cost of a member near the cost of its model. Members run on
+one task runner for the whole ensemble: threads in this process, or the Dask cluster the
+backend declares (SLURM worker jobs shared by all members as pilot jobs, at most
+`max_jobs` in the queue, closed when the ensemble ends). At most `max_parallel` members are
+in flight and starts are `stagger_seconds` apart; `allow_failures` decides the flow's state.
+A completed member leaves a record holding the hash of its resolved config, so a re-run
+skips it and runs only what failed, was interrupted or changed. Per-member files (manifest,
+logs, record) stay on disk; the summary artifact lists every member.
 """
 
-import concurrent.futures
+import os
+import queue
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -17,13 +22,16 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.futures import PrefectFuture
+from prefect.runtime import task_run
+from prefect.task_runners import TaskRunner
 from pydantic import BaseModel, Field
 
 from flows.heartbeats import subflow_context
-from flows.pipeline import model_pipeline, overridden
+from flows.pipeline import overridden
 from flows.postprocess import artifact_key
-from rompy_tasks.backends.process import child_environment, run_process
+from flows.runners import members_runner
+from rompy_tasks.backends.process import child_environment, run_process, terminate_running
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.ensemble import (
     EnsembleConfig,
@@ -32,8 +40,10 @@ from rompy_tasks.ensemble import (
     ensemble_dir,
     is_complete,
     resolve_members,
-    write_record,
+    write_member_record,
 )
+from rompy_tasks.pipeline import STAGES, StageCalls, execute, execute_stages, generate, new_result
+from rompy_tasks.tasks import flush_api_logs
 
 
 class MemberOutcome(BaseModel):
@@ -42,9 +52,9 @@ class MemberOutcome(BaseModel):
     overrides: dict[str, Any]
     status: str  # completed | failed | skipped (completed in an earlier run)
     attempts: int = 0
-    duration_seconds: float | None = None
+    duration_seconds: float | None = Field(None, description="The last attempt's")
     exit_code: int | None = None
-    output_dir: str
+    run_dir: str
     error: str | None = None
 
 
@@ -59,60 +69,79 @@ class EnsembleResult(BaseModel):
 
 
 class MemberFailed(RuntimeError):
-    """A member failed after all its attempts; carries its outcome for the summary."""
+    """A member's attempt failed; carries its outcome for the summary."""
 
     def __init__(self, outcome: MemberOutcome):
         self.outcome = outcome
-        super().__init__(f"member {outcome.run_id} failed after {outcome.attempts} attempt(s): {outcome.error}")
+        super().__init__(f"member {outcome.run_id} failed (attempt {outcome.attempts}): {outcome.error}")
 
     def __reduce__(self):
         return (type(self), (self.outcome,))
 
 
-@task(name="ensemble-member", task_run_name="member-{member.run_id}", cache_policy=NO_CACHE)
-def run_member(member: Member, ensemble: EnsembleConfig) -> MemberOutcome:
-    """Run one member's pipeline, retrying it; record it when it completes."""
-    logger = get_run_logger()
-    outcome = MemberOutcome(
+def _outcome(member: Member, status: str, **fields: Any) -> MemberOutcome:
+    return MemberOutcome(
         index=member.index,
         run_id=member.run_id,
         overrides=member.overrides,
-        status="failed",
-        output_dir=str(member.pipeline.config.staging_dir),
+        status=status,
+        run_dir=str(member.pipeline.config.staging_dir),
+        **fields,
     )
+
+
+@task(name="ensemble-member", task_run_name="{member.run_id}", cache_policy=NO_CACHE)
+def run_member(member: Member, where: Path, flow_pid: int) -> MemberOutcome:
+    """One member: its whole pipeline (generate, run, postprocess) in this task run; then its record.
+
+    `flow_pid` tells whether this runs in the flow's process or remotely (a SLURM worker job).
+    """
+    logger = get_run_logger()
+    attempt = task_run.get_run_count()
     started = time.monotonic()
-    for attempt in range(1, ensemble.retries + 2):
-        outcome.attempts = attempt
-        try:
-            with subflow_context():
-                result = model_pipeline(pipeline=member.pipeline)
-        except Exception as err:  # the member's own flow run shows the failure in full
-            outcome.error = str(err).split("\n")[0]
-            outcome.exit_code = getattr(err, "exit_code", None)
-            logger.warning("member %s attempt %d failed: %s", member.run_id, attempt, outcome.error)
-            if attempt <= ensemble.retries:
-                time.sleep(ensemble.retry_delay_seconds)
-            continue
-        outcome.status, outcome.error = "completed", None
-        outcome.exit_code = result.run.exit_code if result.run else None
-        outcome.duration_seconds = time.monotonic() - started
-        write_record(
-            ensemble,
-            member,
-            status="completed",
-            attempts=attempt,
-            duration_seconds=outcome.duration_seconds,
-            exit_code=outcome.exit_code,
-        )
-        return outcome
-    outcome.duration_seconds = time.monotonic() - started
-    raise MemberFailed(outcome)
+    result = new_result(member.pipeline, list(STAGES))
+    calls = StageCalls(
+        generate=lambda run, forcing: generate(run, forcing, logger.info),
+        run=lambda run, backend: execute(run, backend, logger.info),
+        postprocess=lambda run, processor: processor.process(run),
+    )
+    try:
+        execute_stages(member.pipeline, result, calls, log=logger.info)
+    except Exception as err:
+        error = str(err).split("\n")[0]
+        raise MemberFailed(
+            _outcome(
+                member,
+                "failed",
+                attempts=attempt,
+                error=error,
+                exit_code=getattr(err, "exit_code", None),
+                duration_seconds=time.monotonic() - started,
+            )
+        ) from err
+    finally:
+        if os.getpid() != flow_pid:
+            flush_api_logs()  # a remote worker may be retired right after this task
+    outcome = _outcome(
+        member,
+        "completed",
+        attempts=attempt,
+        exit_code=result.run.exit_code if result.run else None,
+        duration_seconds=time.monotonic() - started,
+    )
+    write_member_record(
+        where,
+        member,
+        status="completed",
+        attempts=attempt,
+        duration_seconds=outcome.duration_seconds,
+        exit_code=outcome.exit_code,
+    )
+    return outcome
 
 
 def run_batch_commands(commands: list[str], where: Path, stage: str) -> None:
     """pre_batch / post_batch: each command in the ensemble directory; a failure stops the batch."""
-    import shlex
-
     for command in commands:
         log = where / "logs" / f"{stage}.log"
         outcome = run_process(shlex.split(command), cwd=where, log_path=log, env=child_environment({}), timeout=3600)
@@ -120,10 +149,51 @@ def run_batch_commands(commands: list[str], where: Path, stage: str) -> None:
             raise StageError(f"{stage} command {command!r} failed with exit code {outcome.exit_code}; see {log}")
 
 
-def _wait_for_slot(running: list, limit: int) -> None:
-    while len(running) >= limit:
-        concurrent.futures.wait([f.wrapped_future for f in running], return_when=concurrent.futures.FIRST_COMPLETED)
-        running[:] = [f for f in running if not f.wrapped_future.done()]
+def _member_outcome(member: Member, future: PrefectFuture) -> MemberOutcome:
+    value = future.result(raise_on_failure=False)
+    if isinstance(value, MemberOutcome):
+        return value
+    if isinstance(value, MemberFailed):
+        return value.outcome
+    return _outcome(member, "failed", error=str(value).split("\n")[0])  # crashed or cancelled
+
+
+def run_members(
+    runner: TaskRunner, ensemble: EnsembleConfig, todo: list[Member], where: Path, parallel: int
+) -> list[MemberOutcome]:
+    """Submit members as slots free up (at most `parallel` in flight, starts staggered); collect outcomes.
+
+    Done-callbacks only hand the future over; results are read here, in the flow's thread
+    (a Dask callback runs on the client's event loop, where waiting on a result would deadlock).
+    """
+    logger = get_run_logger()
+    member_task = run_member.with_options(retries=ensemble.retries, retry_delay_seconds=ensemble.retry_delay_seconds)
+    finished: queue.Queue = queue.Queue()
+    pending: dict[int, Member] = {}
+    outcomes: list[MemberOutcome] = []
+
+    def collect_one(wait: float) -> None:
+        try:
+            index, future = finished.get(timeout=wait)
+        except queue.Empty:
+            return
+        outcome = _member_outcome(pending.pop(index), future)
+        outcomes.append(outcome)
+        logger.info("member %s %s after %d attempt(s)", outcome.run_id, outcome.status, outcome.attempts)
+
+    for position, member in enumerate(todo):
+        while not finished.empty():
+            collect_one(0)
+        while len(pending) >= parallel:
+            collect_one(0.5)
+        if position and ensemble.stagger_seconds:
+            time.sleep(ensemble.stagger_seconds)
+        future = runner.submit(member_task, {"member": member, "where": where, "flow_pid": os.getpid()})
+        pending[member.index] = member
+        future.add_done_callback(lambda f, index=member.index: finished.put((index, f)))
+    while pending:
+        collect_one(0.5)
+    return outcomes
 
 
 @flow(name="model-ensemble", flow_run_name="{ensemble.name}")
@@ -149,42 +219,23 @@ def model_ensemble(
     result = EnsembleResult(name=ensemble.name, ensemble_dir=str(where))
     run_batch_commands(ensemble.pre_batch, where, "pre_batch")
 
-    todo = []
-    for member in members:
-        if is_complete(ensemble, member):
-            result.members.append(
-                MemberOutcome(
-                    index=member.index,
-                    run_id=member.run_id,
-                    overrides=member.overrides,
-                    status="skipped",
-                    output_dir=str(member.pipeline.config.staging_dir),
-                )
-            )
-        else:
-            todo.append(member)
-    logger.info(
-        "%d member(s) to run, %d already complete, at most %d at once",
-        len(todo),
-        len(members) - len(todo),
-        parallel,
-    )
-
-    futures, running = [], []
-    with ThreadPoolTaskRunner(max_workers=parallel) as runner:
-        for i, member in enumerate(todo):
-            _wait_for_slot(running, parallel)
-            if i and ensemble.stagger_seconds:
-                time.sleep(ensemble.stagger_seconds)
-            future = runner.submit(run_member, {"member": member, "ensemble": ensemble})
-            futures.append(future)
-            running.append(future)
-        for future in futures:
-            outcome = future.result(raise_on_failure=False)
-            result.members.append(outcome.outcome if isinstance(outcome, MemberFailed) else outcome)
+    todo = [m for m in members if not is_complete(where, m)]
+    done_before = {m.index for m in members} - {m.index for m in todo}
+    result.members += [_outcome(m, "skipped") for m in members if m.index in done_before]
+    logger.info("%d member(s) to run, %d already complete, at most %d at once", len(todo), len(done_before), parallel)
+    if todo:
+        backend = ensemble.pipeline.backend
+        backend.preflight()
+        try:
+            with members_runner(backend, parallel, where) as runner:
+                result.members += run_members(runner, ensemble, todo, where, parallel)
+        except BaseException:
+            stopped = terminate_running()  # Ctrl-C, SIGTERM, cancellation: no member's model outlives us
+            logger.warning("ensemble interrupted; stopped %d running model(s)", stopped)
+            raise
     result.members.sort(key=lambda m: m.index)
 
-    done = {m.run_id: Path(m.output_dir) for m in result.members if m.status in ("completed", "skipped")}
+    done = {m.run_id: Path(m.run_dir) for m in result.members if m.status in ("completed", "skipped")}
     for processor in ensemble.postprocessor:
         with subflow_context():
             result.postprocess[processor.processor] = ensemble_postprocess(processor, done, where / "stats")
@@ -215,7 +266,7 @@ def summary_markdown(result: EnsembleResult) -> str:
         f"# Ensemble `{result.name}`: {result.count('completed')} completed, {result.count('failed')} failed, "
         f"{result.count('skipped')} skipped (done before)",
         "",
-        "| member | run id | overrides | status | attempts | duration (s) | exit code | output dir |",
+        "| member | run id | overrides | status | attempts | duration (s) | exit code | run dir |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for m in result.members:
@@ -223,6 +274,6 @@ def summary_markdown(result: EnsembleResult) -> str:
         duration = f"{m.duration_seconds:.1f}" if m.duration_seconds is not None else ""
         lines.append(
             f"| {m.index} | {m.run_id} | {overrides} | {m.status} | {m.attempts} | {duration} | "
-            f"{'' if m.exit_code is None else m.exit_code} | `{m.output_dir}` |"
+            f"{'' if m.exit_code is None else m.exit_code} | `{m.run_dir}` |"
         )
     return "\n".join(lines)

@@ -5,8 +5,6 @@ form. `first_stage`/`last_stage` select a contiguous part (re-run postprocessing
 generate only). A failure keeps inputs and logs; `cleanup_on_failure` removes outputs.
 """
 
-import time
-import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,17 +13,16 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.heartbeats import subflow_context
 from flows.postprocess import artifact_key, postprocess_flow
+from flows.runners import cluster_runner
 from rompy_tasks.backends.base import RunResult
 from rompy_tasks.pipeline import (
     PipelineResult,
     Stage,
-    StageTiming,
+    StageCalls,
     apply_overrides,
-    check_inputs,
-    check_outputs,
-    remove_outputs,
+    execute_stages,
+    new_result,
     select_stages,
-    write_manifest,
 )
 from rompy_tasks.plugins import pipeline_config_class
 from rompy_tasks.tasks import generate_inputs, run_model
@@ -51,18 +48,24 @@ def remote_run_stage(model_run: Any, backend: Any, retries: int, retry_delay_sec
 
 
 def run_stage(model_run: Any, backend: Any, retries: int, retry_delay_seconds: float) -> RunResult:
-    """Run the model: in this thread, or as a subflow under the runner the backend needs.
+    """Run the model: in this thread, or as a subflow on the cluster the backend declares.
 
     Only the run stage moves (generate and postprocess stay where the flow runs), so the
     same flow works from the CLI and from a deployment.
     """
     backend.preflight()
-    runner = backend.task_runner()
+    runner = cluster_runner(backend, model_run.staging_dir)
     if runner is None:
         task = run_model.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)
         return task(model_run, backend)
     with subflow_context():
         return remote_run_stage.with_options(task_runner=runner)(model_run, backend, retries, retry_delay_seconds)
+
+
+def postprocess_stage(model_run: Any, processor: Any) -> dict[str, Any]:
+    """One postprocessor, as its own subflow run."""
+    with subflow_context():
+        return postprocess_flow(processor.processor)(model_run, processor)
 
 
 @flow(name="model-pipeline", flow_run_name="{pipeline.config.run_id}")
@@ -80,47 +83,25 @@ def model_pipeline(
     """
     logger = get_run_logger()
     pipeline = overridden(pipeline, overrides, apply_overrides)
-    model_run = pipeline.config
-    stages = select_stages(first_stage, last_stage)
-    result = PipelineResult(
-        run_id=model_run.run_id, staging_dir=model_run.staging_dir, status="failed", stages_requested=stages
+    result = new_result(pipeline, select_stages(first_stage, last_stage))
+    calls = StageCalls(
+        generate=generate_inputs,
+        run=lambda run, backend: run_stage(run, backend, pipeline.run_retries, pipeline.run_retry_delay_seconds),
+        postprocess=postprocess_stage,
     )
-    started = time.monotonic()
     try:
-        for stage in stages:
-            stage_start = time.monotonic()
-            if stage == "generate":
-                result.generated_files = generate_inputs(model_run, pipeline.forcing)
-            elif stage == "run":
-                if validate_stages:
-                    check_inputs(model_run)
-                result.run = run_stage(
-                    model_run, pipeline.backend, pipeline.run_retries, pipeline.run_retry_delay_seconds
-                )
-            else:
-                if validate_stages and pipeline.postprocessor:  # nothing to postprocess: nothing to check
-                    check_outputs(model_run)
-                for processor in pipeline.postprocessor:
-                    with subflow_context():
-                        result.postprocess[processor.processor] = postprocess_flow(processor.processor)(
-                            model_run, processor
-                        )
-            result.stages_completed.append(stage)
-            result.timings.append(StageTiming(stage=stage, seconds=time.monotonic() - stage_start))
-        result.status = "completed"
-    except BaseException as err:
-        result.error = "".join(traceback.format_exception_only(err)).strip()
-        if cleanup_on_failure:
-            removed = remove_outputs(model_run)
-            logger.warning("cleanup_on_failure: removed %d output file(s); inputs and logs kept", len(removed))
-        raise
+        execute_stages(
+            pipeline,
+            result,
+            calls,
+            validate_stages=validate_stages,
+            cleanup_on_failure=cleanup_on_failure,
+            log=logger.info,
+        )
     finally:
-        result.timings.append(StageTiming(stage="total", seconds=time.monotonic() - started))
-        manifest = write_manifest(result, pipeline)
         create_markdown_artifact(
             result.summary_markdown(pipeline),
-            key=artifact_key("pipeline", model_run.run_id),
-            description=f"Model run {model_run.run_id}: {result.status}",
+            key=artifact_key("pipeline", pipeline.config.run_id),
+            description=f"Model run {pipeline.config.run_id}: {result.status}",
         )
-        logger.info("pipeline %s: stages %s; manifest %s", result.status, result.stages_completed, manifest)
     return result

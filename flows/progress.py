@@ -46,7 +46,9 @@ class _ProgressHandler(logging.Handler):
 
 
 class _EnsembleHandler(logging.Handler):
-    """Counts members from their pipeline flow runs (named by run id)."""
+    """Counts members: a member's task run logging means it runs; the flow says when it ends."""
+
+    ENDED = re.compile(r"^member (\S+) (completed|failed) after")
 
     def __init__(self, progress: Progress, run_ids: list[str]):
         super().__init__(level=logging.INFO)
@@ -61,19 +63,28 @@ class _EnsembleHandler(logging.Handler):
         return f"members: {len(self.completed)} done, {len(self.failed)} failed, {len(self.running)} running"
 
     def emit(self, record: logging.LogRecord) -> None:
-        name = getattr(record, "flow_run_name", None)
-        if name not in self.members or getattr(record, "task_run_name", None):
-            return
-        message = record.getMessage()
-        if message.startswith("Beginning"):
+        name = getattr(record, "task_run_name", None)
+        ended = self.ENDED.match(record.getMessage()) if name is None else None
+        if ended and ended.group(1) in self.members:
+            self.running.discard(ended.group(1))
+            (self.completed if ended.group(2) == "completed" else self.failed).add(ended.group(1))
+        elif name in self.members and name not in self.completed | self.failed:
             self.running.add(name)
-            self.failed.discard(name)  # a retry
-        elif message.startswith("Finished in state"):
-            self.running.discard(name)
-            (self.completed if "Completed" in message else self.failed).add(name)
         else:
             return
         self.progress.update(self.bar, completed=len(self.completed) + len(self.failed), description=self._text())
+
+
+def _console_handlers() -> list[PrefectConsoleHandler]:
+    """Prefect's console handlers, wherever its logging config attached them."""
+    loggers = [logging.root, *logging.root.manager.loggerDict.values()]
+    return [
+        h
+        for logger in loggers
+        if isinstance(logger, logging.Logger)
+        for h in logger.handlers
+        if isinstance(h, PrefectConsoleHandler)
+    ]
 
 
 @contextmanager
@@ -83,14 +94,7 @@ def _live(console: Console, handler_factory) -> Iterator[None]:
         yield
         return
     prefect_logger = logging.getLogger("prefect")
-    loggers = [logging.root, *logging.root.manager.loggerDict.values()]
-    handlers = [
-        h
-        for logger in loggers
-        if isinstance(logger, logging.Logger)
-        for h in logger.handlers
-        if isinstance(h, PrefectConsoleHandler)
-    ]
+    handlers = _console_handlers()
     previous = [h.console for h in handlers]
     progress = Progress(
         SpinnerColumn(),
@@ -111,6 +115,20 @@ def _live(console: Console, handler_factory) -> Iterator[None]:
         prefect_logger.removeHandler(handler)
         for h, old in zip(handlers, previous, strict=True):
             h.console = old
+
+
+@contextmanager
+def console_level(level: int) -> Iterator[None]:
+    """Show only records of `level` and above on Prefect's console handlers (the API gets all)."""
+    handlers = _console_handlers()
+    previous = [h.level for h in handlers]
+    for h in handlers:
+        h.setLevel(level)
+    try:
+        yield
+    finally:
+        for h, old in zip(handlers, previous, strict=True):
+            h.setLevel(old)
 
 
 def pipeline_progress(console: Console, run_id: str):

@@ -20,8 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rompy_tasks.core.errors import ConfigError, Problem
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments, set_path
-from rompy_tasks.core.records import read_record
-from rompy_tasks.core.records import write_record as store_record
+from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.pipeline import nested_pipeline_type, validate_data
 from rompy_tasks.postprocess.ensemble_stats import EnsembleStatsConfig
 
@@ -145,6 +144,7 @@ def resolve_members(ensemble: EnsembleConfig) -> list[Member]:
     base = ensemble.pipeline.model_dump(mode="json")
     base_run_id = ensemble.pipeline.config.run_id
     out_dir = str(ensemble_dir(ensemble))
+    shared = ensemble.pipeline.backend.shared_settings()
     members, problems, seen = [], [], {}
     for index, overrides in enumerate(member_overrides(ensemble.members)):
         run_id = str(
@@ -155,11 +155,22 @@ def resolve_members(ensemble: EnsembleConfig) -> list[Member]:
         try:
             for path, value in overrides.items():
                 set_path(data, path, value)
-            # members own their directories: a re-run starts them clean
-            data.setdefault("config", {}).update(run_id=run_id, output_dir=out_dir, delete_existing=True)
+            # members own their directories (always a subdirectory): a re-run starts them clean
+            data.setdefault("config", {}).update(
+                run_id=run_id, output_dir=out_dir, delete_existing=True, run_id_subdir=True
+            )
             pipeline = validate_data(data)
         except ConfigError as err:
             problems += [Problem(f"members[{index}].{p.loc}", p.msg) for p in err.problems]
+            continue
+        if pipeline.backend.shared_settings() != shared:
+            problems.append(
+                Problem(
+                    f"members[{index}].backend",
+                    "members share the ensemble's backend (one cluster for all): "
+                    "they may override only its timeout, env_vars, working_dir and launcher",
+                )
+            )
             continue
         if run_id in seen:
             problems.append(Problem(f"members[{index}]", f"run id {run_id!r} repeats member {seen[run_id]}"))
@@ -206,18 +217,23 @@ def load_ensemble(path: str | Path, overrides: list[str] | None = None) -> tuple
 # --- completion records --------------------------------------------------------------------------
 
 
-def record_path(ensemble: EnsembleConfig, run_id: str) -> Path:
-    return ensemble_dir(ensemble) / "records" / f"{run_id}.json"
+def record_path(where: Path, run_id: str) -> Path:
+    """A member's completion record in the ensemble directory `where`."""
+    return where / "records" / f"{run_id}.json"
 
 
-def is_complete(ensemble: EnsembleConfig, member: Member) -> bool:
+def is_complete(where: Path, member: Member) -> bool:
     """True if the member completed before with exactly this resolved config."""
-    record = read_record(record_path(ensemble, member.run_id)) or {}
+    record = read_record(record_path(where, member.run_id)) or {}
     return record.get("config_hash") == member.config_hash and record.get("status") == "completed"
 
 
-def write_record(ensemble: EnsembleConfig, member: Member, **fields: Any) -> Path:
-    """Write a member's completion record atomically (a kill mid-write leaves none, never half)."""
+def write_member_record(where: Path, member: Member, **fields: Any) -> Path:
+    """Write a member's completion record atomically (a kill mid-write leaves none, never half).
+
+    Not fsynced: after a machine crash a record may be missing (the member runs again), never
+    wrong; and fsync would not make the member's outputs durable either. It cost ~8 ms a member.
+    """
     payload = {
         "run_id": member.run_id,
         "index": member.index,
@@ -227,7 +243,7 @@ def write_record(ensemble: EnsembleConfig, member: Member, **fields: Any) -> Pat
         **fields,
     }
     history = f"{payload['written']} {member.run_id} {fields.get('status', '')} {member.config_hash[:12]}"
-    return store_record(record_path(ensemble, member.run_id), payload, history)
+    return write_record(record_path(where, member.run_id), payload, history, durable=False)
 
 
 def parse_indexes(text: str) -> list[int]:

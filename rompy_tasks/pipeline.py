@@ -5,16 +5,21 @@ or raises one ConfigError listing every problem; nothing is written. The result 
 run manifest are plain data so the CLI, the flows and the tests share them.
 """
 
-import json
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
-from rompy_tasks.backends.base import RunResult, stage_log_path
+from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, stage_log_path
 from rompy_tasks.core.errors import ConfigError, StageError
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
+from rompy_tasks.core.records import write_json_atomically
+from rompy_tasks.forcing import ForcingSource, write_forcing
 from rompy_tasks.plugins import pipeline_config_class
 
 Stage = Literal["generate", "run", "postprocess"]
@@ -191,9 +196,96 @@ class PipelineResult(BaseModel):
 
 
 def write_manifest(result: PipelineResult, pipeline: BaseModel) -> Path:
-    """Record the run (config with secrets hidden, stages, results) in the run directory."""
-    path = result.staging_dir / MANIFEST_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Record the run (config with secrets hidden, stages, results) in the run directory, atomically."""
     payload = {"pipeline": redacted(pipeline), "result": result.model_dump(mode="json")}
-    path.write_text(json.dumps(payload, indent=2, default=str))
-    return path
+    return write_json_atomically(result.staging_dir / MANIFEST_NAME, payload, durable=False)
+
+
+# --- the stages, as plain functions ----------------------------------------------------------------
+# The pipeline flow wraps each in a Prefect task (or subflow); an ensemble member calls them
+# directly inside its own task run. Both go through `execute_stages`, so a run behaves the same.
+
+
+def generate(model_run: Any, forcing: Sequence[ForcingSource], log: LineSink) -> list[str]:
+    """Create the run directory and write the model's inputs and its forcing cut into it."""
+    staging = model_run.prepare_staging()
+    files = model_run.config.generate(model_run, staging)
+    for source in forcing:
+        path = write_forcing(source, model_run.period, staging)
+        log(f"forcing {source.name}: {source.url} cut to the run period into {path.name}")
+        files.append(path)
+    record_generated(model_run, files)
+    log(f"generated {len(files)} input file(s) in {staging}")
+    return [str(f) for f in files]
+
+
+def execute(model_run: Any, backend: BaseBackendConfig, log: LineSink) -> RunResult:
+    """Execute the model on its backend, every output line to `log`."""
+    log(f"running {model_run.config.model_type} on the {backend.type} backend in {model_run.staging_dir}")
+    result = backend.execute(model_run, on_line=log)
+    log(f"model finished with exit code {result.exit_code} in {result.duration_seconds:.1f} s")
+    return result
+
+
+@dataclass(frozen=True)
+class StageCalls:
+    """How each stage is called: directly (an ensemble member) or as Prefect tasks (the pipeline flow)."""
+
+    generate: Callable[[Any, Sequence[ForcingSource]], list[str]]
+    run: Callable[[Any, BaseBackendConfig], RunResult]
+    postprocess: Callable[[Any, Any], dict[str, Any]]
+
+
+def execute_stages(
+    pipeline: Any,
+    result: PipelineResult,
+    calls: StageCalls,
+    *,
+    validate_stages: bool = True,
+    cleanup_on_failure: bool = False,
+    log: LineSink = print,
+) -> PipelineResult:
+    """Run `result.stages_requested` in order, filling `result`; the manifest is written whatever happens.
+
+    A failure keeps inputs and logs (outputs too, unless `cleanup_on_failure`) and is re-raised;
+    a failure to write the manifest never hides the run's own error.
+    """
+    model_run = pipeline.config
+    started = time.monotonic()
+    try:
+        for stage in result.stages_requested:
+            stage_start = time.monotonic()
+            if stage == "generate":
+                result.generated_files = calls.generate(model_run, pipeline.forcing)
+            elif stage == "run":
+                if validate_stages:
+                    check_inputs(model_run)
+                result.run = calls.run(model_run, pipeline.backend)
+            else:
+                if validate_stages and pipeline.postprocessor:  # nothing to postprocess: nothing to check
+                    check_outputs(model_run)
+                for processor in pipeline.postprocessor:
+                    result.postprocess[processor.processor] = calls.postprocess(model_run, processor)
+            result.stages_completed.append(stage)
+            result.timings.append(StageTiming(stage=stage, seconds=time.monotonic() - stage_start))
+        result.status = "completed"
+    except BaseException as err:
+        result.error = "".join(traceback.format_exception_only(err)).strip()
+        if cleanup_on_failure:
+            removed = remove_outputs(model_run)
+            log(f"cleanup_on_failure: removed {len(removed)} output file(s); inputs and logs kept")
+        raise
+    finally:
+        result.timings.append(StageTiming(stage="total", seconds=time.monotonic() - started))
+        try:
+            manifest = write_manifest(result, pipeline)
+            log(f"pipeline {result.status}: stages {result.stages_completed}; manifest {manifest}")
+        except OSError as err:  # e.g. a full disk: say so, but keep the run's own outcome
+            log(f"could not write the run manifest in {result.staging_dir}: {err}")
+    return result
+
+
+def new_result(pipeline: Any, stages: list[str]) -> PipelineResult:
+    """An empty result for a pipeline about to run `stages`."""
+    run = pipeline.config
+    return PipelineResult(run_id=run.run_id, staging_dir=run.staging_dir, status="failed", stages_requested=stages)

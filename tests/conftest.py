@@ -19,6 +19,16 @@ REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "flows.cli"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_data_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Commands that start the reused local Prefect server keep it in a temp dir, stopped at the end."""
+    os.environ["ROMPY_TASKS_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+    yield
+    from rompy_tasks import local_server
+
+    local_server.stop()
+
+
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A real Prefect API server for the whole session; returns its URL."""

@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 
@@ -98,11 +99,24 @@ def test_walltime_parsing(text, seconds):
     assert walltime_seconds(text) == seconds
 
 
-def test_job_script_carries_resources_and_the_api_url():
-    kwargs = SlurmConfig(queue="debug", ntasks=2, cpus_per_task=3, memory="2G", qos="q").cluster_kwargs("http://x/api")
+def test_job_script_carries_resources_the_api_url_and_the_log_directory(tmp_path):
+    config = SlurmConfig(queue="debug", ntasks=2, cpus_per_task=3, memory="2G", qos="q", max_jobs=3)
+    spec = config.dask_cluster("http://x/api", tmp_path / "logs" / "slurm")
+    kwargs = spec.cluster_kwargs
+    assert spec.cluster_class == "dask_jobqueue.SLURMCluster" and spec.adapt_kwargs["maximum"] == 3
     assert kwargs["job_cpu"] == 3 and kwargs["memory"] == "2GB" and kwargs["queue"] == "debug"
     assert {"--ntasks=2", "--qos=q", "--nodes=1"} <= set(kwargs["job_extra_directives"])
     assert kwargs["job_script_prologue"][0] == "export PREFECT_API_URL=http://x/api"
+    assert kwargs["log_directory"] == str(tmp_path / "logs" / "slurm")
+
+
+def test_backends_do_not_import_prefect():
+    """Runner construction lives in flows/: backends stay importable (and fast) without Prefect."""
+    code = (
+        "import sys, rompy_tasks.backends.slurm, rompy_tasks.backends.docker, rompy_tasks.backends.local; "
+        "sys.exit(1 if any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules) else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 
 def test_json_schema_export():
@@ -176,6 +190,8 @@ def test_veros_pipeline_runs_inside_a_slurm_job(cluster, prefect_api, tmp_path):
     assert (tmp_path / "veros-slurm" / "acc.snapshot.nc").exists()
     manifest = (tmp_path / "veros-slurm" / "rompy_tasks_run.json").read_text()
     assert f'"slurm_job_id": "{job_id}"' in manifest
+    job_logs = [p.name for p in (tmp_path / "veros-slurm" / "logs" / "slurm").iterdir()]
+    assert any(job_id in name for name in job_logs), f"worker job output in the run's logs/slurm: {job_logs}"
 
     async def worker_logs():
         async with get_client() as client:
@@ -244,46 +260,60 @@ def test_sigterm_to_the_cli_releases_jobs_and_kills_the_model(cluster, prefect_a
         proc.wait()
 
 
-def test_ensemble_on_slurm_bounds_running_jobs_by_max_parallel(cluster, prefect_api, tmp_path):
+def test_ensemble_from_a_fresh_cli_shares_one_cluster_of_max_jobs_pilot_jobs(cluster, prefect_api, tmp_path):
+    """The user's command, in a fresh process: every member succeeds, on at most max_jobs shared jobs."""
     import threading
 
-    from flows.ensemble import model_ensemble
-    from rompy_tasks.ensemble import EnsembleConfig
-
-    ensemble = EnsembleConfig.model_validate(
-        {
-            "name": "slurm-ens",
-            "pipeline": {
-                "config": {
-                    "run_id": "s",
-                    "output_dir": str(tmp_path),
-                    "period": {"start": "2026-01-01", "duration": "1h"},
-                    "config": {"model_type": "shell", "command": "sh -c 'sleep 2; echo $SLURM_JOB_ID > job'"},
-                },
-                "backend": {"type": "slurm", "queue": "debug", "time_limit": "00:10:00"},
-                "postprocessor": [],
+    doc = {
+        "name": "slurm-ens",
+        "pipeline": {
+            "config": {
+                "run_id": "s",
+                "output_dir": str(tmp_path),
+                "period": {"start": "2026-01-01", "duration": "1h"},
+                "config": {"model_type": "shell", "command": "sh -c 'sleep 1; echo $SLURM_JOB_ID > job'"},
             },
-            "members": {"n": 4},
-            "max_parallel": 2,
-        }
-    )
+            "backend": {"type": "slurm", "queue": "debug", "time_limit": "00:10:00", "max_jobs": 2},
+            "postprocessor": [],
+        },
+        "members": {"n": 6},
+        "max_parallel": 6,
+    }
+    path = tmp_path / "ensemble.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    seen_jobs: set[str] = set()
     peak, stop = [0], threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            jobs = subprocess.run(["squeue", "-h", "-t", "R"], capture_output=True, text=True).stdout.splitlines()
+            jobs = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+            seen_jobs.update(jobs)
             peak[0] = max(peak[0], len(jobs))
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        result = model_ensemble(ensemble=ensemble)
+        result = subprocess.run(
+            [*CLI, "ensemble", str(path)],
+            cwd=tmp_path,  # job output must not land in the current directory
+            env={**os.environ, "PREFECT_API_URL": prefect_api},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         stop.set()
         sampler.join()
-    assert result.count("completed") == 4
-    jobs = {(tmp_path / "slurm-ens" / f"s_m{i:03d}" / "job").read_text().strip() for i in range(4)}
-    assert len(jobs) == 4, "each member ran in its own SLURM job"
-    assert 1 <= peak[0] <= 2, f"at most max_parallel jobs running, saw {peak[0]}"
-    assert wait_queue_empty()
+    assert result.returncode == 0, result.stderr[-3000:]
+    where = tmp_path / "slurm-ens"
+    jobs = [(where / f"s_m{i:03d}" / "job").read_text().strip() for i in range(6)]
+    assert len(set(jobs)) <= 2, f"6 members ran on at most max_jobs=2 worker jobs, got {sorted(set(jobs))}"
+    assert 1 <= peak[0] <= 2, f"at most max_jobs jobs in the queue at once, saw {peak[0]}"
+    assert set(jobs) <= seen_jobs
+    logs = sorted(p.name for p in (where / "logs" / "slurm").iterdir())
+    assert any(job in name for job in jobs for name in logs), logs
+    assert not list(tmp_path.glob("slurm-*.out")), "no job output in the current directory"
+    assert wait_queue_empty(), "the ensemble's cluster closed: its jobs left the queue"
+    records = sorted(p.stem for p in (where / "records").glob("*.json"))
+    assert records == [f"s_m{i:03d}" for i in range(6)]

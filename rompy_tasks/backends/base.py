@@ -3,10 +3,12 @@
 Validation follows the rompy seed rules: `timeout` 60..86400 s, `env_vars` string to
 string, `working_dir` must exist when given. A backend config is registered under the
 `rompy_tasks.run` entry-point group with its `type` as discriminator, and implements
-`execute` (and `task_runner` when the run stage must run somewhere other than a thread).
+`execute` (and `dask_cluster` when the run stage must run on a Dask cluster, e.g. in batch
+jobs; the flows build the task runner from it, so backends never import Prefect).
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,15 @@ class RunResult(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict, description="Backend specifics (container id, job id)")
 
 
+@dataclass(frozen=True)
+class DaskCluster:
+    """The Dask cluster a backend's run stage needs: a cluster class path and its arguments."""
+
+    cluster_class: str
+    cluster_kwargs: dict[str, Any]
+    adapt_kwargs: dict[str, Any]
+
+
 class BaseBackendConfig(BaseModel):
     """Settings common to all backends."""
 
@@ -61,12 +72,16 @@ class BaseBackendConfig(BaseModel):
         """Run the model for `run`; return the result or raise ModelRunError."""
         raise NotImplementedError(f"backend {self.type!r} does not implement execute()")
 
-    def task_runner(self) -> Any:
-        """The Prefect task runner the run stage needs (None: run in the flow's own thread).
+    def dask_cluster(self, api_url: str, log_directory: Path) -> DaskCluster | None:
+        """The Dask cluster the run stage must execute on (None: where the flow runs).
 
-        Called where the flow runs, just before the run stage.
+        `api_url` is the Prefect API the workers report to; worker logs go to `log_directory`.
         """
         return None
+
+    def shared_settings(self) -> dict[str, Any]:
+        """Settings that every member of an ensemble must share (they shape its one cluster)."""
+        return {"type": self.type}
 
     def cwd_for(self, run: "ModelRun") -> Path:
         return self.working_dir.expanduser().absolute() if self.working_dir else run.staging_dir

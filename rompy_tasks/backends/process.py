@@ -6,7 +6,10 @@ streamed line by line to a log file and a callback as they arrive. Timeout, Ctrl
 cancellation send SIGTERM to the whole group, then SIGKILL after a grace period; after a
 normal exit any leftover group member is killed too, so no orphan survives. If this process
 itself is SIGKILLed (nothing can run then), the kernel kills the model's leader
-(PR_SET_PDEATHSIG), so a re-run never races a model left over from the run before.
+(PR_SET_PDEATHSIG, set by util-linux `setpriv --pdeathsig` just before it execs the model),
+so a re-run never races a model left over from the run before. Starting through `setpriv`
+rather than a `preexec_fn` lets Python start the child with vfork (a full fork of a large
+orchestrator costs milliseconds per model) and runs no Python code in the forked child.
 """
 
 import ctypes
@@ -27,6 +30,23 @@ from rompy_tasks.core.errors import ModelRunError
 
 TERM_GRACE_SECONDS = 10.0
 
+# Process groups of the models running now, so that whoever cancels many runs at once (an
+# ensemble's flow, interrupted in its main thread) can take every tree down.
+_running_groups: set[int] = set()
+_running_lock = threading.Lock()
+
+
+def terminate_running(grace: float = TERM_GRACE_SECONDS) -> int:
+    """SIGTERM (then SIGKILL) every model process group started here that still runs; how many."""
+    with _running_lock:
+        groups = list(_running_groups)
+    workers = [threading.Thread(target=kill_group, args=(pgid, None, grace)) for pgid in groups]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return len(groups)
+
 
 @dataclass
 class ProcessOutcome:
@@ -41,12 +61,33 @@ class ProcessOutcome:
 
 
 _PR_SET_PDEATHSIG = 1
+SETPRIV = shutil.which("setpriv")
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL me when the thread that started me dies."""
+    """In the child, before exec: SIGKILL me when the thread that started me dies (no setpriv here)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _check_executable(argv0: str, cwd: Path, env: Mapping[str, str]) -> None:
+    """Raise FileNotFoundError/PermissionError as exec would, before anything starts."""
+    path = Path(cwd, argv0) if os.sep in argv0 else shutil.which(argv0, path=env.get("PATH"))
+    if path is None or not Path(path).exists():
+        raise FileNotFoundError(2, "No such file or directory", argv0)
+    if not os.access(path, os.X_OK) or Path(path).is_dir():
+        raise PermissionError(13, "Permission denied", argv0)
+
+
+def _dying_with_parent(command: list[str] | str, shell: bool) -> tuple[list[str] | str, bool]:
+    """`command` started so that it is SIGKILLed when the thread that started it dies.
+
+    Returns the command to start and whether a `preexec_fn` must do it instead.
+    """
+    if SETPRIV is None:
+        return command, True
+    argv = ["/bin/sh", "-c", command] if shell else list(command)
+    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv], False
 
 
 def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
@@ -129,21 +170,24 @@ def run_process(
     if not shell:
         command = [resolve_executable(command[0], env), *command[1:]]
     started = datetime.now(UTC)
+    argv, needs_preexec = _dying_with_parent(command, shell)
     with open(log_path, "a") as log_handle:
         shown = command if isinstance(command, str) else " ".join(command)
         log_handle.write(f"# {started.isoformat()} started in {cwd}: {shown}\n")
         log_handle.flush()
         try:
-            proc = subprocess.Popen(  # noqa: S603 - argv list, or shell=True only when the user asked
-                command,
+            if not shell:
+                _check_executable(command[0], cwd, env)  # setpriv would only report it as exit 127
+            proc = subprocess.Popen(  # noqa: S603 - argv list; a shell only when the user asked
+                argv,
                 cwd=cwd,
                 env=env,
-                shell=shell,
+                shell=shell and needs_preexec,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - one syscall, no locks taken
+                preexec_fn=_die_with_parent if needs_preexec else None,  # noqa: PLW1509 - one syscall
                 text=True,
                 errors="replace",
                 bufsize=1,
@@ -151,6 +195,8 @@ def run_process(
         except OSError as err:
             log_handle.write(f"# cannot start: {err}\n")
             raise ModelRunError(f"cannot start the model: {err}", None, str(log_path), [str(err)]) from None
+        with _running_lock:
+            _running_groups.add(proc.pid)
         reader = threading.Thread(target=_pump, args=(proc.stdout, log_handle, on_line), daemon=True)
         reader.start()
         timed_out = False
@@ -164,6 +210,8 @@ def run_process(
             raise
         finally:
             kill_group(proc.pid, None, grace=0)  # orphans left by a model that exited
+            with _running_lock:
+                _running_groups.discard(proc.pid)
             reader.join(timeout=10)
         ended = datetime.now(UTC)
         log_handle.write(

@@ -1,22 +1,25 @@
-"""The slurm backend: the run stage executes in SLURM jobs, through prefect-dask + dask-jobqueue.
+"""The slurm backend: the run stage executes in SLURM jobs, through dask-jobqueue.
 
-`task_runner()` builds a `DaskTaskRunner` with `dask_jobqueue.SLURMCluster`; the pipeline
-runs its run stage under it, so `run_model` executes on a Dask worker inside a SLURM
-allocation. There `execute` starts the model with the launcher (`srun` by default) in its
+The config declares the `dask_jobqueue.SLURMCluster` its run stage needs (`dask_cluster`);
+the flows build the Prefect task runner from that declaration, one per pipeline or one per
+ensemble (its worker jobs then act as pilot jobs shared by all members). On a worker inside
+a SLURM allocation `execute` starts the model with the launcher (`srun` by default) in its
 own process group, with the same streaming, result and errors as the local backend, plus
-the SLURM job id. Workers report to the flow's Prefect API: its URL is exported in the
-job script (a temporary server's too), so no worker starts a server of its own.
+the SLURM job id. Workers report to the flow's Prefect API: its URL is exported in the job
+script, so no worker starts a server of its own. Worker job output goes to the
+`log_directory` the flow chooses (a `logs/slurm/` directory), never the current directory.
 """
 
 import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, stage_log_path
+from rompy_tasks.backends.base import BaseBackendConfig, DaskCluster, LineSink, RunResult, stage_log_path
 from rompy_tasks.backends.process import child_environment, execute_process, resolve_executable
 from rompy_tasks.core.errors import BackendError, RunTimeoutError
 
@@ -97,7 +100,7 @@ class SlurmConfig(BaseBackendConfig):
             if self.queue not in listed:
                 raise BackendError(f"SLURM partition {self.queue!r} does not exist; partitions: {', '.join(listed)}")
 
-    def cluster_kwargs(self, api_url: str) -> dict[str, Any]:
+    def cluster_kwargs(self, api_url: str, log_directory: Path) -> dict[str, Any]:
         """SLURMCluster arguments: one single-threaded Dask worker per job, our resources per job."""
         directives = [f"--nodes={self.nodes}", f"--ntasks={self.ntasks}", *self.job_extra_directives]
         if self.qos:
@@ -116,17 +119,21 @@ class SlurmConfig(BaseBackendConfig):
             "job_extra_directives": directives,
             "job_directives_skip": skip,
             "job_script_prologue": [f"export PREFECT_API_URL={api_url}", *self.job_script_prologue],
+            "log_directory": str(log_directory),
             "name": "rompy-tasks",
         }
 
-    def task_runner(self) -> Any:
-        from prefect_dask import DaskTaskRunner
-
-        return DaskTaskRunner(
+    def dask_cluster(self, api_url: str, log_directory: Path) -> DaskCluster:
+        """Worker jobs on demand, at most `max_jobs` in the queue; none left when idle."""
+        return DaskCluster(
             cluster_class="dask_jobqueue.SLURMCluster",
-            cluster_kwargs=self.cluster_kwargs(current_api_url()),
+            cluster_kwargs=self.cluster_kwargs(api_url, log_directory),
             adapt_kwargs={"minimum": 0, "maximum": self.max_jobs},
         )
+
+    def shared_settings(self) -> dict[str, Any]:
+        """Everything that shapes the worker jobs: members of one ensemble share one cluster."""
+        return self.model_dump(exclude={"timeout", "env_vars", "working_dir", "launcher"})
 
     # --- where the model runs (a Dask worker inside a SLURM job) --------------------------------
 
@@ -189,17 +196,3 @@ def job_seconds_left(job_id: str) -> int | None:
             return int(minutes) * 60 + int(seconds)
         except ValueError:
             return None
-
-
-def current_api_url() -> str:
-    """The Prefect API this process uses; starts (or joins) the temporary server if none is set."""
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    if url:
-        return url
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()  # the same singleton Prefect's own client uses
-    server.start()
-    return server.api_url

@@ -6,6 +6,7 @@ leave the old record or the new one, never half of one.
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,28 @@ def read_record(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def write_record(path: Path, payload: dict[str, Any], history: str) -> Path:
-    """Replace the record at `path` atomically and append `history` to history.log beside it."""
+def write_json_atomically(path: Path, payload: dict[str, Any], durable: bool = True) -> Path:
+    """Replace `path` with `payload` as JSON: a kill or a full disk leaves the old file or the new one.
+
+    `durable` also survives a machine crash (fsync): for records that decide what runs again.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(json.dumps(payload, indent=2, default=str))
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_record(path: Path, payload: dict[str, Any], history: str, durable: bool = True) -> Path:
+    """Replace the record at `path` atomically and append `history` to history.log beside it."""
+    write_json_atomically(path, payload, durable)
     with open(path.parent / "history.log", "a") as log:
         log.write(history.rstrip("\n") + "\n")
     return path

@@ -15,11 +15,14 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from rompy_tasks.core.errors import TemplateError
 
+_MARKERS = ("{{", "{%", "{#")
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
 def render_string(text: str, context: dict[str, Any], where: str = "template") -> str:
     """Render one template string; any Jinja failure becomes a TemplateError naming `where`."""
+    if not any(marker in text for marker in _MARKERS):
+        return text  # plain text: nothing to compile (a compile costs about a millisecond)
     try:
         return _ENV.from_string(text).render(**context)
     except JinjaError as err:

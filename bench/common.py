@@ -1,0 +1,45 @@
+"""What the benchmarks share: the user's environment and timing of whole commands.
+
+Every benchmark times the command a user types (`rompy-tasks ...`) in a fresh process, as a
+user with no Prefect configured: the first command starts the reused local Prefect server
+(in the benchmark's own data directory), later ones reuse it, `stop_server` ends it.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+RT = str(BIN / "rompy-tasks")
+
+
+def user_env(work: Path) -> dict[str, str]:
+    """No Prefect API configured, the local server's data under `work`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(ROMPY_TASKS_DATA_DIR=str(work / "data"), PREFECT_HOME=str(work / "prefect-user"))
+    return env
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Wall time of one whole command; exits with its stderr if it fails."""
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+    return elapsed
+
+
+def stop_server(env: dict[str, str]) -> None:
+    subprocess.run([RT, "server", "stop"], env=env, stdout=subprocess.DEVNULL, check=False)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.2f}" for v in sorted(values)) + "]"

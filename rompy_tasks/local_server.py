@@ -1,0 +1,198 @@
+"""The local Prefect server that the CLI starts once, in the background, and then reuses.
+
+Without `PREFECT_API_URL` every Prefect flow would start a temporary API server (7-18 s a
+command). Instead `rompy-tasks run` (and `ensemble`, `forecast run|backfill`) starts one
+`prefect server start` on loopback the first time and reuses it afterwards; `rompy-tasks
+server start|stop|status` manage it by hand. Its home (database, UI files), its log and a
+small state file live in `<data dir>/rompy-tasks/server/`, where the data dir is
+`$ROMPY_TASKS_DATA_DIR`, else `$XDG_DATA_HOME`, else `~/.local/share`.
+
+The state file records the server's pid, port and process start time; a pid is trusted
+only while that process still has the same start time (pids are reused), and a server is
+reused only while it answers its health check. Concurrent first starts are serialised by
+a file lock, so two commands never start two servers.
+"""
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+STARTUP_TIMEOUT_SECONDS = 180.0
+STOP_GRACE_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    pid: int
+    port: int
+    started: int  # the process start time, in clock ticks since boot (/proc/<pid>/stat field 22)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def server_dir() -> Path:
+    """Where the local server keeps its home, log and state."""
+    base = os.environ.get("ROMPY_TASKS_DATA_DIR") or os.environ.get("XDG_DATA_HOME")
+    root = Path(base) if base else Path.home() / ".local" / "share"
+    return root / "rompy-tasks" / "server"
+
+
+def log_path() -> Path:
+    return server_dir() / "server.log"
+
+
+def _state_path() -> Path:
+    return server_dir() / "server.json"
+
+
+def _process_start_time(pid: int) -> int | None:
+    """The start time of a live (non-zombie) process, or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    state, started = fields[0], fields[19]
+    return None if state in {"Z", "X"} else int(started)
+
+
+def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _recorded() -> ServerInfo | None:
+    """The server the state file names, if that very process still runs."""
+    try:
+        info = ServerInfo(**json.loads(_state_path().read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+    return info if _process_start_time(info.pid) == info.started else None
+
+
+def status() -> ServerInfo | None:
+    """The running local server that answers its health check, or None."""
+    info = _recorded()
+    return info if info is not None and healthy(info.api_url) else None
+
+
+@contextmanager
+def _locked() -> Iterator[None]:
+    server_dir().mkdir(parents=True, exist_ok=True)
+    with open(server_dir() / "server.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _server_environment(port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(server_dir() / "prefect-home"),
+        PREFECT_SERVER_API_HOST="127.0.0.1",
+        PREFECT_SERVER_API_PORT=str(port),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    return env
+
+
+def start(timeout: float = STARTUP_TIMEOUT_SECONDS) -> tuple[ServerInfo, bool]:
+    """The local server, started if it is not running; and whether this call started it."""
+    with _locked():
+        running = status()
+        if running is not None:
+            return running, False
+        stale = _recorded()
+        if stale is not None:  # ours, alive, but not answering: replace it
+            _terminate(stale)
+        port = _free_port()
+        prefect = Path(sys.executable).parent / "prefect"
+        with open(log_path(), "a") as log:
+            proc = subprocess.Popen(  # noqa: S603 - fixed argv
+                [str(prefect), "server", "start"],
+                env=_server_environment(port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives this command; stopped by `rompy-tasks server stop`
+            )
+        info = ServerInfo(pid=proc.pid, port=port, started=_process_start_time(proc.pid) or 0)
+        _state_path().write_text(json.dumps(asdict(info)))
+        deadline = time.monotonic() + timeout
+        while not healthy(info.api_url, timeout=1.0):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _terminate(info)
+                raise RuntimeError(f"the local Prefect server did not start; see {log_path()}")
+            time.sleep(0.1)
+        return info, True
+
+
+def _terminate(info: ServerInfo) -> None:
+    """SIGTERM the server's process group, SIGKILL it after a grace period; forget it."""
+    try:
+        os.killpg(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while _process_start_time(info.pid) == info.started and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _process_start_time(info.pid) == info.started:
+            os.killpg(info.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _state_path().unlink(missing_ok=True)
+
+
+def stop() -> ServerInfo | None:
+    """Stop the local server if it runs; the server that was stopped, or None."""
+    with _locked():
+        info = _recorded()
+        if info is None:
+            _state_path().unlink(missing_ok=True)
+            return None
+        _terminate(info)
+        return info
+
+
+def configured_api_url() -> str | None:
+    """The Prefect API the user configured: `PREFECT_API_URL`, else their active Prefect profile's.
+
+    Read without importing Prefect, so that the local server can be started (or found) before
+    Prefect's settings are loaded and every thread of the command sees the same API.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    import tomllib
+
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
+    try:
+        document = tomllib.loads(path.read_text())
+    except (FileNotFoundError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or document.get("active", "ephemeral")
+    return (document.get("profiles", {}).get(active) or {}).get("PREFECT_API_URL") or None
