@@ -43,3 +43,26 @@ def median(values: list[float]) -> float:
 
 def spread(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:.2f}" for v in sorted(values)) + "]"
+
+
+def shell_ensemble_file(
+    work: Path, name: str, members: int, command: list[str], max_parallel: int = 2, backend: dict | None = None
+) -> Path:
+    """An ensemble file of `members` identical shell members, written into `work`."""
+    import yaml
+
+    pipeline = {
+        "config": {
+            "run_id": "m",
+            "output_dir": str(work / "runs"),
+            "period": {"start": "2026-01-01", "duration": "1h"},
+            "config": {"model_type": "shell", "command": command},
+        },
+        "postprocessor": [],
+    }
+    if backend:
+        pipeline["backend"] = backend
+    path = work / f"{name}.yaml"
+    doc = {"name": name, "pipeline": pipeline, "members": {"n": members}, "max_parallel": max_parallel}
+    path.write_text(yaml.safe_dump(doc))
+    return path

@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-from common import RT, stop_server, timed, user_env
+from common import RT, shell_ensemble_file, stop_server, timed, user_env
 
 REPO = Path(__file__).resolve().parent.parent
 BUSY = "import time\nt = time.perf_counter() + 1\nwhile time.perf_counter() < t: pass"
@@ -33,28 +33,8 @@ COMMAND = ["python3", "-c", BUSY]
 ME_VENV = REPO / ".bench-venv" / "model-ensembler"
 
 
-def ensemble_file(work: Path, name: str, members: int, command: list[str]) -> Path:
-    path = work / f"{name}.yaml"
-    doc = {
-        "name": name,
-        "pipeline": {
-            "config": {
-                "run_id": "m",
-                "output_dir": str(work / "runs"),
-                "period": {"start": "2026-01-01", "duration": "1h"},
-                "config": {"model_type": "shell", "command": command},
-            },
-            "postprocessor": [],
-        },
-        "members": {"n": members},
-        "max_parallel": 2,
-    }
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
 def ours(work: Path, env: dict[str, str], name: str, members: int, command: list[str]) -> float:
-    return timed([RT, "ensemble", str(ensemble_file(work, name, members, command))], work, env)
+    return timed([RT, "ensemble", str(shell_ensemble_file(work, name, members, command))], work, env)
 
 
 def xargs(members: int, command: list[str]) -> float:
@@ -139,7 +119,7 @@ def main() -> None:
             floor = xargs(args.members, COMMAND)
             busy = ours(work, env, "busy", args.members, COMMAND)
             theirs = None if args.no_model_ensembler else model_ensembler(args.members, work)
-            empty = timed([RT, "ensemble", str(ensemble_file(work, "one", 1, ["true"]))], work, env)
+            empty = timed([RT, "ensemble", str(shell_ensemble_file(work, "one", 1, ["true"]))], work, env)
             many = ours(work, env, "many", args.overhead_members, ["true"])
             floor_true = xargs(args.overhead_members, ["true"])
             huge = health_during(work, env, args.huge) if args.huge else None

@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from common import RT, median, spread, stop_server, timed, user_env
+from common import RT, median, shell_ensemble_file, spread, stop_server, timed, user_env
 
 COMMAND = ["sleep", "1"]
 
@@ -39,23 +38,8 @@ def sbatch_makespan(members: int, work: Path) -> float:
 
 
 def ours_makespan(members: int, work: Path, env: dict[str, str], repeat: int) -> float:
-    path = work / f"slurm{repeat}.yaml"
-    doc = {
-        "name": f"slurm{repeat}",
-        "pipeline": {
-            "config": {
-                "run_id": "m",
-                "output_dir": str(work / "runs"),
-                "period": {"start": "2026-01-01", "duration": "1h"},
-                "config": {"model_type": "shell", "command": COMMAND},
-            },
-            "backend": {"type": "slurm", "queue": "debug", "max_jobs": 2, "time_limit": "00:30:00"},
-            "postprocessor": [],
-        },
-        "members": {"n": members},
-        "max_parallel": members,
-    }
-    path.write_text(yaml.safe_dump(doc))
+    backend = {"type": "slurm", "queue": "debug", "max_jobs": 2, "time_limit": "00:30:00"}
+    path = shell_ensemble_file(work, f"slurm{repeat}", members, COMMAND, max_parallel=members, backend=backend)
     return timed([RT, "ensemble", str(path)], work, env)
 
 

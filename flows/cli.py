@@ -93,7 +93,15 @@ def _connect_api() -> None:
     """
     from rompy_tasks import local_server
 
-    if local_server.configured_api_url():
+    configured = local_server.configured_api_url()
+    if configured:
+        if not local_server.healthy(configured.rstrip("/"), timeout=5.0):
+            err.print(
+                f"[bold red]The Prefect API at {configured} does not answer[/] (PREFECT_API_URL or your Prefect "
+                "profile). Start that server, or unset PREFECT_API_URL to use the local server rompy-tasks starts.",
+                highlight=False,
+            )
+            raise typer.Exit(EXIT_FAILED)
         return
     try:
         info, started = local_server.start()
@@ -417,8 +425,17 @@ def server_start() -> None:
 
     info, started = local_server.start()
     out.print(f"{'started' if started else 'running'}: UI {info.ui_url}  API {info.api_url}  pid {info.pid}")
-    out.print(f"home {local_server.server_dir()}  log {local_server.log_path()}", highlight=False)
+    out.print(f"home {local_server.server_dir()}  log {local_server.log_path()}", highlight=False, soft_wrap=True)
     out.print("stop it with `rompy-tasks server stop`")
+
+
+@server_app.command("prepare")
+def server_prepare() -> None:
+    """Initialise the server home template once, so a first start is quick (scripts/setup runs this)."""
+    from rompy_tasks import local_server
+
+    template, made = local_server.prepare_template()
+    out.print(f"{'prepared' if made else 'ready'}: {template}", highlight=False, soft_wrap=True)
 
 
 @server_app.command("stop")

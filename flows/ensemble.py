@@ -31,7 +31,7 @@ from flows.heartbeats import subflow_context
 from flows.pipeline import overridden
 from flows.postprocess import artifact_key
 from flows.runners import members_runner
-from rompy_tasks.backends.process import child_environment, run_process, terminate_running
+from rompy_tasks.backends.process import allow_starting, child_environment, run_process, terminate_running
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.ensemble import (
     EnsembleConfig,
@@ -100,13 +100,15 @@ def run_member(member: Member, where: Path, flow_pid: int) -> MemberOutcome:
     attempt = task_run.get_run_count()
     started = time.monotonic()
     result = new_result(member.pipeline, list(STAGES))
+    # Bookkeeping lines (files generated, manifest written) are in the member's own files; at
+    # thousands of members every API log row counts, so only the model's lines go there.
     calls = StageCalls(
-        generate=lambda run, forcing: generate(run, forcing, logger.info),
+        generate=lambda run, forcing: generate(run, forcing, logger.debug),
         run=lambda run, backend: execute(run, backend, logger.info),
         postprocess=lambda run, processor: processor.process(run),
     )
     try:
-        execute_stages(member.pipeline, result, calls, log=logger.info)
+        execute_stages(member.pipeline, result, calls, log=logger.debug)
     except Exception as err:
         error = str(err).split("\n")[0]
         raise MemberFailed(
@@ -226,13 +228,15 @@ def model_ensemble(
     if todo:
         backend = ensemble.pipeline.backend
         backend.preflight()
-        try:
-            with members_runner(backend, parallel, where) as runner:
+        allow_starting()
+        with members_runner(backend, parallel, where) as runner:
+            try:
                 result.members += run_members(runner, ensemble, todo, where, parallel)
-        except BaseException:
-            stopped = terminate_running()  # Ctrl-C, SIGTERM, cancellation: no member's model outlives us
-            logger.warning("ensemble interrupted; stopped %d running model(s)", stopped)
-            raise
+            except BaseException:
+                # Ctrl-C, SIGTERM, cancellation: stop the members' models before the runner waits for them
+                stopped = terminate_running()
+                logger.warning("ensemble interrupted; stopped %d running model(s)", stopped)
+                raise
     result.members.sort(key=lambda m: m.index)
 
     done = {m.run_id: Path(m.run_dir) for m in result.members if m.status in ("completed", "skipped")}

@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 from flows.heartbeats import subflow_context
 from flows.pipeline import model_pipeline, overridden
 from flows.postprocess import artifact_key
+from rompy_tasks.core.model_run import files_matching, output_files
 from rompy_tasks.core.time import as_utc, parse_duration
 from rompy_tasks.forecast import (
     CycleRecord,
@@ -127,10 +128,8 @@ def forecast_cycle(
         record.timings = {t.stage: round(t.seconds, 3) for t in result.timings}
         record.restarts = restarts_by_valid_time(pipeline)
         staging = run.staging_dir
-        record.outputs = sorted(
-            {str(p.relative_to(staging)) for pat in run.config.output_patterns() for p in staging.glob(pat)}
-        )
-        record.plots = sorted(str(p.relative_to(staging)) for p in staging.glob(f"{PLOT_DIR}/*.png"))
+        record.outputs = [str(p.relative_to(staging)) for p in output_files(run)]
+        record.plots = [str(p.relative_to(staging)) for p in files_matching(staging, [f"{PLOT_DIR}/*.png"])]
         record.status = "completed"
         record.removed_cycles = prune_cycles(forecast, keep={record.run_id} | ({hot.cycle} if hot else set()))
         if record.removed_cycles:

@@ -7,6 +7,11 @@ server start|stop|status` manage it by hand. Its home (database, UI files), its 
 small state file live in `<data dir>/rompy-tasks/server/`, where the data dir is
 `$ROMPY_TASKS_DATA_DIR`, else `$XDG_DATA_HOME`, else `~/.local/share`.
 
+A new server's database takes Prefect about 9 s to create (migrations, block types), so
+installing (`scripts/setup`, or `rompy-tasks server prepare`) initialises one home once, in
+the virtualenv, per Prefect version; a first start copies it, and Prefect's own start-up
+checks then find nothing to do. Without that template the first start simply takes longer.
+
 The state file records the server's pid, port and process start time; a pid is trusted
 only while that process still has the same start time (pids are reused), and a server is
 reused only while it answers its health check. Concurrent first starts are serialised by
@@ -16,6 +21,7 @@ a file lock, so two commands never start two servers.
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -111,15 +117,67 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _server_environment(port: int) -> dict[str, str]:
+def _server_environment(home: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
-        PREFECT_HOME=str(server_dir() / "prefect-home"),
+        PREFECT_HOME=str(home),
         PREFECT_SERVER_API_HOST="127.0.0.1",
         PREFECT_SERVER_API_PORT=str(port),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
     )
     return env
+
+
+def template_home() -> Path:
+    """The initialised Prefect server home for this installation and Prefect version."""
+    from importlib.metadata import version
+
+    return Path(sys.prefix) / "share" / "rompy-tasks" / f"prefect-home-{version('prefect')}"
+
+
+def _launch(home: Path, port: int, log: Path) -> subprocess.Popen:
+    prefect = Path(sys.executable).parent / "prefect"
+    with open(log, "a") as out:
+        return subprocess.Popen(  # noqa: S603 - fixed argv
+            [str(prefect), "server", "start"],
+            env=_server_environment(home, port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives this command; stopped by `rompy-tasks server stop`
+        )
+
+
+def _wait_healthy(proc: subprocess.Popen, info: ServerInfo, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not healthy(info.api_url, timeout=1.0):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _terminate(info)
+            raise RuntimeError(f"the local Prefect server did not start; see {log}")
+        time.sleep(0.1)
+
+
+def prepare_template(timeout: float = STARTUP_TIMEOUT_SECONDS) -> tuple[Path, bool]:
+    """Initialise the template home once (a server started and stopped in it); and whether it was made now."""
+    template = template_home()
+    if template.is_dir():
+        return template, False
+    staging = template.with_name(f"{template.name}.tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    log = staging.parent / f"{staging.name}.log"
+    port = _free_port()
+    proc = _launch(staging, port, log)
+    info = ServerInfo(pid=proc.pid, port=port, started=_process_start_time(proc.pid) or 0)
+    try:
+        _wait_healthy(proc, info, log, timeout)
+        _terminate(info)
+        proc.wait()
+        os.replace(staging, template)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        log.unlink(missing_ok=True)
+    return template, True
 
 
 def start(timeout: float = STARTUP_TIMEOUT_SECONDS) -> tuple[ServerInfo, bool]:
@@ -131,25 +189,14 @@ def start(timeout: float = STARTUP_TIMEOUT_SECONDS) -> tuple[ServerInfo, bool]:
         stale = _recorded()
         if stale is not None:  # ours, alive, but not answering: replace it
             _terminate(stale)
+        home = server_dir() / "prefect-home"
+        if not home.exists() and template_home().is_dir():
+            shutil.copytree(template_home(), home)
         port = _free_port()
-        prefect = Path(sys.executable).parent / "prefect"
-        with open(log_path(), "a") as log:
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv
-                [str(prefect), "server", "start"],
-                env=_server_environment(port),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # outlives this command; stopped by `rompy-tasks server stop`
-            )
+        proc = _launch(home, port, log_path())
         info = ServerInfo(pid=proc.pid, port=port, started=_process_start_time(proc.pid) or 0)
         _state_path().write_text(json.dumps(asdict(info)))
-        deadline = time.monotonic() + timeout
-        while not healthy(info.api_url, timeout=1.0):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                _terminate(info)
-                raise RuntimeError(f"the local Prefect server did not start; see {log_path()}")
-            time.sleep(0.1)
+        _wait_healthy(proc, info, log_path(), timeout)
         return info, True
 
 
@@ -164,7 +211,8 @@ def _terminate(info: ServerInfo) -> None:
             os.killpg(info.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    _state_path().unlink(missing_ok=True)
+    if _state_path().is_file() and _recorded() is None:
+        _state_path().unlink(missing_ok=True)
 
 
 def stop() -> ServerInfo | None:

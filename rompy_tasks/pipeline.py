@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, stage_log_path
 from rompy_tasks.core.errors import ConfigError, StageError
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
+from rompy_tasks.core.model_run import output_files
 from rompy_tasks.core.records import write_json_atomically
 from rompy_tasks.forcing import ForcingSource, write_forcing
 from rompy_tasks.plugins import pipeline_config_class
@@ -111,10 +112,9 @@ def check_inputs(run: Any) -> None:
 
 def check_outputs(run: Any) -> None:
     """Before postprocessing: the model must have written outputs."""
-    staging = run.staging_dir
-    patterns = run.config.output_patterns()
-    if not staging.is_dir() or not any(p.is_file() for pat in patterns for p in staging.glob(pat)):
-        raise StageError(f"no model outputs matching {patterns} in {staging}: run the model first")
+    if not run.staging_dir.is_dir() or not output_files(run):
+        patterns = run.config.output_patterns()
+        raise StageError(f"no model outputs matching {patterns} in {run.staging_dir}: run the model first")
 
 
 def generated_inputs(run: Any) -> set[Path]:
@@ -130,12 +130,10 @@ def remove_outputs(run: Any) -> list[Path]:
     """Delete model outputs (never generated inputs, logs or the manifest) after a failure."""
     keep = generated_inputs(run) | {run.staging_dir / MANIFEST_NAME}
     removed = []
-    for pattern in run.config.output_patterns():
-        for path in run.staging_dir.glob(pattern):
-            relative = path.relative_to(run.staging_dir)
-            if path.is_file() and path not in keep and relative.parts[0] != "logs":
-                path.unlink()
-                removed.append(path)
+    for path in output_files(run):
+        if path not in keep and path.relative_to(run.staging_dir).parts[0] != "logs":
+            path.unlink()
+            removed.append(path)
     return removed
 
 
@@ -179,14 +177,7 @@ class PipelineResult(BaseModel):
             lines.append(f"| Model log | `{self.run.log_path}` |")
         lines += ["", "## Durations", "", "| Stage | Seconds |", "|---|---|"]
         lines += [f"| {t.stage} | {t.seconds:.2f} |" for t in self.timings]
-        outputs = sorted(
-            {
-                str(p.relative_to(self.staging_dir))
-                for pat in run.config.output_patterns()
-                for p in self.staging_dir.glob(pat)
-                if p.is_file()
-            }
-        )
+        outputs = [str(p.relative_to(self.staging_dir)) for p in output_files(run)]
         lines += ["", "## Output files", ""] + [f"- `{name}`" for name in outputs or ["(none)"]]
         for name, result in self.postprocess.items():
             lines += ["", f"## Postprocessor `{name}`", "", str(result.get("message", ""))]

@@ -51,6 +51,17 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     return subprocess.run([*CLI, *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def start_cli(*args: str, api_url: str, cwd: Path | None = None) -> subprocess.Popen:
+    """The real CLI in the background (to signal it), against the session's Prefect API."""
+    return subprocess.Popen(
+        [*CLI, *args],
+        cwd=cwd or REPO,
+        env={**os.environ, "PREFECT_API_URL": api_url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def process_gone(pid: int) -> bool:
     """True if `pid` no longer runs (gone or a zombie awaiting its reaper)."""
     state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import CLI, REPO
+from conftest import REPO, start_cli
 from pydantic import ValidationError
 
 from rompy_tasks.backends.docker import RUN_LABEL, DockerConfig, docker_client, run_container
@@ -305,13 +305,7 @@ def test_sigterm_to_the_cli_stops_the_container(engine, prefect_api, tmp_path):
     }
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(doc))
-    proc = subprocess.Popen(
-        [*CLI, "run", str(path)],
-        cwd=REPO,
-        env={**os.environ, "PREFECT_API_URL": prefect_api},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_cli("run", str(path), api_url=prefect_api)
     try:
         log = tmp_path / run_id / "logs" / "run.log"
         deadline = time.monotonic() + 90

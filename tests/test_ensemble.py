@@ -1,9 +1,7 @@
 """Ensembles against a real Prefect API, with real Veros and shell members."""
 
 import json
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import CLI, REPO, run_cli
+from conftest import REPO, process_gone, run_cli, start_cli
 
 from rompy_tasks.core.errors import ConfigError, StageError
 from rompy_tasks.ensemble import EnsembleConfig, load_ensemble, parse_indexes, resolve_members
@@ -164,6 +162,68 @@ def test_concurrency_never_exceeds_max_parallel_and_starts_are_staggered(prefect
     assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.25, "starts are staggered"
 
 
+def api_runs(kind: str, names: list[str]) -> list:
+    """Flow runs or task runs with these names, from the session's Prefect API."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, TaskRunFilter, TaskRunFilterName
+
+    async def read():
+        async with get_client() as client:
+            if kind == "flow":
+                return await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=names)))
+            return await client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=names)))
+
+    return asyncio.run(read())
+
+
+def test_members_are_task_runs_named_by_run_id_not_flow_runs(prefect_api, tmp_path):
+    from flows.ensemble import model_ensemble
+
+    doc = shell_ensemble(tmp_path, "touch out.txt", {"n": 3}, name="ens-tasks")
+    doc["pipeline"]["config"]["run_id"] = "tr"
+    result = model_ensemble(ensemble=EnsembleConfig.model_validate(doc))
+    assert result.count("completed") == 3
+    names = [f"tr_m{i:03d}" for i in range(3)]
+    deadline = time.monotonic() + 30  # task-run states reach the API as events, a moment later
+    tasks = api_runs("task", names)
+    while len(tasks) < 3 or not all(t.state.is_completed() for t in tasks):
+        assert time.monotonic() < deadline, [(t.name, t.state_name) for t in tasks]
+        time.sleep(0.5)
+        tasks = api_runs("task", names)
+    assert sorted(t.name for t in tasks) == names
+    assert api_runs("flow", names) == [], "no member is a flow run"
+    member_dir = tmp_path / "runs" / "ens-tasks" / "tr_m001"
+    assert (member_dir / "rompy_tasks_run.json").is_file() and (member_dir / "logs" / "run.log").is_file()
+
+
+def test_sigterm_to_the_cli_stops_every_running_member(prefect_api, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    command = ["sh", "-c", f"echo $$ > {pids}/{{{{ runtime.run_id }}}}; sleep 300"]
+    path = write(tmp_path, shell_ensemble(tmp_path, command, {"n": 4}, max_parallel=2))
+    proc = start_cli("ensemble", str(path), api_url=prefect_api)
+    try:
+        deadline = time.monotonic() + 120
+        while len([p for p in pids.iterdir() if p.read_text().strip()]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        running = [int(p.read_text()) for p in pids.iterdir()]
+        assert len(running) == 2, "two members running"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) != 0
+        assert time.monotonic() - started < 30, "the models did not hold the ensemble up"
+        deadline = time.monotonic() + 20
+        while not all(process_gone(pid) for pid in running) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(process_gone(pid) for pid in running), "every running member's model was stopped"
+        assert len(list(pids.iterdir())) == 2, "no further member started"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_retries_failures_and_allow_failures(prefect_api, tmp_path):
     from flows.ensemble import model_ensemble
 
@@ -236,10 +296,7 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(prefect_api, tmp_path
     command = ["sh", "-c", f"sleep 1; echo {{{{ runtime.run_id }}}} >> {completions}; touch out.txt"]
     path = write(tmp_path, shell_ensemble(tmp_path, command, {"n": 6}, max_parallel=2))
     records = tmp_path / "runs" / "ens" / "records"
-    env = {**os.environ, "PREFECT_API_URL": prefect_api}
-    proc = subprocess.Popen(
-        [*CLI, "ensemble", str(path)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = start_cli("ensemble", str(path), api_url=prefect_api)
     deadline = time.monotonic() + 120
     while len(list(records.glob("*.json"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)

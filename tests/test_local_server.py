@@ -91,3 +91,11 @@ def test_a_reused_pid_is_never_taken_for_the_server(tmp_path, monkeypatch):
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_configured_api_that_does_not_answer_is_a_clear_error(tmp_path):
+    env = {**user_env(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    result = run_cli("run", str(trivial_pipeline(tmp_path, "nowhere")), env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "The Prefect API at http://127.0.0.1:9/api does not answer" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs" / "nowhere").exists()

@@ -32,3 +32,17 @@ def test_no_live_display_when_not_a_terminal():
     with pipeline_progress(console, "r1"):
         logging.getLogger("prefect").info("hello")
     assert console.file.getvalue() == ""
+
+
+def test_ensemble_bar_counts_member_task_runs_and_the_flows_end_lines():
+    from flows.progress import _EnsembleHandler
+
+    progress = Progress(console=Console(file=io.StringIO()))
+    handler = _EnsembleHandler(progress, ["m0", "m1"])
+    bar = progress.tasks[0]
+    handler.emit(record("running shell on the local backend", task_run_name="m0"))
+    assert "1 running" in bar.description
+    handler.emit(record("member m0 completed after 1 attempt(s)", flow_run_name="ens"))
+    handler.emit(record("member m1 failed after 2 attempt(s)", flow_run_name="ens"))
+    handler.emit(record("member other completed after 1 attempt(s)", flow_run_name="ens"))
+    assert bar.completed == 2 and "1 done, 1 failed, 0 running" in bar.description

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 import yaml
-from conftest import CLI, REPO, process_gone
+from conftest import CLI, REPO, process_gone, start_cli
 from pydantic import ValidationError
 
 from rompy_tasks.backends.slurm import SlurmConfig, walltime_seconds
@@ -235,13 +235,7 @@ def test_sigterm_to_the_cli_releases_jobs_and_kills_the_model(cluster, prefect_a
     }
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(doc))
-    proc = subprocess.Popen(
-        [*CLI, "run", str(path)],
-        cwd=REPO,
-        env={**os.environ, "PREFECT_API_URL": prefect_api},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_cli("run", str(path), api_url=prefect_api)
     try:
         deadline = time.monotonic() + 90
         while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:

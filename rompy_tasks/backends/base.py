@@ -7,6 +7,7 @@ string, `working_dir` must exist when given. A backend config is registered unde
 jobs; the flows build the task runner from it, so backends never import Prefect).
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
 
 LineSink = Callable[[str], None]
+# What a process environment can hold as a name (`A=B` or `1X` would fail only when the model starts).
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LOG_TAIL_LINES = 30
 
 
@@ -57,6 +60,14 @@ class BaseBackendConfig(BaseModel):
         default_factory=dict, description="Extra environment variables for the model (strings only)"
     )
     working_dir: Path | None = Field(None, description="Directory to run in instead of the run directory")
+
+    @field_validator("env_vars")
+    @classmethod
+    def _env_names_valid(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not ENV_NAME.match(name)]
+        if bad:
+            raise ValueError(f"not environment variable names (letters, digits, _; not first a digit): {bad}")
+        return value
 
     @field_validator("working_dir")
     @classmethod

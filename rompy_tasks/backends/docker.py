@@ -128,7 +128,7 @@ class DockerConfig(BaseBackendConfig):
         """The model command as the container sees it (run-dir paths mapped to the mount)."""
         staging = str(run.staging_dir)
         command = [
-            arg.replace(staging, MOUNT_POINT, 1) if arg.startswith(staging) else arg
+            MOUNT_POINT + arg[len(staging) :] if arg == staging or arg.startswith(staging + "/") else arg
             for arg in run.config.run_command(run)
         ]
         if self.executable:

@@ -34,11 +34,21 @@ TERM_GRACE_SECONDS = 10.0
 # ensemble's flow, interrupted in its main thread) can take every tree down.
 _running_groups: set[int] = set()
 _running_lock = threading.Lock()
+_refusing = threading.Event()  # set while stopping: a retry must not start a model again
+
+
+def allow_starting() -> None:
+    """Let models start again after `terminate_running` (a new batch in the same process)."""
+    _refusing.clear()
 
 
 def terminate_running(grace: float = TERM_GRACE_SECONDS) -> int:
-    """SIGTERM (then SIGKILL) every model process group started here that still runs; how many."""
+    """SIGTERM (then SIGKILL) every model process group started here that still runs; how many.
+
+    Until `allow_starting`, no new model starts in this process.
+    """
     with _running_lock:
+        _refusing.set()
         groups = list(_running_groups)
     workers = [threading.Thread(target=kill_group, args=(pgid, None, grace)) for pgid in groups]
     for worker in workers:
@@ -176,6 +186,8 @@ def run_process(
         log_handle.write(f"# {started.isoformat()} started in {cwd}: {shown}\n")
         log_handle.flush()
         try:
+            if _refusing.is_set():
+                raise OSError("the orchestrator is stopping; no model starts now")
             if not shell:
                 _check_executable(command[0], cwd, env)  # setpriv would only report it as exit 127
             proc = subprocess.Popen(  # noqa: S603 - argv list; a shell only when the user asked
@@ -197,6 +209,8 @@ def run_process(
             raise ModelRunError(f"cannot start the model: {err}", None, str(log_path), [str(err)]) from None
         with _running_lock:
             _running_groups.add(proc.pid)
+            if _refusing.is_set():  # started while a stop was under way
+                kill_group(proc.pid, None, grace=0)
         reader = threading.Thread(target=_pump, args=(proc.stdout, log_handle, on_line), daemon=True)
         reader.start()
         timed_out = False

@@ -6,15 +6,37 @@ registered under the `rompy_tasks.config` entry-point group; the discriminator i
 `model_type`.
 """
 
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from rompy_tasks.core.templates import plan_tree, render_tree
 
 if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
+
+
+def _inside_run_dir(pattern: str) -> str:
+    if pattern.startswith(("/", "~")) or ".." in Path(pattern).parts:
+        raise ValueError(f"{pattern!r} must be a pattern inside the run directory (relative, without '..')")
+    return pattern
+
+
+RunDirGlob = Annotated[str, AfterValidator(_inside_run_dir)]
+"""A glob pattern relative to the run directory that cannot name anything outside it."""
+
+_PLAIN = (str, int, float, bool, type(None), datetime, date, timedelta)
+
+
+def plain_data(value: Any) -> Any:
+    """`value` as template-safe data: mappings, lists and immutable values; anything else as a string."""
+    if isinstance(value, dict):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [plain_data(v) for v in value]
+    return value if isinstance(value, _PLAIN) else str(value)
 
 
 class BaseModelConfig(BaseModel):
@@ -49,8 +71,15 @@ class BaseModelConfig(BaseModel):
         raise NotImplementedError(f"model {self.model_type!r} does not support hot starts")
 
     def template_context(self, run: "ModelRun") -> dict[str, Any]:
-        """The Jinja context: `runtime` is the model run, `config` this config."""
-        return {"runtime": run, "config": self}
+        """The Jinja context: `runtime` is the model run, `config` this config, as plain data.
+
+        Plain values only (strings, numbers, datetimes, lists, mappings; paths as strings), never
+        the live objects: their methods could read, write or delete files (`Path.read_text`,
+        `model_copy(...).prepare_staging()`), even while a file is only being validated.
+        """
+        runtime = plain_data(run.model_dump())
+        runtime["staging_dir"] = str(run.staging_dir)
+        return {"runtime": runtime, "config": plain_data(self.model_dump())}
 
 
 class TemplateConfig(BaseModelConfig):

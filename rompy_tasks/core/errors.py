@@ -49,6 +49,8 @@ def _strip_union_tags(loc: tuple, data: object) -> tuple:
 def _loc_to_path(loc: tuple) -> str:
     parts: list[str] = []
     for item in loc:
+        if item == "[key]":  # pydantic's marker for a bad mapping key: the path already names the key
+            continue
         if isinstance(item, int):
             parts.append(f"[{item}]")
         else:

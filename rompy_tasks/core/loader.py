@@ -28,7 +28,10 @@ _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 def load_document(path: str | Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Read a YAML or JSON mapping from `path`, resolving includes and variables."""
     path = Path(path)
-    data = _load_with_includes(path, stack=())
+    try:
+        data = _load_with_includes(path, stack=())
+    except RecursionError:
+        raise ConfigError.single("", "the document is nested too deeply", str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError.single("", f"the document must be a mapping, not {type(data).__name__}", str(path))
     problems: list[Problem] = []
@@ -44,6 +47,8 @@ def parse_document(text: str, source: str = "<string>") -> Any:
         return yaml.load(text, Loader=_plain_loader())
     except yaml.YAMLError as err:
         raise ConfigError.single("", _yaml_message(err), source) from None
+    except RecursionError:
+        raise ConfigError.single("", "the document is nested too deeply", source) from None
 
 
 def _yaml_message(err: yaml.YAMLError) -> str:

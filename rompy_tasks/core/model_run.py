@@ -1,6 +1,7 @@
 """The model run: what to run (config), when (period), where (output_dir/run_id)."""
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -52,3 +53,24 @@ def _refuse_dangerous_delete(path: Path) -> None:
     protected = {Path("/"), Path.home().resolve()}
     if resolved in protected or resolved == cwd or resolved in cwd.parents:
         raise ValueError(f"refusing to delete {resolved}: it is not a run directory")
+
+
+def files_matching(run_dir: Path, patterns: Iterable[str]) -> list[Path]:
+    """Regular files in `run_dir` matching the glob `patterns`, sorted.
+
+    Never a symlink and never a path that resolves outside `run_dir` (`../*.dat`, a linked
+    directory): the host reads, archives and deletes these files, and a model or a config
+    must not be able to point it elsewhere.
+    """
+    root = run_dir.resolve()
+    found: set[Path] = set()
+    for pattern in patterns:
+        for path in run_dir.glob(pattern):
+            if not path.is_symlink() and path.is_file() and root in path.resolve().parents:
+                found.add(path)
+    return sorted(found)
+
+
+def output_files(run: "ModelRun", patterns: list[str] | None = None) -> list[Path]:
+    """The run's output files: its model's output patterns (or `patterns`) in its run directory."""
+    return files_matching(run.staging_dir, patterns or run.config.output_patterns())

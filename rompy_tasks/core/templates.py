@@ -1,7 +1,8 @@
 """Render a template directory tree into a staging directory, safely.
 
-Jinja2 runs sandboxed with StrictUndefined: a template cannot reach Python internals and a
-missing variable is an error, not an empty string. File and folder names are templates
+Jinja2 runs in an immutable sandbox with StrictUndefined: a template cannot reach Python
+internals or change its context, and a missing variable is an error, not an empty string. The
+context is plain data (see `BaseModelConfig.template_context`). File and folder names are templates
 too; every rendered path is checked to stay inside the destination, so a value such as
 `../../etc` cannot write outside the run directory.
 """
@@ -11,12 +12,12 @@ from typing import Any
 
 from jinja2 import StrictUndefined
 from jinja2 import TemplateError as JinjaError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from rompy_tasks.core.errors import TemplateError
 
 _MARKERS = ("{{", "{%", "{#")
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
 def render_string(text: str, context: dict[str, Any], where: str = "template") -> str:

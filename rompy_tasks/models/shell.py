@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from rompy_tasks.core.config import TemplateConfig
+from rompy_tasks.core.config import RunDirGlob, TemplateConfig
 from rompy_tasks.core.templates import render_string
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ class ShellConfig(TemplateConfig):
 
     model_type: Literal["shell"] = "shell"
     command: str | list[str] = Field(description="Command to run, a string (split like a shell) or argv list")
-    outputs: list[str] = Field(default_factory=lambda: ["*"], description="Glob patterns of the outputs")
+    outputs: list[RunDirGlob] = Field(default_factory=lambda: ["*"], description="Glob patterns of the outputs")
 
     @field_validator("command")
     @classmethod

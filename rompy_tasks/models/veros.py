@@ -156,11 +156,14 @@ class VerosConfig(BaseModelConfig):
         wrapper = render_string(
             _TEMPLATE.read_text(),
             {
-                "runtime": run,
-                "config": self,
+                **self.template_context(run),
                 "stock_file": stock_file,
-                "diagnostics": {k: v.model_dump(exclude_none=True) for k, v in self.diagnostics.items()},
-                "wind_stress": self.wind_stress.model_dump() if self.wind_stress else None,
+                # Python literals (repr of plain data), never JSON: JSON's null is not Python
+                "diagnostics_literal": repr(
+                    {k: v.model_dump(mode="json", exclude_none=True) for k, v in self.diagnostics.items()}
+                ),
+                "wind_stress": bool(self.wind_stress),
+                "wind_stress_literal": repr(self.wind_stress.model_dump(mode="json") if self.wind_stress else None),
             },
             where="veros setup template",
         )

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field
 
+from rompy_tasks.core.config import RunDirGlob
 from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.model_run import files_matching
 from rompy_tasks.postprocess.base import BasePostprocessorConfig, find_time_dim
 
 if TYPE_CHECKING:
@@ -52,14 +54,14 @@ def _time_text(value: Any) -> Any:
 
 class AnalyzeConfig(BasePostprocessorConfig):
     processor: Literal["analyze"] = "analyze"
-    files: list[str] = Field(default_factory=lambda: ["*.nc"], description="Glob patterns of NetCDF outputs")
+    files: list[RunDirGlob] = Field(default_factory=lambda: ["*.nc"], description="Glob patterns of NetCDF outputs")
     variables: list[str] | None = Field(None, description="Variables to analyse (default: all with time)")
 
     def process(self, run: "ModelRun") -> dict[str, Any]:
         import xarray as xr  # heavy: imported when analysing, not when validating configs
 
         staging = run.staging_dir
-        paths = sorted({p for pattern in self.files for p in staging.glob(pattern) if p.is_file()})
+        paths = files_matching(staging, self.files)
         if not paths:
             raise StageError(f"analyze: no files matching {self.files} in {staging}")
         summary: dict[str, dict[str, Any]] = {}

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from rompy_tasks.core.config import RunDirGlob
+from rompy_tasks.core.model_run import files_matching
 from rompy_tasks.postprocess.base import BasePostprocessorConfig
 
 if TYPE_CHECKING:
@@ -28,13 +30,11 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
 class ArchiveConfig(BasePostprocessorConfig):
     processor: Literal["archive"] = "archive"
     format: Literal["tar.gz", "zip"] = "tar.gz"
-    include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns to pack")
-    exclude: list[str] = Field(default_factory=list, description="Glob patterns to leave out")
+    include: list[RunDirGlob] = Field(default_factory=lambda: ["**/*"], description="Glob patterns to pack")
+    exclude: list[RunDirGlob] = Field(default_factory=list, description="Glob patterns to leave out")
 
     def _selected(self, staging: Path) -> list[Path]:
-        chosen: set[Path] = set()
-        for pattern in self.include:
-            chosen.update(p for p in staging.glob(pattern) if p.is_file())
+        chosen = set(files_matching(staging, self.include))
         for pattern in [*self.exclude, f"{ARCHIVE_DIR}/**/*"]:
             chosen.difference_update(staging.glob(pattern))
         return sorted(chosen)

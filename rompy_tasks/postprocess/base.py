@@ -1,6 +1,5 @@
 """The postprocessor contract and the helpers the built-ins share."""
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -39,15 +38,6 @@ class ExternalPostprocessorConfig(BasePostprocessorConfig):
         if result.get("success") is False:
             raise StageError(f"postprocessor {self.processor!r} failed: {result.get('error', result)}")
         return result
-
-
-def output_files(run: "ModelRun", patterns: list[str] | None = None) -> list[Path]:
-    """Files in the run directory matching the model's output patterns (or `patterns`)."""
-    staging = run.staging_dir
-    found: set[Path] = set()
-    for pattern in patterns or run.config.output_patterns():
-        found.update(p for p in staging.glob(pattern) if p.is_file())
-    return sorted(found)
 
 
 def find_time_dim(dims: tuple[str, ...]) -> str | None:

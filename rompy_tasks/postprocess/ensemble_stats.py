@@ -9,7 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rompy_tasks.core.config import RunDirGlob
 from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.model_run import files_matching
 from rompy_tasks.postprocess.base import find_time_dim
 
 STATS_DIR = "stats"
@@ -21,7 +23,7 @@ class EnsembleStatsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     processor: Literal["ensemble_stats"] = "ensemble_stats"
-    file: str = Field(description="Glob of the member output to combine, e.g. acc.snapshot.nc")
+    file: RunDirGlob = Field(description="Glob of the member output to combine, e.g. acc.snapshot.nc")
     variables: list[str] = Field(min_length=1)
     output: str = Field("ensemble_stats.nc", pattern=r"^[A-Za-z0-9_.-]+\.nc$")
 
@@ -30,7 +32,7 @@ class EnsembleStatsConfig(BaseModel):
 
         files = {}
         for run_id, staging in member_dirs.items():
-            matches = sorted(staging.glob(self.file))
+            matches = files_matching(staging, [self.file])
             if not matches:
                 raise StageError(f"ensemble_stats: member {run_id} has no file matching {self.file!r}")
             files[run_id] = matches[0]

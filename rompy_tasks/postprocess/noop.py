@@ -5,7 +5,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from rompy_tasks.core.errors import StageError
-from rompy_tasks.postprocess.base import BasePostprocessorConfig, output_files
+from rompy_tasks.core.model_run import output_files
+from rompy_tasks.postprocess.base import BasePostprocessorConfig
 
 if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun

@@ -5,7 +5,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rompy_tasks.core.config import RunDirGlob
 from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.model_run import files_matching
 from rompy_tasks.postprocess.base import BasePostprocessorConfig, find_time_dim
 
 if TYPE_CHECKING:
@@ -21,7 +23,7 @@ class PlotSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    file: str = Field(description="Glob pattern of the NetCDF file, relative to the run directory")
+    file: RunDirGlob = Field(description="Glob pattern of the NetCDF file, relative to the run directory")
     variable: str
     kind: Literal["auto", "map", "series"] = "auto"
     level: int = Field(-1, description="Index along a vertical dimension for maps (-1: last, e.g. surface)")
@@ -74,7 +76,7 @@ class VisualizeConfig(BasePostprocessorConfig):
         out_dir.mkdir(exist_ok=True)
         written = []
         for spec in self.plots:
-            matches = sorted(staging.glob(spec.file))
+            matches = files_matching(staging, [spec.file])
             if not matches:
                 raise StageError(f"visualize: no file matching {spec.file!r} in {staging}")
             with xr.open_dataset(matches[0]) as ds:
