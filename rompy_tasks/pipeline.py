@@ -72,6 +72,8 @@ def validate_data(data: dict[str, Any], source: str | None = None) -> BaseModel:
         pipeline.config.config.check(pipeline.config)
     except ConfigError as err:
         raise type(err)(err.problems, source) from None
+    if problem := pipeline.config.deletion_problem():
+        raise ConfigError.single("config.delete_existing", problem, source)
     return pipeline
 
 

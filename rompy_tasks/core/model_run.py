@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, StringConstraints
 
 from rompy_tasks.core.config import BaseModelConfig
+from rompy_tasks.core.errors import ConfigError
 from rompy_tasks.core.time import TimeRange
 
 # A run id becomes a directory name: no separators, no leading dot, no `..`.
@@ -16,6 +17,9 @@ RunId = Annotated[
     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
     Field(description="Run identifier; letters, digits, '.', '_' and '-', used as a directory name"),
 ]
+
+
+RUN_MARKER = ".rompy-tasks-run"  # in every run directory rompy-tasks creates; nothing else is ever deleted
 
 
 class ModelRun(BaseModel):
@@ -36,13 +40,40 @@ class ModelRun(BaseModel):
         base = self.output_dir.expanduser().absolute()
         return base / self.run_id if self.run_id_subdir else base
 
-    def prepare_staging(self) -> Path:
-        """Create the run directory, removing an old one first when `delete_existing`."""
+    def deletion_problem(self) -> str | None:
+        """Why `delete_existing` must not remove the existing run directory (None: it may, or nothing exists).
+
+        Only a directory that rompy-tasks created (it holds our marker file) is ever removed: a
+        config pointing `delete_existing` at a data directory must not empty it.
+        """
         staging = self.staging_dir
+        if not self.delete_existing or not (staging.exists() or staging.is_symlink()):
+            return None
+        if staging.is_symlink() or not staging.is_dir():
+            return f"{staging} is not a directory rompy-tasks created (a link or a file); it is left alone"
+        marker = staging / RUN_MARKER
+        if marker.is_symlink() or not marker.is_file():
+            if not any(staging.iterdir()):
+                return None
+            return (
+                f"{staging} was not created by rompy-tasks (no {RUN_MARKER} file), so delete_existing will not "
+                "remove it: remove it yourself or choose another run_id or output_dir"
+            )
+        return None
+
+    def prepare_staging(self) -> Path:
+        """Create the run directory (marked as ours), removing an old one of ours first when `delete_existing`."""
+        staging = self.staging_dir
+        problem = self.deletion_problem()
+        if problem:
+            raise ConfigError.single("config.delete_existing", problem)
         if self.delete_existing and staging.exists():
             _refuse_dangerous_delete(staging)
             shutil.rmtree(staging)
+        created = not staging.exists() or not any(staging.iterdir())
         staging.mkdir(parents=True, exist_ok=True)
+        if created:
+            (staging / RUN_MARKER).write_text("This run directory was created by rompy-tasks.\n")
         return staging
 
 
@@ -60,13 +91,15 @@ def files_matching(run_dir: Path, patterns: Iterable[str]) -> list[Path]:
 
     Never a symlink and never a path that resolves outside `run_dir` (`../*.dat`, a linked
     directory): the host reads, archives and deletes these files, and a model or a config
-    must not be able to point it elsewhere.
+    must not be able to point it elsewhere. Never the run directory's marker either.
     """
     root = run_dir.resolve()
     found: set[Path] = set()
     for pattern in patterns:
         for path in run_dir.glob(pattern):
-            if not path.is_symlink() and path.is_file() and root in path.resolve().parents:
+            if path.name == RUN_MARKER or path.is_symlink() or not path.is_file():
+                continue
+            if root in path.resolve().parents:
                 found.add(path)
     return sorted(found)
 

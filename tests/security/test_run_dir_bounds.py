@@ -87,3 +87,33 @@ def test_docker_maps_only_whole_run_directory_paths(tmp_path):
     mapped = DockerConfig(image="x").container_command(run)
     assert mapped == ["model", "/rompy/run/in.nml", "/rompy/run", f"{staging}2/x", f"{staging}x"]
     assert os.path.basename(staging) == "r"
+
+
+def test_delete_existing_never_empties_a_directory_rompy_tasks_did_not_create(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "observations.nc").write_text("years of work")
+    doc = shell_doc(tmp_path, "true")
+    doc["config"].update(output_dir=str(data), run_id_subdir=False, delete_existing=True)
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = run_cli("run", str(path), "--last-stage", "generate")
+    assert result.returncode == 2 and "config.delete_existing" in result.stderr, result.stderr[-2000:]
+    assert (data / "observations.nc").read_text() == "years of work"
+
+
+def test_delete_existing_removes_and_recreates_a_run_directory_of_ours(tmp_path):
+    from rompy_tasks.core.model_run import RUN_MARKER
+
+    doc = shell_doc(tmp_path, "true")
+    doc["config"]["delete_existing"] = True
+    run = validate_data(doc).config
+    staging = run.prepare_staging()
+    (staging / "old-output.nc").write_text("stale")
+    assert (staging / RUN_MARKER).is_file()
+    validate_data(doc).config.prepare_staging()
+    assert not (staging / "old-output.nc").exists() and (staging / RUN_MARKER).is_file()
+    (staging / RUN_MARKER).unlink()
+    (staging / RUN_MARKER).symlink_to(tmp_path / "elsewhere")
+    (staging / "x.nc").write_text("x")
+    assert set(problems_of(doc)) == {"config.delete_existing"}, "a linked marker does not count"
