@@ -20,6 +20,7 @@ from rompy_tasks.core.errors import ConfigError, StageError
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
 from rompy_tasks.core.model_run import output_files
 from rompy_tasks.core.records import write_json_atomically
+from rompy_tasks.core.run_files import write_text
 from rompy_tasks.forcing import ForcingSource, write_forcing
 from rompy_tasks.plugins import pipeline_config_class
 
@@ -99,10 +100,9 @@ def redacted(pipeline: BaseModel) -> dict[str, Any]:
 def record_generated(run: Any, files: list[Path]) -> Path:
     """Write the generate stage's log: when it ran and which input files it wrote."""
     log = stage_log_path(run.staging_dir, "generate")
-    log.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# {datetime.now(UTC).isoformat()} generated {len(files)} input file(s)"]
     lines += [str(Path(f).relative_to(run.staging_dir)) for f in files]
-    log.write_text("\n".join(lines) + "\n")
+    write_text(log, "\n".join(lines) + "\n")
     return log
 
 

@@ -17,7 +17,7 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -30,6 +30,7 @@ from rompy_tasks.backends.base import (
 )
 from rompy_tasks.backends.process import emit_line
 from rompy_tasks.core.errors import BackendError
+from rompy_tasks.core.run_files import open_for_append
 
 if TYPE_CHECKING:
     import docker
@@ -241,8 +242,7 @@ def _build(
 ) -> Any:
     dockerfile = config.dockerfile.expanduser().absolute()
     context = (config.build_context or dockerfile.parent).expanduser().absolute()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as log:
+    with open_for_append(log_path) as log:
         log.write(f"# {datetime.now(UTC).isoformat()} building {tag} from {dockerfile}\n")
         for chunk in client.api.build(
             path=str(context),
@@ -263,17 +263,16 @@ def _build(
     return client.images.get(tag)
 
 
-def _pump_logs(container: Any, log_path: Path, on_line: LineSink | None) -> None:
-    """Copy the container's output line by line to the log file and the callback."""
+def _pump_logs(container: Any, log: IO[str], on_line: LineSink | None) -> None:
+    """Copy the container's output line by line to the (already open) log file and the callback."""
     buffer = b""
-    with open(log_path, "a") as log:
-        for chunk in container.logs(stream=True, follow=True):
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                emit_line(log, on_line, line.decode(errors="replace").rstrip("\r"))
-        if buffer:
-            emit_line(log, on_line, buffer.decode(errors="replace").rstrip("\r"))
+    for chunk in container.logs(stream=True, follow=True):
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            emit_line(log, on_line, line.decode(errors="replace").rstrip("\r"))
+    if buffer:
+        emit_line(log, on_line, buffer.decode(errors="replace").rstrip("\r"))
 
 
 def run_container(
@@ -300,15 +299,16 @@ def run_container(
 
     import docker
 
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     mounts = {str(run_dir): {"bind": MOUNT_POINT, "mode": "rw"}}
     mounts.update({str(host): {"bind": target, "mode": mode} for host, target, mode in volumes})
     name = f"rompy-{labels.get(RUN_LABEL, 'run') if labels else 'run'}-{uuid.uuid4().hex[:8]}"
     started = datetime.now(UTC)
-    with open(log_path, "a") as log:
-        log.write(
-            f"# {started.isoformat()} container {name} from {image.tags or image.id} as {user}: {' '.join(command)}\n"
-        )
+    # Opened before the container starts: the model cannot swap the log for a link in between.
+    log = open_for_append(log_path)
+    log.write(
+        f"# {started.isoformat()} container {name} from {image.tags or image.id} as {user}: {' '.join(command)}\n"
+    )
+    log.flush()
     try:
         container = client.containers.run(
             image.id,
@@ -325,8 +325,9 @@ def run_container(
             labels=labels or {},
         )
     except docker.errors.DockerException as err:
+        log.close()
         raise BackendError(f"the Docker engine refused to start the container: {err}") from None
-    pump = threading.Thread(target=_pump_logs, args=(container, log_path, on_line), daemon=True)
+    pump = threading.Thread(target=_pump_logs, args=(container, log, on_line), daemon=True)
     pump.start()
     timed_out = False
     try:
@@ -344,7 +345,7 @@ def run_container(
         ended = datetime.now(UTC)
         if remove:
             container.remove(force=True)
-    with open(log_path, "a") as log:
+    with log:
         log.write(f"# {ended.isoformat()} container {'timed out' if timed_out else 'exited'} with code {exit_code}\n")
     result = RunResult(
         backend="docker",

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from rompy_tasks.backends.base import LineSink, RunResult, raise_for_exit
 from rompy_tasks.core.errors import ModelRunError
+from rompy_tasks.core.run_files import open_for_append
 
 TERM_GRACE_SECONDS = 10.0
 
@@ -176,12 +177,11 @@ def run_process(
 ) -> ProcessOutcome:
     """Run `command` to completion (or timeout) and return its outcome; never leaves children."""
     env = dict(env) if env is not None else child_environment({})
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     if not shell:
         command = [resolve_executable(command[0], env), *command[1:]]
     started = datetime.now(UTC)
     argv, needs_preexec = _dying_with_parent(command, shell)
-    with open(log_path, "a") as log_handle:
+    with open_for_append(log_path) as log_handle:
         shown = command if isinstance(command, str) else " ".join(command)
         log_handle.write(f"# {started.isoformat()} started in {cwd}: {shown}\n")
         log_handle.flush()

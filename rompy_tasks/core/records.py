@@ -5,10 +5,10 @@ leave the old record or the new one, never half of one.
 """
 
 import json
-import os
-import threading
 from pathlib import Path
 from typing import Any
+
+from rompy_tasks.core.run_files import open_for_append, replacing
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -23,24 +23,16 @@ def write_json_atomically(path: Path, payload: dict[str, Any], durable: bool = T
     """Replace `path` with `payload` as JSON: a kill or a full disk leaves the old file or the new one.
 
     `durable` also survives a machine crash (fsync): for records that decide what runs again.
+    A link at `path` is replaced, never followed.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    try:
-        with open(tmp, "w") as handle:
-            handle.write(json.dumps(payload, indent=2, default=str))
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path, durable=durable) as handle:
+        handle.write(json.dumps(payload, indent=2, default=str))
     return path
 
 
 def write_record(path: Path, payload: dict[str, Any], history: str, durable: bool = True) -> Path:
     """Replace the record at `path` atomically and append `history` to history.log beside it."""
     write_json_atomically(path, payload, durable)
-    with open(path.parent / "history.log", "a") as log:
+    with open_for_append(path.parent / "history.log") as log:
         log.write(history.rstrip("\n") + "\n")
     return path

@@ -15,6 +15,7 @@ from pydantic import Field
 from rompy_tasks.core.config import RunDirGlob
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.core.model_run import files_matching
+from rompy_tasks.core.run_files import write_text
 from rompy_tasks.postprocess.base import BasePostprocessorConfig, find_time_dim
 
 if TYPE_CHECKING:
@@ -91,9 +92,7 @@ class AnalyzeConfig(BasePostprocessorConfig):
             missing = sorted(set(self.variables) - {r["variable"] for r in rows})
             if missing:
                 raise StageError(f"analyze: variable(s) {', '.join(missing)} not found with a time dimension")
-        out = staging / "analysis" / "summary.json"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps(summary, indent=2))
+        out = write_text(staging / "analysis" / "summary.json", json.dumps(summary, indent=2))
         return {
             "success": True,
             "message": f"analysed {len(rows)} variable(s) in {len(paths)} file(s)",

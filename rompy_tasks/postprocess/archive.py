@@ -11,6 +11,7 @@ from pydantic import Field
 
 from rompy_tasks.core.config import RunDirGlob
 from rompy_tasks.core.model_run import files_matching
+from rompy_tasks.core.run_files import real_dir, replacing, write_text
 from rompy_tasks.postprocess.base import BasePostprocessorConfig
 
 if TYPE_CHECKING:
@@ -41,26 +42,26 @@ class ArchiveConfig(BasePostprocessorConfig):
 
     def process(self, run: "ModelRun") -> dict[str, Any]:
         staging = run.staging_dir
-        out_dir = staging / ARCHIVE_DIR
-        out_dir.mkdir(exist_ok=True)
+        out_dir = real_dir(staging / ARCHIVE_DIR)
         files = self._selected(staging)
         entries = [
             {"path": f.relative_to(staging).as_posix(), "size": f.stat().st_size, "sha256": sha256_of(f)} for f in files
         ]
         manifest_path = out_dir / "manifest.json"
         manifest = {"run_id": run.run_id, "format": self.format, "files": entries}
-        manifest_path.write_text(json.dumps(manifest, indent=2))
+        write_text(manifest_path, json.dumps(manifest, indent=2))
         archive_path = out_dir / f"{run.run_id}.{'tar.gz' if self.format == 'tar.gz' else 'zip'}"
-        if self.format == "tar.gz":
-            with tarfile.open(archive_path, "w:gz") as tar:
-                for f in files:
-                    tar.add(f, arcname=f"{run.run_id}/{f.relative_to(staging).as_posix()}")
-                tar.add(manifest_path, arcname=f"{run.run_id}/manifest.json")
-        else:
-            with zipfile.ZipFile(archive_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for f in files:
-                    zf.write(f, arcname=f"{run.run_id}/{f.relative_to(staging).as_posix()}")
-                zf.write(manifest_path, arcname=f"{run.run_id}/manifest.json")
+        members = [(f, f"{run.run_id}/{f.relative_to(staging).as_posix()}") for f in files]
+        members.append((manifest_path, f"{run.run_id}/manifest.json"))
+        with replacing(archive_path, binary=True) as handle:
+            if self.format == "tar.gz":
+                with tarfile.open(fileobj=handle, mode="w:gz") as tar:
+                    for f, name in members:
+                        tar.add(f, arcname=name)
+            else:
+                with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                    for f, name in members:
+                        zf.write(f, arcname=name)
         total = sum(e["size"] for e in entries)
         return {
             "success": True,

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rompy_tasks.core.config import RunDirGlob
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.core.model_run import files_matching
+from rompy_tasks.core.run_files import real_dir, replacing
 from rompy_tasks.postprocess.base import BasePostprocessorConfig, find_time_dim
 
 if TYPE_CHECKING:
@@ -60,7 +61,8 @@ def _plot(data: "xr.DataArray", spec: PlotSpec, title: str, target: Path) -> Non
         field.plot(ax=ax)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(target, dpi=90)
+    with replacing(target, binary=True) as handle:
+        fig.savefig(handle, dpi=90, format="png")
     plt.close(fig)
 
 
@@ -72,8 +74,7 @@ class VisualizeConfig(BasePostprocessorConfig):
         import xarray as xr  # heavy: imported when plotting, not when validating configs
 
         staging = run.staging_dir
-        out_dir = staging / PLOT_DIR
-        out_dir.mkdir(exist_ok=True)
+        out_dir = real_dir(staging / PLOT_DIR)
         written = []
         for spec in self.plots:
             matches = files_matching(staging, [spec.file])
