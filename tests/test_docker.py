@@ -193,6 +193,47 @@ def test_limits_user_env_and_mount_are_applied(engine, tmp_path):
     assert not containers_for(engine, "limits"), "removed after success"
 
 
+def test_containers_are_hardened_even_for_root(engine, tmp_path):
+    """No privilege gain, no capabilities, a process limit, and an init as PID 1 (issues 11.4, 15.5)."""
+    probe = (
+        "grep -E '^(NoNewPrivs|CapEff):' /proc/self/status | tr -s '\t ' ' '; cat /proc/1/comm; "
+        "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max"
+    )
+    run = shell_run(tmp_path, ["sh", "-c", probe], run_id="hardened")
+    lines: list[str] = []
+    DockerConfig(image=VEROS_IMAGE, user="root", pids_limit=256).execute(run, on_line=lines.append)
+    assert lines == ["CapEff: 0000000000000000", "NoNewPrivs: 1", "docker-init", "256"]
+
+
+def test_cancel_reaches_the_model_at_once(engine, tmp_path):
+    """With an init as PID 1 a SIGTERM-respecting model stops without waiting out the grace period."""
+    import threading
+
+    run = shell_run(tmp_path, ["sleep", "300"], run_id="prompt-stop")
+    config = DockerConfig(image=VEROS_IMAGE, timeout=60)
+    started = threading.Event()
+    outcome: list = []
+
+    def runner():
+        try:
+            config.execute(run, on_line=lambda line: started.set())
+        except BaseException as err:  # noqa: BLE001 - the timeout error is the expected outcome
+            outcome.append(err)
+
+    containers_before = {c.id for c in engine.containers.list()}
+    thread = threading.Thread(target=runner)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (set(c.id for c in engine.containers.list()) - containers_before):
+        time.sleep(0.1)
+    (container,) = [c for c in engine.containers.list() if c.id not in containers_before]
+    begin = time.monotonic()
+    container.stop(timeout=10)
+    stopped_in = time.monotonic() - begin
+    thread.join(timeout=60)
+    assert stopped_in < 3, f"stop took {stopped_in:.1f} s (an init forwards SIGTERM to the model)"
+
+
 def test_root_only_when_explicit(engine, tmp_path):
     run = shell_run(tmp_path, ["id", "-u"], run_id="rooted")
     lines: list[str] = []

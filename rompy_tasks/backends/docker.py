@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shlex
+import stat
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -44,6 +45,35 @@ _USER = re.compile(r"^([a-z_][a-z0-9_-]*|\d+)(:([a-z_][a-z0-9_-]*|\d+))?$")
 _ROOT_USERS = {"root", "0", "0:0", "root:root"}
 
 
+# Host paths that give a container the host: system directories, runtime sockets, engine state.
+HOST_PATHS_REFUSED = tuple(
+    Path(p)
+    for p in (
+        "/etc", "/root", "/boot", "/proc", "/sys", "/dev", "/run", "/var/run", "/var/lib/docker",
+        "/var/lib/containerd", "/usr", "/bin", "/sbin", "/lib", "/lib64",
+    )
+)  # fmt: skip
+PIDS_LIMIT_DEFAULT = 4096
+
+
+def host_access_problem(path: Path) -> str | None:
+    """Why handing `path` to a container (a mount, a build context) would hand it the host; None if not."""
+    resolved = path.expanduser().resolve()
+    if resolved == Path("/"):
+        return "it is the host's root directory"
+    try:
+        if stat.S_ISSOCK(resolved.stat().st_mode):
+            return "it is a socket, an API into the host (such as the Docker engine's)"
+    except OSError:
+        pass
+    for refused in HOST_PATHS_REFUSED:
+        if resolved == refused or refused in resolved.parents:
+            return f"it is inside the host's {refused}"
+        if resolved in refused.parents:
+            return f"it contains the host's {refused}"
+    return None
+
+
 def parse_volume(spec: str) -> tuple[Path, str, str]:
     """Split `host:container[:mode]`; raise ValueError saying what is wrong."""
     parts = spec.split(":")
@@ -59,6 +89,8 @@ def parse_volume(spec: str) -> tuple[Path, str, str]:
         raise ValueError(f"volume {spec!r}: {MOUNT_POINT} is where the run directory is mounted")
     if not host.exists():
         raise ValueError(f"volume {spec!r}: host path {host} does not exist")
+    if problem := host_access_problem(host):
+        raise ValueError(f"volume {spec!r}: {problem}; a model container gets data directories, not the host")
     return host.absolute(), container, mode
 
 
@@ -83,6 +115,10 @@ class DockerConfig(BaseBackendConfig):
     mpiexec: str | None = Field(None, description="MPI launcher: runs `mpiexec -n <cpu> <command>`")
     pull_policy: Literal["never", "if-missing", "always"] = "if-missing"
     network: Literal["none", "host"] = Field("none", description="Container network (models rarely need one)")
+    build_network: Literal["none", "host"] = Field(
+        "none", description="Network of Dockerfile builds; host lets RUN steps reach the host's services too"
+    )
+    pids_limit: int = Field(PIDS_LIMIT_DEFAULT, ge=16, le=1_000_000, description="Most processes in the container")
 
     @model_validator(mode="after")
     def _image_or_dockerfile(self) -> "DockerConfig":
@@ -102,6 +138,8 @@ class DockerConfig(BaseBackendConfig):
     def _context_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.expanduser().is_dir():
             raise ValueError(f"build_context {value} does not exist or is not a directory")
+        if value is not None and (problem := host_access_problem(value)):
+            raise ValueError(f"build_context {value}: {problem}; every file in it is sent to the engine")
         return value
 
     @field_validator("volumes")
@@ -161,6 +199,7 @@ class DockerConfig(BaseBackendConfig):
             memory=self.memory,
             volumes=volumes,
             network=self.network,
+            pids_limit=self.pids_limit,
             remove=self.remove_container,
             on_line=on_line,
             labels={RUN_LABEL: run.run_id},
@@ -249,7 +288,7 @@ def _build(
             dockerfile=str(dockerfile),
             tag=tag,
             buildargs=config.build_args,
-            network_mode="host",
+            network_mode=config.build_network,
             rm=True,
             decode=True,
         ):
@@ -290,6 +329,7 @@ def run_container(
     volumes: list[tuple[Path, str, str]],
     network: str,
     remove: bool,
+    pids_limit: int = PIDS_LIMIT_DEFAULT,
     on_line: LineSink | None = None,
     labels: dict[str, str] | None = None,
     grace: int = STOP_GRACE_SECONDS,
@@ -323,6 +363,12 @@ def run_container(
             mem_limit=memory.lower() if memory else None,
             network_mode=network,
             labels=labels or {},
+            # Hardening: no privilege gain through setuid files, no capabilities (also for user: root),
+            # a bounded process count, and an init as PID 1 so the model's tree gets SIGTERM at once.
+            security_opt=["no-new-privileges"],
+            cap_drop=["ALL"],
+            pids_limit=pids_limit,
+            init=True,
         )
     except docker.errors.DockerException as err:
         log.close()
