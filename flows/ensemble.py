@@ -33,6 +33,7 @@ from flows.postprocess import artifact_key
 from flows.runners import members_runner
 from rompy_tasks.backends.process import allow_starting, child_environment, run_process, terminate_running
 from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.ensemble import (
     EnsembleConfig,
     Member,
@@ -209,7 +210,6 @@ def model_ensemble(
 
     `overrides` ({"pipeline.config.period.duration": "2d", ...}) changes single fields of `ensemble`.
     """
-    logger = get_run_logger()
     ensemble = overridden(ensemble, overrides, apply_ensemble_overrides)
     members = resolve_members(ensemble)
     wanted = indexes if indexes is not None else ensemble.indexes
@@ -217,7 +217,17 @@ def model_ensemble(
         members = [m for m in members if m.index in set(wanted)]
     parallel = max_parallel or ensemble.max_parallel
     where = ensemble_dir(ensemble)
-    where.mkdir(parents=True, exist_ok=True)
+    with exclusive(where / ".ensemble.lock", f"ensemble {ensemble.name} ({where})"):
+        result = run_ensemble(ensemble, members, where, parallel)
+    failed = result.count("failed")
+    if failed > ensemble.allow_failures:
+        raise RuntimeError(f"{failed} member(s) failed, more than allow_failures={ensemble.allow_failures}")
+    return result
+
+
+def run_ensemble(ensemble: EnsembleConfig, members: list[Member], where: Path, parallel: int) -> EnsembleResult:
+    """Pre-batch, the members not yet complete, ensemble postprocessors, post-batch, summary artifact."""
+    logger = get_run_logger()
     result = EnsembleResult(name=ensemble.name, ensemble_dir=str(where))
     run_batch_commands(ensemble.pre_batch, where, "pre_batch")
 
@@ -250,9 +260,6 @@ def model_ensemble(
         key=artifact_key("ensemble", ensemble.name),
         description=f"Ensemble {ensemble.name}",
     )
-    failed = result.count("failed")
-    if failed > ensemble.allow_failures:
-        raise RuntimeError(f"{failed} member(s) failed, more than allow_failures={ensemble.allow_failures}")
     return result
 
 

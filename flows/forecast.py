@@ -20,6 +20,7 @@ from flows.heartbeats import subflow_context
 from flows.pipeline import model_pipeline, overridden
 from flows.postprocess import artifact_key
 from rompy_tasks.core.model_run import files_matching, output_files
+from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.core.time import as_utc, parse_duration
 from rompy_tasks.forecast import (
     CycleRecord,
@@ -29,6 +30,7 @@ from rompy_tasks.forecast import (
     cycle_pipeline,
     cycle_run_dir,
     cycle_times,
+    cycles_dir,
     floor_cycle,
     is_late,
     prune_cycles,
@@ -92,6 +94,15 @@ def forecast_cycle(
     cycle_time = resolve_cycle(forecast, cycle)
     if cycle is not None and as_utc(cycle) != cycle_time:
         logger.warning("cycle %s is not a cycle time; using %s", as_utc(cycle).isoformat(), cycle_time.isoformat())
+    # One run of a cycle at a time (a cron run and a click): the second is refused, records intact.
+    lock = cycles_dir(forecast) / f".{cycle_id(cycle_time)}.lock"
+    with exclusive(lock, f"forecast {forecast.name} cycle {cycle_id(cycle_time)}"):
+        return _run_cycle(forecast, cycle_time, force)
+
+
+def _run_cycle(forecast: ForecastConfig, cycle_time: datetime, force: bool) -> CycleRecord:
+    """The cycle, under its lock: skip if done or late, else hot start, pipeline, record, retention."""
+    logger = get_run_logger()
     previous = read_cycle(forecast, cycle_time)
     if previous is not None and previous.status == "completed" and not force:
         logger.info(

@@ -20,7 +20,7 @@ from rompy_tasks.core.errors import ConfigError, StageError
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
 from rompy_tasks.core.model_run import output_files
 from rompy_tasks.core.records import write_json_atomically
-from rompy_tasks.core.run_files import write_text
+from rompy_tasks.core.run_files import exclusive, write_text
 from rompy_tasks.forcing import ForcingSource, write_forcing
 from rompy_tasks.plugins import pipeline_config_class
 
@@ -243,6 +243,19 @@ def execute_stages(
     A failure keeps inputs and logs (outputs too, unless `cleanup_on_failure`) and is re-raised;
     a failure to write the manifest never hides the run's own error.
     """
+    model_run = pipeline.config
+    with exclusive(model_run.lock_path, f"run directory {model_run.staging_dir}"):
+        return _execute_stages_locked(pipeline, result, calls, validate_stages, cleanup_on_failure, log)
+
+
+def _execute_stages_locked(
+    pipeline: Any,
+    result: PipelineResult,
+    calls: StageCalls,
+    validate_stages: bool,
+    cleanup_on_failure: bool,
+    log: LineSink,
+) -> PipelineResult:
     model_run = pipeline.config
     started = time.monotonic()
     try:

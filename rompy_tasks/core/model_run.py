@@ -40,6 +40,12 @@ class ModelRun(BaseModel):
         base = self.output_dir.expanduser().absolute()
         return base / self.run_id if self.run_id_subdir else base
 
+    @property
+    def lock_path(self) -> Path:
+        """The run directory's lock, beside it (the directory itself may be deleted and recreated)."""
+        staging = self.staging_dir
+        return staging.parent / f".{staging.name}.lock"
+
     def deletion_problem(self) -> str | None:
         """Why `delete_existing` must not remove the existing run directory (None: it may, or nothing exists).
 

@@ -70,3 +70,40 @@ def write_text(path: Path, text: str) -> Path:
     with replacing(path) as handle:
         handle.write(text)
     return path
+
+
+@contextmanager
+def exclusive(lock_path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` for the block, or fail at once naming who holds it.
+
+    Two runs of the same run directory (a cron run and a click, two shells) would otherwise
+    delete and overwrite each other's files. The kernel drops the lock when its holder dies, so
+    a killed run never leaves a stale lock; the file is removed on release (no clutter beside
+    thousands of member directories), and a lock taken on a file that was meanwhile removed is
+    taken again on the new one.
+    """
+    import fcntl
+
+    real_dir(lock_path.parent)
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 128, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StageError(f"{what} is in use by another run ({holder}); wait for it or stop it first") from None
+        try:
+            current = os.stat(lock_path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is not None and current.st_ino == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the holder before us removed it: lock the file that is there now
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        os.close(fd)
