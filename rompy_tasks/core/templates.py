@@ -48,8 +48,12 @@ def plan_tree(template_dir: Path, dest: Path, context: dict[str, Any]) -> list[t
     if not template_dir.is_dir():
         raise TemplateError.single("template", f"template directory {template_dir} does not exist")
     planned: list[tuple[Path, str | bytes]] = []
+    root = template_dir.resolve()
     for source in sorted(p for p in template_dir.rglob("*") if p.is_file()):
         relative = source.relative_to(template_dir).as_posix()
+        if source.is_symlink() and root not in source.resolve().parents:
+            # a link out of the template tree would copy any readable host file into the run
+            raise TemplateError.single(f"template {relative}", f"links outside the template directory {template_dir}")
         rendered_name = render_string(relative, context, where=f"template name {relative}")
         target = inside(dest, dest / rendered_name)
         try:

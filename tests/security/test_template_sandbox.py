@@ -93,3 +93,14 @@ def test_veros_wind_stress_with_tauy_null_generates_valid_python(tmp_path):
         "file": "forcing/w.nc", "taux": "taux", "tauy": None, "time": "time", "lon": "lon", "lat": "lat"
     }  # fmt: skip
     compile(source, "rompy_tasks_setup.py", "exec")
+
+
+def test_a_template_file_linking_out_of_the_template_tree_is_refused(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    doc = pipeline_with_template(tmp_path, "harmless {{ runtime.run_id }}")
+    (tmp_path / "template" / "stolen.txt").symlink_to(secret)
+    (tmp_path / "template" / "inside.txt").symlink_to(tmp_path / "template" / "input.txt")
+    result = validate_file(tmp_path, doc)
+    assert result.returncode == 2 and "template stolen.txt" in result.stderr and "links outside" in result.stderr
+    assert "TOP-SECRET" not in result.stdout + result.stderr and not (tmp_path / "runs").exists()
