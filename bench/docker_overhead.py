@@ -1,6 +1,9 @@
 """Per-run overhead of the docker backend against a plain `docker run` of the same work.
 
-Both run `true` (and a 2-day Veros ACC run) in rompy-tasks/veros:<version>, with no network, 1 CPU and
+Three timings of `true`: plain `docker run`, the backend's `execute` (its own cost), and the
+whole `rompy-tasks run FILE` with the docker backend, as a user runs it (the reused local
+server started before timing). Plain and backend both run `true` (and a 2-day Veros ACC run)
+in rompy-tasks/veros:<version>, with no network, 1 CPU and
 the container removed afterwards; the backend additionally checks the engine and image,
 mounts the run directory, applies limits and streams logs. Needs scripts/docker-engine.
 
@@ -11,15 +14,15 @@ import argparse
 import importlib.metadata
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import yaml
+from common import RT, median, stop_server, timed, user_env
 
-from rompy_tasks.backends.docker import DockerConfig  # noqa: E402
-from rompy_tasks.plugins import model_run_class  # noqa: E402
+from rompy_tasks.backends.docker import DockerConfig
+from rompy_tasks.plugins import model_run_class
 
 IMAGE = f"rompy-tasks/veros:{importlib.metadata.version('veros')}"
 
@@ -61,6 +64,23 @@ def backend(model: dict, work: Path, index: int, days: str = "1h") -> float:
     return time.perf_counter() - start
 
 
+def cli_run(work: Path, env: dict[str, str], index: int) -> float:
+    """The user's command: `rompy-tasks run` of a `true` pipeline on the docker backend."""
+    path = work / f"cli{index}.yaml"
+    doc = {
+        "config": {
+            "run_id": f"cli{index}",
+            "output_dir": str(work / "cli"),
+            "period": {"start": "2026-01-01", "duration": "1h"},
+            "config": {"model_type": "shell", "command": "true"},
+        },
+        "backend": {"type": "docker", "image": IMAGE, "pull_policy": "never"},
+        "postprocessor": [],
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return timed([RT, "run", str(path)], work, env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7)
@@ -68,6 +88,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rompy-docker-bench-") as tmp:
         work = Path(tmp)
         subprocess.run(["chmod", "777", str(work)], check=True)
+        env = user_env(work)
+        try:
+            subprocess.run([RT, "server", "start"], env=env, check=True, stdout=subprocess.DEVNULL)
+            cli_true = [cli_run(work, env, i) for i in range(args.runs)]
+        finally:
+            stop_server(env)
         plain_true = [plain_docker(["true"], work) for _ in range(args.runs)]
         ours_true = [backend({"model_type": "shell", "command": "true"}, work, i) for i in range(args.runs)]
         veros = {"model_type": "veros", "setup": "acc"}
@@ -101,6 +127,8 @@ def main() -> None:
             f"  {label:18s} plain {p:6.2f} s   backend {o:6.2f} s   ratio {o / p:5.2f}x   "
             f"overhead {o - p:+6.2f} s   (n={len(plain)})"
         )
+    c, p = median(cli_true), median(plain_true)
+    print(f"  `true`, whole `rompy-tasks run` (docker backend): {c:6.2f} s, {c - p:+.2f} s over plain docker run")
 
 
 if __name__ == "__main__":

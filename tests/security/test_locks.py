@@ -17,9 +17,25 @@ def wait_for(path, seconds: float = 120) -> None:
     assert path.exists(), f"{path} never appeared"
 
 
+def second_while_first_runs(api_url: str, started, *args: str):
+    """Start `args` in the background, run the same command once its model has started; the second's result.
+
+    Asserts that the first one still completes.
+    """
+    first = start_cli(*args, api_url=api_url)
+    try:
+        wait_for(started)
+        second = run_cli(*args, env={"PREFECT_API_URL": api_url})
+        assert first.wait(timeout=120) == 0, "the first run was not disturbed"
+    finally:
+        first.kill()
+        first.wait()
+    return second
+
+
 def test_a_second_run_of_the_same_run_directory_is_refused_and_harms_nothing(prefect_api, tmp_path):
     started = tmp_path / "started"
-    command = ["sh", "-c", f"touch {started}; sleep 4; echo done > out.txt"]
+    command = ["sh", "-c", f"touch {started}; sleep 10; echo done > out.txt"]
     doc = {
         "config": {
             "run_id": "busy",
@@ -32,16 +48,9 @@ def test_a_second_run_of_the_same_run_directory_is_refused_and_harms_nothing(pre
     }
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(doc))
-    first = start_cli("run", str(path), api_url=prefect_api)
-    try:
-        wait_for(started)
-        second = run_cli("run", str(path), env={"PREFECT_API_URL": prefect_api})
-        assert second.returncode == 1
-        assert "run directory" in second.stderr and "is in use by another run (pid" in second.stderr
-        assert first.wait(timeout=120) == 0, "the first run was not disturbed"
-    finally:
-        first.kill()
-        first.wait()
+    second = second_while_first_runs(prefect_api, started, "run", str(path))
+    assert second.returncode == 1
+    assert "run directory" in second.stderr and "is in use by another run (pid" in second.stderr
     assert (tmp_path / "runs" / "busy" / "out.txt").read_text() == "done\n"
     assert not (tmp_path / "runs" / ".busy.lock").exists(), "no lock file left behind"
 
@@ -55,7 +64,7 @@ def test_a_second_run_of_the_same_ensemble_is_refused(prefect_api, tmp_path):
                 "run_id": "m",
                 "output_dir": str(tmp_path / "runs"),
                 "period": {"start": "2026-01-01", "duration": "1h"},
-                "config": {"model_type": "shell", "command": ["sh", "-c", f"touch {flag}; sleep 3"]},
+                "config": {"model_type": "shell", "command": ["sh", "-c", f"touch {flag}; sleep 10"]},
             },
             "postprocessor": [],
         },
@@ -63,15 +72,8 @@ def test_a_second_run_of_the_same_ensemble_is_refused(prefect_api, tmp_path):
     }
     path = tmp_path / "e.yaml"
     path.write_text(yaml.safe_dump(doc))
-    first = start_cli("ensemble", str(path), api_url=prefect_api)
-    try:
-        wait_for(flag)
-        second = run_cli("ensemble", str(path), env={"PREFECT_API_URL": prefect_api})
-        assert second.returncode == 1 and "ensemble locked" in second.stderr and "in use" in second.stderr
-        assert first.wait(timeout=120) == 0
-    finally:
-        first.kill()
-        first.wait()
+    second = second_while_first_runs(prefect_api, flag, "ensemble", str(path))
+    assert second.returncode == 1 and "ensemble locked" in second.stderr and "in use" in second.stderr
     assert sorted(p.stem for p in (tmp_path / "runs" / "locked" / "records").glob("*.json")) == ["m_m000", "m_m001"]
 
 
