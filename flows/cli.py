@@ -72,11 +72,13 @@ def _load(file: Path, overrides: list[str] | None) -> Any:
 def _outcome(state: Any, title: str) -> Any:
     """The flow's result, or exit 1 after printing why it failed."""
     if not state.is_completed():
-        err.print(f"[bold red]{title} failed[/]: {state.message}")
+        reason = state.message
         try:
             state.result()
         except BaseException as error:  # noqa: BLE001 - shown to the user, exit code says the rest
-            err.print(str(error), highlight=False, markup=False)
+            reason = f"{type(error).__name__}: {error}"  # once: the state's message repeats it
+        err.print(f"[bold red]{title} failed[/]: ", end="")
+        err.print(reason, highlight=False, markup=False)
         raise typer.Exit(EXIT_FAILED)
     return state.result()
 
@@ -126,7 +128,6 @@ def _run_flow(call: Callable[[], Any]) -> Any:
     """
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's scheduler chatter (slurm backend)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         return call()

@@ -30,9 +30,9 @@ from pydantic import BaseModel, Field
 from flows.heartbeats import subflow_context
 from flows.pipeline import overridden
 from flows.postprocess import artifact_key
-from flows.runners import members_runner
+from flows.runners import members_runner, result_or_lost
 from rompy_tasks.backends.process import allow_starting, child_environment, run_process, terminate_running
-from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.errors import StageError, WorkerLostError
 from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.ensemble import (
     EnsembleConfig,
@@ -153,7 +153,11 @@ def run_batch_commands(commands: list[str], where: Path, stage: str) -> None:
 
 
 def _member_outcome(member: Member, future: PrefectFuture) -> MemberOutcome:
-    value = future.result(raise_on_failure=False)
+    pipeline = member.pipeline
+    try:
+        value = result_or_lost(future, pipeline.backend, pipeline.config, raise_on_failure=False)
+    except WorkerLostError as err:  # not retried: a re-run of the ensemble resumes it
+        return _outcome(member, "failed", attempts=1, error=str(err).split("\n")[0])
     if isinstance(value, MemberOutcome):
         return value
     if isinstance(value, MemberFailed):

@@ -5,6 +5,7 @@ form. `first_stage`/`last_stage` select a contiguous part (re-run postprocessing
 generate only). A failure keeps inputs and logs; `cleanup_on_failure` removes outputs.
 """
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -13,8 +14,9 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.heartbeats import subflow_context
 from flows.postprocess import artifact_key, postprocess_flow
-from flows.runners import cluster_runner
+from flows.runners import attempts_made, cluster_runner, result_or_lost
 from rompy_tasks.backends.base import RunResult
+from rompy_tasks.core.errors import WorkerLostError
 from rompy_tasks.pipeline import (
     PipelineResult,
     Stage,
@@ -22,6 +24,7 @@ from rompy_tasks.pipeline import (
     apply_overrides,
     execute_stages,
     new_result,
+    remove_outputs,
     select_stages,
 )
 from rompy_tasks.plugins import pipeline_config_class
@@ -42,9 +45,29 @@ def overridden(config: T, overrides: dict[str, Any] | None, apply: Callable[[T, 
 
 @flow(name="remote-run-stage", flow_run_name="run-{model_run.run_id}", validate_parameters=False)
 def remote_run_stage(model_run: Any, backend: Any, retries: int, retry_delay_seconds: float) -> RunResult:
-    """The run stage on a backend's own task runner (e.g. Dask workers in SLURM jobs)."""
-    task = run_model.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)
-    return task.submit(model_run, backend).result()
+    """The run stage on a backend's own task runner (e.g. Dask workers in SLURM jobs).
+
+    A lost worker job ends its attempt with an error naming the job; another attempt starts
+    only while `retries` allows, logged as a retry, after the lost attempt's outputs are removed.
+    """
+    attempts_left = retries + 1
+    while True:
+        task = run_model.with_options(retries=attempts_left - 1, retry_delay_seconds=retry_delay_seconds)
+        future = task.submit(model_run, backend)
+        try:
+            return result_or_lost(future, backend, model_run)
+        except WorkerLostError as err:
+            attempts_left -= attempts_made(future)
+            if attempts_left <= 0:
+                raise
+            removed = remove_outputs(model_run)
+            get_run_logger().warning(
+                "%s; retrying (%d attempt(s) left) after removing %d output file(s) of the lost attempt",
+                str(err).split("\n")[0],
+                attempts_left,
+                len(removed),
+            )
+            time.sleep(retry_delay_seconds)
 
 
 def run_stage(model_run: Any, backend: Any, retries: int, retry_delay_seconds: float) -> RunResult:

@@ -7,18 +7,25 @@ stage; an ensemble builds one for all its members, so the worker jobs act as pil
 process: in the flow's thread (a pipeline) or in a thread pool (ensemble members).
 
 Build runners in the main thread: importing dask-jobqueue installs a signal handler, which
-Python allows only there.
+Python allows only there. A cluster's batch jobs are cancelled if this process dies (the
+guard), and a worker lost with its job fails its task run with an error naming the job
+(`result_or_lost`) instead of Dask re-running the model elsewhere.
 """
 
 import importlib
+import logging
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
+from prefect.futures import PrefectFuture
+from prefect.states import Crashed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from rompy_tasks.backends.base import BaseBackendConfig
-from rompy_tasks.core.errors import BackendError
+from rompy_tasks.backends import guard
+from rompy_tasks.backends.base import BaseBackendConfig, stage_log_path, tail_lines
+from rompy_tasks.core.errors import BackendError, WorkerLostError
 
 
 def current_api_url() -> str:
@@ -57,9 +64,15 @@ def cluster_runner(backend: BaseBackendConfig, owner_dir: Path) -> TaskRunner | 
         return None
     from prefect_dask import DaskTaskRunner
 
+    cluster_class = _import_cluster_class(spec.cluster_class)
+    # Dask's scheduler logs every connection at INFO; keep its warnings. Set after the import:
+    # importing distributed resets its loggers to its own config.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     log_directory.mkdir(parents=True, exist_ok=True)
+    if spec.batch_job_name:
+        guard.watch("slurm", spec.batch_job_name)  # listed until this process ends; its jobs end first
     return DaskTaskRunner(
-        cluster_class=_import_cluster_class(spec.cluster_class),
+        cluster_class=cluster_class,
         cluster_kwargs=spec.cluster_kwargs,
         adapt_kwargs=spec.adapt_kwargs,
     )
@@ -68,3 +81,35 @@ def cluster_runner(backend: BaseBackendConfig, owner_dir: Path) -> TaskRunner | 
 def members_runner(backend: BaseBackendConfig, parallel: int, ensemble_dir: Path) -> TaskRunner:
     """Where an ensemble's members run: the backend's cluster, or `parallel` threads here."""
     return cluster_runner(backend, ensemble_dir) or ThreadPoolTaskRunner(max_workers=parallel)
+
+
+def result_or_lost(future: PrefectFuture, backend: BaseBackendConfig, run: Any, raise_on_failure: bool = True) -> Any:
+    """`future.result(...)`, or WorkerLostError naming the batch job if the worker running it was lost.
+
+    Its task run is then marked Crashed with that message: the worker that would have
+    reported a final state is gone, and the UI must not show it Running forever.
+    """
+    from distributed import KilledWorker
+
+    try:
+        return future.result(raise_on_failure=raise_on_failure)
+    except KilledWorker:
+        message = backend.lost_worker_message(run)
+        _mark_crashed(future.task_run_id, message)
+        log = stage_log_path(run.staging_dir, "run")
+        raise WorkerLostError(message, None, str(log), tail_lines(log)) from None
+
+
+def _mark_crashed(task_run_id: Any, message: str) -> None:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        client.set_task_run_state(task_run_id, Crashed(message=message), force=True)
+
+
+def attempts_made(future: PrefectFuture) -> int:
+    """How many times the task run behind `future` ran (its own retries included)."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return max(1, client.read_task_run(future.task_run_id).run_count)

@@ -7,6 +7,7 @@ handed to CLI subprocesses, so they use it instead of each starting a temporary 
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,38 @@ def process_gone(pid: int) -> bool:
     """True if `pid` no longer runs (gone or a zombie awaiting its reaper)."""
     state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
     return state == "" or state.startswith("Z")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> str:
+    """The SLURM cluster of scripts/slurm-cluster (started when we are root); its partition."""
+    script = REPO / "scripts" / "slurm-cluster"
+    if subprocess.run([script, "status"], capture_output=True).returncode != 0:
+        if os.getuid() != 0:
+            pytest.skip("no SLURM cluster answering, and not root to start one (scripts/slurm-cluster)")
+        subprocess.run([script, "start"], check=True)
+    return "debug"
+
+
+def queue_empty() -> bool:
+    return subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip() == ""
+
+
+def wait_queue_empty(seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not queue_empty() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return queue_empty()
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The Docker engine; started here when we are root, skipped (with the reason) otherwise."""
+    from rompy_tasks.backends.docker import docker_client
+
+    script = REPO / "scripts" / "docker-engine"
+    if subprocess.run([script, "status"], capture_output=True).returncode != 0:
+        if os.getuid() != 0:
+            pytest.skip("no Docker engine with the rompy-tasks images, and not root to start one")
+        subprocess.run([script, "start"], check=True)
+    return docker_client()

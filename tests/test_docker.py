@@ -14,24 +14,13 @@ import yaml
 from conftest import REPO, start_cli
 from pydantic import ValidationError
 
-from rompy_tasks.backends.docker import RUN_LABEL, DockerConfig, docker_client, run_container
+from rompy_tasks.backends.docker import RUN_LABEL, DockerConfig, run_container
 from rompy_tasks.core.errors import BackendError, ModelRunError, RunTimeoutError
 from rompy_tasks.models.shell import ShellConfig
 from rompy_tasks.plugins import model_run_class
 
 BASE_IMAGE = "rompy-tasks/base:bookworm"
 VEROS_IMAGE = f"rompy-tasks/veros:{importlib.metadata.version('veros')}"
-
-
-@pytest.fixture(scope="session")
-def engine():
-    """The Docker engine; started here when we are root, skipped (with the reason) otherwise."""
-    script = REPO / "scripts" / "docker-engine"
-    if subprocess.run([script, "status"], capture_output=True).returncode != 0:
-        if os.getuid() != 0:
-            pytest.skip("no Docker engine with the rompy-tasks images, and not root to start one")
-        subprocess.run([script, "start"], check=True)
-    return docker_client()
 
 
 def containers_for(client, run_id):

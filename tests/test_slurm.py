@@ -9,34 +9,12 @@ import uuid
 
 import pytest
 import yaml
-from conftest import CLI, REPO, process_gone, start_cli
+from conftest import CLI, REPO, process_gone, queue_empty, start_cli, wait_queue_empty
 from pydantic import ValidationError
 
 from rompy_tasks.backends.slurm import SlurmConfig, walltime_seconds
 from rompy_tasks.core.errors import BackendError, RunTimeoutError
 from rompy_tasks.pipeline import validate_data
-
-
-@pytest.fixture(scope="session")
-def cluster():
-    script = REPO / "scripts" / "slurm-cluster"
-    if subprocess.run([script, "status"], capture_output=True).returncode != 0:
-        if os.getuid() != 0:
-            pytest.skip("no SLURM cluster answering, and not root to start one (scripts/slurm-cluster)")
-        subprocess.run([script, "start"], check=True)
-    return "debug"
-
-
-def queue_empty() -> bool:
-    return subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip() == ""
-
-
-def wait_queue_empty(seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while not queue_empty() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return queue_empty()
-
 
 # --- validation ---------------------------------------------------------------------------------
 

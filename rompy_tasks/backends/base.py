@@ -47,6 +47,7 @@ class DaskCluster:
     cluster_class: str
     cluster_kwargs: dict[str, Any]
     adapt_kwargs: dict[str, Any]
+    batch_job_name: str | None = None  # the batch jobs' name: cancelled if the orchestrator dies
 
 
 class BaseBackendConfig(BaseModel):
@@ -89,6 +90,10 @@ class BaseBackendConfig(BaseModel):
         `api_url` is the Prefect API the workers report to; worker logs go to `log_directory`.
         """
         return None
+
+    def lost_worker_message(self, run: "ModelRun") -> str:
+        """Why the worker running `run`'s model vanished (its cluster lost it), for the error."""
+        return "the Dask worker running the model was lost"
 
     def shared_settings(self) -> dict[str, Any]:
         """Settings that every member of an ensemble must share (they shape its one cluster)."""

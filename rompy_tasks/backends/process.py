@@ -5,9 +5,10 @@ starts in a new session (its own process group); stdout and stderr are merged an
 streamed line by line to a log file and a callback as they arrive. Timeout, Ctrl-C or
 cancellation send SIGTERM to the whole group, then SIGKILL after a grace period; after a
 normal exit any leftover group member is killed too, so no orphan survives. If this process
-itself is SIGKILLed (nothing can run then), the kernel kills the model's leader
-(PR_SET_PDEATHSIG, set by util-linux `setpriv --pdeathsig` just before it execs the model),
-so a re-run never races a model left over from the run before. Starting through `setpriv`
+itself is SIGKILLed (nothing can run then), the whole group dies too: the model's leader by
+the kernel (PR_SET_PDEATHSIG, set by util-linux `setpriv --pdeathsig` just before it execs the
+model) and the rest of the group by this process's `guard`, so a re-run never races a model
+(or a wrapper's children) left over from the run before. Starting through `setpriv`
 rather than a `preexec_fn` lets Python start the child with vfork (a full fork of a large
 orchestrator costs milliseconds per model) and runs no Python code in the forked child.
 """
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rompy_tasks.backends import guard
 from rompy_tasks.backends.base import LineSink, RunResult, raise_for_exit
 from rompy_tasks.core.errors import ModelRunError
 from rompy_tasks.core.run_files import open_for_append
@@ -134,12 +136,15 @@ def _pump(stream, log_handle, on_line: LineSink | None) -> None:
     stream.close()
 
 
-def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = TERM_GRACE_SECONDS) -> None:
-    """SIGTERM the process group, wait up to `grace` s for it to go, then SIGKILL what is left."""
+def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = TERM_GRACE_SECONDS) -> str:
+    """SIGTERM the process group, wait up to `grace` s for it to go, then SIGKILL what is left.
+
+    Returns what it took, for the run log.
+    """
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
-        return
+        return "nothing left to stop"
     deadline = time.monotonic() + grace
     if proc is not None:
         try:
@@ -148,12 +153,16 @@ def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = T
             pass
     while time.monotonic() < deadline and _group_alive(pgid):
         time.sleep(0.05)
+    outcome = "stopped by SIGTERM"
+    if grace > 0 and time.monotonic() >= deadline:
+        outcome = f"SIGKILLed after ignoring SIGTERM for {grace:g} s"
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     if proc is not None:
         proc.wait()
+    return outcome
 
 
 def _group_alive(pgid: int) -> bool:
@@ -207,6 +216,7 @@ def run_process(
         except OSError as err:
             log_handle.write(f"# cannot start: {err}\n")
             raise ModelRunError(f"cannot start the model: {err}", None, str(log_path), [str(err)]) from None
+        guard.watch("group", proc.pid)
         with _running_lock:
             _running_groups.add(proc.pid)
             if _refusing.is_set():  # started while a stop was under way
@@ -219,13 +229,16 @@ def run_process(
         except subprocess.TimeoutExpired:
             timed_out = True
             kill_group(proc.pid, proc, grace)
-        except BaseException:
-            kill_group(proc.pid, proc, grace)  # Ctrl-C, SIGTERM, cancellation: take the tree down
+        except BaseException as err:
+            how = kill_group(proc.pid, proc, grace)  # Ctrl-C, SIGTERM, cancellation: take the tree down
+            cause = type(err).__name__
+            log_handle.write(f"# {datetime.now(UTC).isoformat()} cancelled ({cause}): model {how}\n")
             raise
         finally:
             kill_group(proc.pid, None, grace=0)  # orphans left by a model that exited
             with _running_lock:
                 _running_groups.discard(proc.pid)
+            guard.unwatch("group", proc.pid)
             reader.join(timeout=10)
         ended = datetime.now(UTC)
         log_handle.write(

@@ -12,8 +12,10 @@ script, so no worker starts a server of its own. Worker job output goes to the
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,11 +24,13 @@ from pydantic import Field, field_validator
 from rompy_tasks.backends.base import BaseBackendConfig, DaskCluster, LineSink, RunResult, stage_log_path
 from rompy_tasks.backends.process import child_environment, execute_process, resolve_executable
 from rompy_tasks.core.errors import BackendError, RunTimeoutError
+from rompy_tasks.core.run_files import write_text
 
 if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
 
 WALLTIME_MARGIN_SECONDS = 15
+_UNSETTLED = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"}
 _TIME_LIMIT = re.compile(r"^(?:(\d+)-)?(\d{1,2}):(\d{2}):(\d{2})$")
 _NO_NEWLINES = re.compile(r"^[^\n\r]*$")
 
@@ -115,7 +119,9 @@ class SlurmConfig(BaseBackendConfig):
             "memory": _dask_memory(self.memory or "1G"),
             "walltime": self.time_limit,
             "interface": self.interface,
-            "scheduler_options": {"interface": self.interface},
+            # A lost worker job fails its task at once: Dask would otherwise re-run the model in a
+            # replacement job, in the same uncleaned run directory, unasked (issue 15.1).
+            "scheduler_options": {"interface": self.interface, "allowed_failures": 0},
             "job_extra_directives": directives,
             "job_directives_skip": skip,
             "job_script_prologue": [f"export PREFECT_API_URL={api_url}", *self.job_script_prologue],
@@ -125,11 +131,20 @@ class SlurmConfig(BaseBackendConfig):
 
     def dask_cluster(self, api_url: str, log_directory: Path) -> DaskCluster:
         """Worker jobs on demand, at most `max_jobs` in the queue; none left when idle."""
+        job_name = f"rompy-tasks-{secrets.token_hex(4)}"  # this cluster's jobs only, for scancel --name
         return DaskCluster(
             cluster_class="dask_jobqueue.SLURMCluster",
-            cluster_kwargs=self.cluster_kwargs(api_url, log_directory),
+            cluster_kwargs={**self.cluster_kwargs(api_url, log_directory), "job_name": job_name},
             adapt_kwargs={"minimum": 0, "maximum": self.max_jobs},
+            batch_job_name=job_name,
         )
+
+    def lost_worker_message(self, run: "ModelRun") -> str:
+        """Name the SLURM job that was running the model and what SLURM says became of it."""
+        job_id = recorded_job(run)
+        if job_id is None:
+            return "the SLURM job of the Dask worker was lost before the model started"
+        return f"SLURM job {job_id} running the model ended before the model did ({job_state(job_id)})"
 
     def shared_settings(self) -> dict[str, Any]:
         """Everything that shapes the worker jobs: members of one ensemble share one cluster."""
@@ -153,6 +168,7 @@ class SlurmConfig(BaseBackendConfig):
         walltime_bound = left is not None and left - WALLTIME_MARGIN_SECONDS < limit
         if walltime_bound:
             limit = max(1, left - WALLTIME_MARGIN_SECONDS)
+        record_job(run, job_id)
         if on_line is not None:
             on_line(f"running in SLURM job {job_id} on {os.uname().nodename}")
         model = run.config.run_command(run)
@@ -178,6 +194,42 @@ class SlurmConfig(BaseBackendConfig):
                     err.log_tail,
                 ) from None
             raise
+
+
+def _job_record(run: "ModelRun") -> Path:
+    return run.staging_dir / "logs" / "slurm-job"
+
+
+def record_job(run: "ModelRun", job_id: str) -> None:
+    """Note in the run directory which SLURM job runs the model (the flow names it if the job is lost)."""
+    write_text(_job_record(run), f"{job_id}\n")
+
+
+def recorded_job(run: "ModelRun") -> str | None:
+    """The SLURM job id `record_job` noted for this run, if any."""
+    try:
+        text = _job_record(run).read_text().strip()
+    except OSError:
+        return None
+    return text if text.isdigit() else None
+
+
+def job_state(job_id: str, settle_seconds: float = 10) -> str:
+    """`state CANCELLED, reason ...` from scontrol (SLURM keeps ended jobs for MinJobAge seconds).
+
+    Waits up to `settle_seconds` for a job that is still completing to reach its final state.
+    """
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True).stdout
+        fields = dict(item.split("=", 1) for item in shown.split() if "=" in item)
+        if fields.get("JobState") not in _UNSETTLED or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if "JobState" not in fields:
+        return "SLURM no longer knows the job's state"
+    reason = fields.get("Reason", "None")
+    return f"state {fields['JobState']}" + (f", reason {reason}" if reason != "None" else "")
 
 
 def _dask_memory(value: str) -> str:

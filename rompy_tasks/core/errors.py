@@ -122,3 +122,7 @@ class BackendError(RuntimeError):
 
     Raised before anything starts, so the message says what to fix.
     """
+
+
+class WorkerLostError(ModelRunError):
+    """The batch job (Dask worker) running the model vanished: cancelled, failed or preempted."""

@@ -1,0 +1,46 @@
+"""SIGKILL of the user's command takes the whole model tree down (issue 15.2).
+
+The model is a wrapper (`sh -c 'a & b & wait'`), as launchers and job scripts are: the
+kernel's parent-death signal reaches only the wrapper, so its children need the guard.
+"""
+
+import signal
+
+import pytest
+from conftest import process_gone, start_cli, wait_queue_empty
+from helpers import pids_in, shell_doc, wait_for, write_yaml
+
+pytestmark = pytest.mark.faults
+
+
+def wrapper_model(pids_file) -> list[str]:
+    """A model that starts two children and waits for them, noting their pids."""
+    script = f"sleep 300 & echo $! >> {pids_file}; sleep 300 & echo $! >> {pids_file}; wait"
+    return ["sh", "-c", script]
+
+
+def kill_cli_once_children_run(path, pids_file, api_url) -> list[int]:
+    proc = start_cli("run", str(path), api_url=api_url)
+    try:
+        assert wait_for(lambda: len(pids_in(pids_file)) == 2, 120), "the model's children started"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return pids_in(pids_file)
+
+
+def test_sigkill_of_the_cli_kills_a_wrappers_children(prefect_api, tmp_path):
+    pids_file = tmp_path / "pids"
+    path = write_yaml(tmp_path / "p.yaml", shell_doc(tmp_path, wrapper_model(pids_file)))
+    children = kill_cli_once_children_run(path, pids_file, prefect_api)
+    assert wait_for(lambda: all(process_gone(pid) for pid in children), 5), "no child of the model survives"
+
+
+@pytest.mark.slurm
+def test_sigkill_of_the_cli_cancels_its_slurm_jobs_and_their_models(cluster, prefect_api, tmp_path):
+    pids_file = tmp_path / "pids"
+    backend = {"type": "slurm", "queue": cluster, "time_limit": "00:10:00", "launcher": "none"}
+    path = write_yaml(tmp_path / "p.yaml", shell_doc(tmp_path, wrapper_model(pids_file), backend=backend))
+    children = kill_cli_once_children_run(path, pids_file, prefect_api)
+    assert wait_queue_empty(30), "the CLI's worker jobs were cancelled"
+    assert wait_for(lambda: all(process_gone(pid) for pid in children), 10), "no child of the model survives"
