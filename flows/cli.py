@@ -78,7 +78,7 @@ def _outcome(state: Any, title: str) -> Any:
         except BaseException as error:  # noqa: BLE001 - shown to the user, exit code says the rest
             reason = f"{type(error).__name__}: {error}"  # once: the state's message repeats it
         err.print(f"[bold red]{title} failed[/]: ", end="")
-        err.print(reason, highlight=False, markup=False)
+        err.print(reason, highlight=False, markup=False, soft_wrap=True)  # paths stay whole for copy and grep
         raise typer.Exit(EXIT_FAILED)
     return state.result()
 

@@ -27,7 +27,7 @@ from prefect.runtime import task_run
 from prefect.task_runners import TaskRunner
 from pydantic import BaseModel, Field
 
-from flows.heartbeats import subflow_context
+from flows.heartbeats import crash_if_this_process_dies, subflow_context
 from flows.pipeline import overridden
 from flows.postprocess import artifact_key
 from flows.runners import members_runner, result_or_lost
@@ -214,6 +214,7 @@ def model_ensemble(
 
     `overrides` ({"pipeline.config.period.duration": "2d", ...}) changes single fields of `ensemble`.
     """
+    crash_if_this_process_dies()
     ensemble = overridden(ensemble, overrides, apply_ensemble_overrides)
     members = resolve_members(ensemble)
     wanted = indexes if indexes is not None else ensemble.indexes

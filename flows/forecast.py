@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.heartbeats import subflow_context
+from flows.heartbeats import crash_if_this_process_dies, subflow_context
 from flows.pipeline import model_pipeline, overridden
 from flows.postprocess import artifact_key
 from rompy_tasks.core.model_run import files_matching, output_files
@@ -89,6 +89,7 @@ def forecast_cycle(
     `cycle` defaults to the scheduled start time; `force` re-runs a completed (or late) cycle;
     `overrides` ({"forecast_length": "72h", ...}) changes single fields of `forecast`.
     """
+    crash_if_this_process_dies()
     logger = get_run_logger()
     forecast = overridden(forecast, overrides, apply_forecast_overrides)
     cycle_time = resolve_cycle(forecast, cycle)
@@ -161,6 +162,7 @@ def forecast_backfill(
     forecast: ForecastConfig, start: datetime, end: datetime, force: bool = False
 ) -> list[CycleRecord]:
     """Run every cycle from `start` to `end` oldest first; stop at the first failed cycle."""
+    crash_if_this_process_dies()
     records = []
     try:
         for cycle in cycle_times(start, end, forecast.cycle_interval):

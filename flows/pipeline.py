@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.heartbeats import subflow_context
+from flows.heartbeats import crash_if_this_process_dies, subflow_context
 from flows.postprocess import artifact_key, postprocess_flow
 from flows.runners import attempts_made, cluster_runner, result_or_lost
 from rompy_tasks.backends.base import RunResult
@@ -104,6 +104,7 @@ def model_pipeline(
 
     `overrides` ({"config.period.duration": "2d", ...}) changes single fields of `pipeline`.
     """
+    crash_if_this_process_dies()
     logger = get_run_logger()
     pipeline = overridden(pipeline, overrides, apply_overrides)
     result = new_result(pipeline, select_stages(first_stage, last_stage))

@@ -12,7 +12,8 @@ installing (`scripts/setup`, or `rompy-tasks server prepare`) initialises one ho
 the virtualenv, per Prefect version; a first start copies it, and Prefect's own start-up
 checks then find nothing to do. Without that template the first start simply takes longer.
 
-The state file records the server's pid, port and process start time; a pid is trusted
+A restarted server keeps its port when it is free (running commands reconnect to the same
+URL). The state file records the server's pid, port and process start time; a pid is trusted
 only while that process still has the same start time (pids are reused), and a server is
 reused only while it answers its health check. Concurrent first starts are serialised by
 a file lock, so two commands never start two servers.
@@ -111,10 +112,27 @@ def _locked() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _free_port() -> int:
+def _free_port(preferred: int = 0) -> int:
+    """`preferred` if it is free on loopback, else any free port."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _port_path() -> Path:
+    return server_dir() / "port"
+
+
+def _last_port() -> int:
+    """The port the server had last time (0 if none): a restart keeps its URL, so running
+    commands reconnect and the UI's address stays the same."""
+    try:
+        return int(_port_path().read_text())
+    except (OSError, ValueError):
+        return 0
 
 
 def _server_environment(home: Path, port: int) -> dict[str, str]:
@@ -192,10 +210,11 @@ def start(timeout: float = STARTUP_TIMEOUT_SECONDS) -> tuple[ServerInfo, bool]:
         home = server_dir() / "prefect-home"
         if not home.exists() and template_home().is_dir():
             shutil.copytree(template_home(), home)
-        port = _free_port()
+        port = _free_port(_last_port())
         proc = _launch(home, port, log_path())
         info = ServerInfo(pid=proc.pid, port=port, started=_process_start_time(proc.pid) or 0)
         _state_path().write_text(json.dumps(asdict(info)))
+        _port_path().write_text(str(port))
         _wait_healthy(proc, info, log_path(), timeout)
         return info, True
 

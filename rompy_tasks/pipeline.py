@@ -287,7 +287,7 @@ def _execute_stages_locked(
             manifest = write_manifest(result, pipeline)
             log(f"pipeline {result.status}: stages {result.stages_completed}; manifest {manifest}")
         except OSError as err:  # e.g. a full disk: say so, but keep the run's own outcome
-            log(f"could not write the run manifest in {result.staging_dir}: {err}")
+            log(f"could not write the run manifest {result.staging_dir / MANIFEST_NAME}: {err.strerror or err}")
     return result
 
 

@@ -1,11 +1,14 @@
 """Builders for the small run files many tests write: a shell model on some backend."""
 
+import importlib.metadata
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+VEROS_IMAGE = f"rompy-tasks/veros:{importlib.metadata.version('veros')}"  # built by scripts/docker-engine
 
 
 def shell_doc(

@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 import yaml
 from conftest import REPO, start_cli
+from helpers import VEROS_IMAGE
 from pydantic import ValidationError
 
 from rompy_tasks.backends.docker import RUN_LABEL, DockerConfig, run_container
@@ -20,7 +21,6 @@ from rompy_tasks.models.shell import ShellConfig
 from rompy_tasks.plugins import model_run_class
 
 BASE_IMAGE = "rompy-tasks/base:bookworm"
-VEROS_IMAGE = f"rompy-tasks/veros:{importlib.metadata.version('veros')}"
 
 
 def containers_for(client, run_id):
@@ -246,23 +246,7 @@ def test_timeout_stops_and_removes_the_container(engine, tmp_path):
     image = engine.images.get(VEROS_IMAGE)
     start = time.monotonic()
     with pytest.raises(RunTimeoutError):
-        run_container(
-            engine,
-            image,
-            ["sleep", "300"],
-            run_dir=run.staging_dir,
-            log_path=tmp_path / "run.log",
-            env_vars={},
-            timeout=3,
-            user="1000:1000",
-            cpu=1,
-            memory=None,
-            volumes=[],
-            network="none",
-            remove=True,
-            labels={RUN_LABEL: "slow"},
-            grace=1,
-        )
+        run_container(engine, DockerConfig(image=VEROS_IMAGE), image, ["sleep", "300"], run, timeout=3, grace=1)
     assert time.monotonic() - start < 30
     assert not containers_for(engine, "slow"), "no container left behind"
 

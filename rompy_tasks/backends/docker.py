@@ -6,7 +6,8 @@ container; its output streams line by line to the Prefect log and `logs/run.log`
 Timeout, Ctrl-C or cancellation stop the container (SIGTERM, then SIGKILL after a grace
 period); `remove_container` then removes it. Problems that would stop the run (engine
 unreachable, image missing with `pull_policy: never`, a volume's host path gone) are
-reported before anything starts.
+reported before anything starts. If the engine goes away mid-run, the error says so and
+names the container; the next run removes such leftovers (they carry our labels).
 """
 
 import hashlib
@@ -41,6 +42,7 @@ MOUNT_POINT = "/rompy/run"
 DEFAULT_NON_ROOT_USER = "1000:1000"
 STOP_GRACE_SECONDS = 10
 RUN_LABEL = "rompy-tasks.run-id"
+REMOVE_LABEL = "rompy-tasks.remove"  # set on containers that must not outlive their run
 _USER = re.compile(r"^([a-z_][a-z0-9_-]*|\d+)(:([a-z_][a-z0-9_-]*|\d+))?$")
 _ROOT_USERS = {"root", "0", "0:0", "root:root"}
 
@@ -178,32 +180,17 @@ class DockerConfig(BaseBackendConfig):
 
     def execute(self, run: "ModelRun", on_line: LineSink | None = None) -> RunResult:
         try:  # paths may have gone since validation: check before anything starts
-            volumes = [parse_volume(v) for v in self.volumes]
+            for volume in self.volumes:
+                parse_volume(volume)
         except ValueError as err:
             raise BackendError(str(err)) from None
         client = docker_client()
+        remove_leftovers(client, on_line)
         image = resolve_image(client, self, run.staging_dir, on_line)
         user = self.container_user()
         if user not in _ROOT_USERS and os.getuid() == 0:
             _give_run_dir_to(run.staging_dir, user)
-        return run_container(
-            client,
-            image,
-            self.container_command(run),
-            run_dir=run.staging_dir,
-            log_path=stage_log_path(run.staging_dir, "run"),
-            env_vars=self.env_vars,
-            timeout=self.timeout,
-            user=user,
-            cpu=self.cpu,
-            memory=self.memory,
-            volumes=volumes,
-            network=self.network,
-            pids_limit=self.pids_limit,
-            remove=self.remove_container,
-            on_line=on_line,
-            labels={RUN_LABEL: run.run_id},
-        )
+        return run_container(client, self, image, self.container_command(run), run, on_line=on_line)
 
 
 def docker_client() -> "docker.DockerClient":
@@ -316,32 +303,27 @@ def _pump_logs(container: Any, log: IO[str], on_line: LineSink | None) -> None:
 
 def run_container(
     client: "docker.DockerClient",
+    config: DockerConfig,
     image: Any,
     command: list[str],
+    run: "ModelRun",
     *,
-    run_dir: Path,
-    log_path: Path,
-    env_vars: dict[str, str],
-    timeout: float,
-    user: str,
-    cpu: int,
-    memory: str | None,
-    volumes: list[tuple[Path, str, str]],
-    network: str,
-    remove: bool,
-    pids_limit: int = PIDS_LIMIT_DEFAULT,
     on_line: LineSink | None = None,
-    labels: dict[str, str] | None = None,
+    timeout: float | None = None,
     grace: int = STOP_GRACE_SECONDS,
 ) -> RunResult:
-    """Run `command` in a new container and own it until it is gone (or kept, if asked)."""
+    """Run `command` in a new container for `run` and own it until it is gone (or kept, if asked).
+
+    `timeout` defaults to the config's (tests shorten it below the config's minimum).
+    """
     import requests
 
     import docker
 
-    mounts = {str(run_dir): {"bind": MOUNT_POINT, "mode": "rw"}}
-    mounts.update({str(host): {"bind": target, "mode": mode} for host, target, mode in volumes})
-    name = f"rompy-{labels.get(RUN_LABEL, 'run') if labels else 'run'}-{uuid.uuid4().hex[:8]}"
+    timeout = config.timeout if timeout is None else timeout
+    user = config.container_user()
+    log_path = stage_log_path(run.staging_dir, "run")
+    name = f"rompy-{run.run_id}-{uuid.uuid4().hex[:8]}"
     started = datetime.now(UTC)
     # Opened before the container starts: the model cannot swap the log for a link in between.
     log = open_for_append(log_path)
@@ -350,47 +332,36 @@ def run_container(
     )
     log.flush()
     try:
-        container = client.containers.run(
-            image.id,
-            command,
-            detach=True,
-            name=name,
-            working_dir=MOUNT_POINT,
-            user=user,
-            environment=dict(env_vars),
-            volumes=mounts,
-            nano_cpus=int(cpu * 1e9),
-            mem_limit=memory.lower() if memory else None,
-            network_mode=network,
-            labels=labels or {},
-            # Hardening: no privilege gain through setuid files, no capabilities (also for user: root),
-            # a bounded process count, and an init as PID 1 so the model's tree gets SIGTERM at once.
-            security_opt=["no-new-privileges"],
-            cap_drop=["ALL"],
-            pids_limit=pids_limit,
-            init=True,
-        )
+        container = _start_container(client, config, image, command, run, name, user)
     except docker.errors.DockerException as err:
         log.close()
         raise BackendError(f"the Docker engine refused to start the container: {err}") from None
     pump = threading.Thread(target=_pump_logs, args=(container, log, on_line), daemon=True)
     pump.start()
-    timed_out = False
+    timed_out = engine_gone = False
+    exit_code = -1
     try:
         try:
             exit_code = container.wait(timeout=timeout)["StatusCode"]
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-            timed_out = True
-            container.stop(timeout=grace)
-            exit_code = container.wait(timeout=grace + 30)["StatusCode"]
+            # docker-py reports a wait timeout as either; an engine that no longer answers is gone
+            engine_gone = not _engine_answers(client)
+            if not engine_gone:
+                timed_out = True
+                container.stop(timeout=grace)
+                exit_code = container.wait(timeout=grace + 30)["StatusCode"]
+    except requests.exceptions.ConnectionError:
+        engine_gone = True
     except BaseException:
         container.stop(timeout=grace)  # Ctrl-C, SIGTERM, cancellation: the container goes too
         raise
     finally:
         pump.join(timeout=30)
         ended = datetime.now(UTC)
-        if remove:
-            container.remove(force=True)
+        engine_left = config.remove_container and not _remove(container, log)
+    # A container stopped by the engine on its way down exits non-zero: say why.
+    if engine_gone or (exit_code != 0 and not timed_out and (engine_left or not _engine_answers(client))):
+        raise _engine_gone(name, log)
     with log:
         log.write(f"# {ended.isoformat()} container {'timed out' if timed_out else 'exited'} with code {exit_code}\n")
     result = RunResult(
@@ -410,3 +381,92 @@ def run_container(
         },
     )
     return raise_for_exit(result, timed_out, timeout)
+
+
+def _start_container(
+    client: "docker.DockerClient",
+    config: DockerConfig,
+    image: Any,
+    command: list[str],
+    run: "ModelRun",
+    name: str,
+    user: str,
+) -> Any:
+    mounts = {str(run.staging_dir): {"bind": MOUNT_POINT, "mode": "rw"}}
+    for volume in config.volumes:
+        host, target, mode = parse_volume(volume)
+        mounts[str(host)] = {"bind": target, "mode": mode}
+    labels = {RUN_LABEL: run.run_id}
+    if config.remove_container:
+        labels[REMOVE_LABEL] = "true"
+    return client.containers.run(
+        image.id,
+        command,
+        detach=True,
+        name=name,
+        working_dir=MOUNT_POINT,
+        user=user,
+        environment=dict(config.env_vars),
+        volumes=mounts,
+        nano_cpus=int(config.cpu * 1e9),
+        mem_limit=config.memory.lower() if config.memory else None,
+        network_mode=config.network,
+        labels=labels,
+        # Hardening: no privilege gain through setuid files, no capabilities (also for user: root),
+        # a bounded process count, and an init as PID 1 so the model's tree gets SIGTERM at once.
+        security_opt=["no-new-privileges"],
+        cap_drop=["ALL"],
+        pids_limit=config.pids_limit,
+        init=True,
+    )
+
+
+def _engine_answers(client: "docker.DockerClient") -> bool:
+    import requests
+
+    import docker
+
+    try:
+        return bool(client.ping())
+    except (docker.errors.DockerException, requests.exceptions.ConnectionError):
+        return False
+
+
+def _engine_gone(name: str, log: IO[str]) -> BackendError:
+    """The error for a run whose engine went away (noted in the run log, which is then closed)."""
+    with log:
+        log.write(f"# {datetime.now(UTC).isoformat()} the Docker engine went away\n")
+    return BackendError(
+        f"the Docker engine went away during the run of container {name}; "
+        "the container is removed on the next docker run once the engine is back"
+    )
+
+
+def _remove(container: Any, log: IO[str]) -> bool:
+    """Remove a finished container; False if the engine is gone (the next run removes it)."""
+    import requests
+
+    import docker
+
+    try:
+        container.remove(force=True)
+    except (docker.errors.DockerException, requests.exceptions.ConnectionError) as err:
+        log.write(f"# could not remove container {container.name}: {err.__class__.__name__}\n")
+        return False
+    return True
+
+
+def remove_leftovers(client: "docker.DockerClient", on_line: LineSink | None = None) -> list[str]:
+    """Remove our stopped containers that were meant to be removed (e.g. after the engine went away).
+
+    Only containers labelled for removal and no longer running: a kept container (remove_container:
+    false) and a concurrent run's container are left alone.
+    """
+    removed = []
+    for status in ("exited", "dead"):
+        for container in client.containers.list(all=True, filters={"label": f"{REMOVE_LABEL}=true", "status": status}):
+            container.remove(force=True)
+            removed.append(container.name)
+    if removed and on_line is not None:
+        on_line(f"removed {len(removed)} leftover container(s) of earlier runs: {', '.join(removed)}")
+    return removed

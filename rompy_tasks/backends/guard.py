@@ -8,9 +8,12 @@ that reads what to watch from a pipe only the orchestrator holds:
 
     +group <pgid>    -group <pgid>     a model's process group (local backend, SLURM worker)
     +slurm <name>    -slurm <name>     SLURM jobs named <name> (one ensemble's worker jobs)
+    +flowrun <id> <api url>            a Prefect flow run this process orchestrates
 
 When the pipe ends (the orchestrator exited or died, however), it SIGKILLs every group still
-listed and cancels every SLURM job still listed, then exits; after a clean run nothing is listed.
+listed, cancels every SLURM job still listed, and marks each listed flow run that is not yet
+final, its unfinished subflow runs and their unfinished task runs Crashed, so the UI does not
+show a dead run Running forever. After a clean run nothing is listed or everything is final.
 The guard runs this file as a script (`python -I -S guard.py`), so it imports nothing of ours;
 `watch`/`unwatch` are the orchestrator's side.
 """
@@ -53,6 +56,11 @@ def watch(kind: str, value: object) -> None:
     _send(f"+{kind} {value}")
 
 
+def watch_flow_run(flow_run_id: object, api_url: str) -> None:
+    """Mark this flow run (and its unfinished children) Crashed if this process dies before it ends."""
+    _send(f"+flowrun {flow_run_id} {api_url}")
+
+
 def unwatch(kind: str, value: object) -> None:
     """Forget what `watch` registered (it ended normally)."""
     _send(f"-{kind} {value}")
@@ -61,12 +69,16 @@ def unwatch(kind: str, value: object) -> None:
 def main() -> None:
     groups: set[int] = set()
     slurm_names: set[str] = set()
+    flow_runs: dict[str, str] = {}
     for line in sys.stdin:
         op, _, arg = line.strip().partition(" ")
         if op in ("+group", "-group") and arg.isdigit():
             (groups.add if op == "+group" else groups.discard)(int(arg))
         elif op in ("+slurm", "-slurm") and arg:
             (slurm_names.add if op == "+slurm" else slurm_names.discard)(arg)
+        elif op == "+flowrun" and " " in arg:
+            run_id, api_url = arg.split(" ", 1)
+            flow_runs[run_id] = api_url
     for pgid in groups:
         try:
             os.killpg(pgid, signal.SIGKILL)
@@ -74,6 +86,51 @@ def main() -> None:
             pass
     for name in slurm_names:
         subprocess.run(["scancel", "--name", name], check=False, capture_output=True)  # noqa: S603, S607
+    for run_id, api_url in flow_runs.items():
+        try:
+            crash_unfinished(api_url, run_id)
+        except OSError:  # the API is gone too: nothing to correct
+            pass
+
+
+UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"]
+CRASH_MESSAGE = "the process orchestrating this run died (its guard marked it Crashed)"
+
+
+def _api(api_url: str, method: str, path: str, body: dict | None = None) -> object:
+    import base64
+    import json
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"}
+    if auth := os.environ.get("PREFECT_API_AUTH_STRING"):
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    elif key := os.environ.get("PREFECT_API_KEY"):
+        headers["Authorization"] = f"Bearer {key}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(api_url.rstrip("/") + path, data=data, headers=headers, method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the orchestrator's API URL
+        return json.loads(response.read() or b"null")
+
+
+def crash_unfinished(api_url: str, flow_run_id: str) -> None:
+    """Mark the flow run, its subflow runs and all their task runs Crashed where not yet final."""
+    crashed = {"state": {"type": "CRASHED", "name": "Crashed", "message": CRASH_MESSAGE}, "force": True}
+    children = _api(
+        api_url, "POST", "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}}
+    )
+    flow_ids = [flow_run_id] + [run["id"] for run in children]
+    for run_id in flow_ids:
+        if _api(api_url, "GET", f"/flow_runs/{run_id}")["state_type"] in UNFINISHED:
+            _api(api_url, "POST", f"/flow_runs/{run_id}/set_state", crashed)
+    tasks = _api(
+        api_url,
+        "POST",
+        "/task_runs/filter",
+        {"flow_runs": {"id": {"any_": flow_ids}}, "task_runs": {"state": {"type": {"any_": UNFINISHED}}}},
+    )
+    for task_run in tasks:
+        _api(api_url, "POST", f"/task_runs/{task_run['id']}/set_state", crashed)
 
 
 if __name__ == "__main__":

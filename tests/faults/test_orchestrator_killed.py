@@ -29,18 +29,32 @@ def kill_cli_once_children_run(path, pids_file, api_url) -> list[int]:
     return pids_in(pids_file)
 
 
-def test_sigkill_of_the_cli_kills_a_wrappers_children(prefect_api, tmp_path):
+def unfinished_runs(run_name: str) -> list[str]:
+    """Flow runs named `run_name`, their subflows and task runs that the API does not show final."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        flows = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name])))
+        assert flows, f"no flow run named {run_name}"
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [f.id for f in flows]}))
+    return [f"{run.name}: {run.state.type.value}" for run in [*flows, *tasks] if not run.state.is_final()]
+
+
+def test_sigkill_of_the_cli_kills_a_wrappers_children_and_crashes_its_runs(prefect_api, tmp_path):
     pids_file = tmp_path / "pids"
-    path = write_yaml(tmp_path / "p.yaml", shell_doc(tmp_path, wrapper_model(pids_file)))
+    path = write_yaml(tmp_path / "p.yaml", shell_doc(tmp_path, wrapper_model(pids_file), run_id="killed-local"))
     children = kill_cli_once_children_run(path, pids_file, prefect_api)
     assert wait_for(lambda: all(process_gone(pid) for pid in children), 5), "no child of the model survives"
+    assert wait_for(lambda: not unfinished_runs("killed-local"), 15), unfinished_runs("killed-local")
 
 
 @pytest.mark.slurm
 def test_sigkill_of_the_cli_cancels_its_slurm_jobs_and_their_models(cluster, prefect_api, tmp_path):
     pids_file = tmp_path / "pids"
     backend = {"type": "slurm", "queue": cluster, "time_limit": "00:10:00", "launcher": "none"}
-    path = write_yaml(tmp_path / "p.yaml", shell_doc(tmp_path, wrapper_model(pids_file), backend=backend))
-    children = kill_cli_once_children_run(path, pids_file, prefect_api)
+    doc = shell_doc(tmp_path, wrapper_model(pids_file), run_id="killed-slurm", backend=backend)
+    children = kill_cli_once_children_run(write_yaml(tmp_path / "p.yaml", doc), pids_file, prefect_api)
     assert wait_queue_empty(30), "the CLI's worker jobs were cancelled"
     assert wait_for(lambda: all(process_gone(pid) for pid in children), 10), "no child of the model survives"
+    assert wait_for(lambda: not unfinished_runs("killed-slurm"), 15), unfinished_runs("killed-slurm")

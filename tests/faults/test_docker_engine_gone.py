@@ -1,0 +1,50 @@
+"""The Docker engine stops under a running container (issue 15.4).
+
+The user's command must say that the engine went away and name the container, not end in
+a raw `requests` traceback; once the engine is back, the next run removes the leftover.
+"""
+
+import os
+import subprocess
+
+import pytest
+from conftest import CLI, REPO, run_cli
+from helpers import VEROS_IMAGE, shell_doc, wait_for, write_yaml
+
+from rompy_tasks.backends.docker import RUN_LABEL, docker_client
+
+pytestmark = [pytest.mark.faults, pytest.mark.docker]
+ENGINE = REPO / "scripts" / "docker-engine"
+
+
+def ours(run_id: str) -> list:
+    return docker_client().containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+
+
+def test_engine_stopped_mid_run_is_named_and_its_container_removed_next_time(engine, prefect_api, tmp_path):
+    backend = {"type": "docker", "image": VEROS_IMAGE, "timeout": 600}
+    doc = shell_doc(tmp_path, ["sh", "-c", "echo started; sleep 300"], run_id="engine-gone", backend=backend)
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    command = [*CLI, "run", str(write_yaml(tmp_path / "p.yaml", doc))]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "runs" / "engine-gone" / "logs" / "run.log"
+    try:
+        assert wait_for(lambda: log.exists() and "\nstarted\n" in log.read_text(), 90), "the model runs"
+        subprocess.run([ENGINE, "stop"], check=True)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+        subprocess.run([ENGINE, "start"], check=True, capture_output=True)
+    assert proc.returncode == 1, stderr[-2000:]
+    failure = stderr[stderr.index("Run engine-gone failed") :]
+    assert "BackendError: the Docker engine went away during the run of container rompy-engine-gone-" in failure
+    assert "requests.exceptions" not in failure
+    assert "the Docker engine went away" in log.read_text(), "the run log says what happened"
+    assert ours("engine-gone"), "the engine kept the stopped container over its restart"
+
+    doc = shell_doc(tmp_path, ["true"], run_id="engine-back", backend=backend)
+    result = run_cli("run", str(write_yaml(tmp_path / "q.yaml", doc)), env={"PREFECT_API_URL": prefect_api})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "removed 1 leftover container(s) of earlier runs: rompy-engine-gone-" in result.stderr
+    assert not ours("engine-gone") and not ours("engine-back")

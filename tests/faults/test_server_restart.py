@@ -1,0 +1,56 @@
+"""The Prefect server restarts while a run is in flight: the run completes, nothing is lost.
+
+Uses the reused local server (`rompy-tasks server stop|start`), which comes back on the same
+port, so the running command reconnects to the same URL.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+from conftest import CLI, REPO
+from helpers import shell_doc, wait_for, write_yaml
+
+pytestmark = pytest.mark.faults
+
+
+def test_server_restart_mid_run_loses_nothing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["ROMPY_TASKS_DATA_DIR"] = str(tmp_path / "data")
+
+    def server(verb: str) -> str:
+        done = subprocess.run([*CLI, "server", verb], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    marker = tmp_path / "started"
+    model = ["sh", "-c", f"echo started > {marker}; sleep 6; echo done > out.txt"]
+    path = write_yaml(tmp_path / "p.yaml", shell_doc(tmp_path, model, run_id="through-restart", outputs=["out.txt"]))
+    first = server("start")
+    proc = subprocess.Popen([*CLI, "run", str(path)], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(marker.exists, 120), "the model started"
+        server("stop")
+        second = server("start")
+        _, stderr = proc.communicate(timeout=240)
+        assert proc.returncode == 0, stderr[-3000:]
+        port = json.loads((tmp_path / "data" / "rompy-tasks" / "server" / "server.json").read_text())["port"]
+        assert str(port) in first and str(port) in second, "the server came back at the same URL"
+        manifest = json.loads((tmp_path / "runs" / "through-restart" / "rompy_tasks_run.json").read_text())
+        assert manifest["result"]["status"] == "completed"
+        assert (tmp_path / "runs" / "through-restart" / "out.txt").read_text() == "done\n"
+        assert flow_run_states(f"http://127.0.0.1:{port}/api", "through-restart") == ["COMPLETED"]
+    finally:
+        proc.kill()
+        proc.wait()
+        server("stop")
+
+
+def flow_run_states(api_url: str, name: str) -> list[str]:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with SyncPrefectClient(api_url) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+    return [run.state.type.value for run in runs]
