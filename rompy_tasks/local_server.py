@@ -115,6 +115,7 @@ def _locked() -> Iterator[None]:
 def _free_port(preferred: int = 0) -> int:
     """`preferred` if it is free on loopback, else any free port."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is fine
         try:
             sock.bind(("127.0.0.1", preferred))
         except OSError:
