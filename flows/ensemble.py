@@ -186,7 +186,10 @@ def run_members(
             return
         outcome = _member_outcome(pending.pop(index), future)
         outcomes.append(outcome)
-        logger.info("member %s %s after %d attempt(s)", outcome.run_id, outcome.status, outcome.attempts)
+        if outcome.status == "failed":  # on the terminal too: why, in one line
+            logger.warning("member %s failed after %d attempt(s): %s", outcome.run_id, outcome.attempts, outcome.error)
+        else:
+            logger.info("member %s %s after %d attempt(s)", outcome.run_id, outcome.status, outcome.attempts)
 
     for position, member in enumerate(todo):
         while not finished.empty():

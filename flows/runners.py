@@ -16,6 +16,7 @@ import importlib
 import logging
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from rompy_tasks.backends import guard
 from rompy_tasks.backends.base import BaseBackendConfig, stage_log_path, tail_lines
 from rompy_tasks.core.errors import BackendError, WorkerLostError
+from rompy_tasks.core.run_files import open_for_append
 
 
 def current_api_url() -> str:
@@ -65,6 +67,9 @@ def cluster_runner(backend: BaseBackendConfig, owner_dir: Path) -> TaskRunner | 
     from prefect_dask import DaskTaskRunner
 
     cluster_class = _import_cluster_class(spec.cluster_class)
+    import dask
+
+    dask.config.set(spec.dask_config)  # process-wide: read when the runner starts its scheduler
     # Dask's scheduler logs every connection at INFO; keep its warnings. Set after the import:
     # importing distributed resets its loggers to its own config.
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -97,14 +102,21 @@ def result_or_lost(future: PrefectFuture, backend: BaseBackendConfig, run: Any, 
         message = backend.lost_worker_message(run)
         _mark_crashed(future.task_run_id, message)
         log = stage_log_path(run.staging_dir, "run")
+        with open_for_append(log) as handle:  # the attempt's own lines end without an exit line
+            handle.write(f"# {datetime.now(UTC).isoformat()} {message}\n")
         raise WorkerLostError(message, None, str(log), tail_lines(log)) from None
 
 
 def _mark_crashed(task_run_id: Any, message: str) -> None:
+    """Best effort: a task run whose worker died before its first events arrived is not in the API."""
     from prefect import get_client
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
-    with get_client(sync_client=True) as client:
-        client.set_task_run_state(task_run_id, Crashed(message=message), force=True)
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_task_run_state(task_run_id, Crashed(message=message), force=True)
+    except (ObjectNotFound, PrefectHTTPStatusError):
+        pass
 
 
 def attempts_made(future: PrefectFuture) -> int:

@@ -9,7 +9,7 @@ jobs; the flows build the task runner from it, so backends never import Prefect)
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ class DaskCluster:
     cluster_kwargs: dict[str, Any]
     adapt_kwargs: dict[str, Any]
     batch_job_name: str | None = None  # the batch jobs' name: cancelled if the orchestrator dies
+    dask_config: dict[str, Any] = field(default_factory=dict)  # set before the scheduler starts
 
 
 class BaseBackendConfig(BaseModel):

@@ -122,7 +122,7 @@ def crash_unfinished(api_url: str, flow_run_id: str) -> None:
     flow_ids = [flow_run_id] + [run["id"] for run in children]
     for run_id in flow_ids:
         if _api(api_url, "GET", f"/flow_runs/{run_id}")["state_type"] in UNFINISHED:
-            _api(api_url, "POST", f"/flow_runs/{run_id}/set_state", crashed)
+            _set_state(api_url, f"/flow_runs/{run_id}/set_state", crashed)
     tasks = _api(
         api_url,
         "POST",
@@ -130,7 +130,17 @@ def crash_unfinished(api_url: str, flow_run_id: str) -> None:
         {"flow_runs": {"id": {"any_": flow_ids}}, "task_runs": {"state": {"type": {"any_": UNFINISHED}}}},
     )
     for task_run in tasks:
-        _api(api_url, "POST", f"/task_runs/{task_run['id']}/set_state", crashed)
+        _set_state(api_url, f"/task_runs/{task_run['id']}/set_state", crashed)
+
+
+def _set_state(api_url: str, path: str, body: dict) -> None:
+    """One state change; a run that vanished or refuses does not stop the others."""
+    import urllib.error
+
+    try:
+        _api(api_url, "POST", path, body)
+    except urllib.error.HTTPError:
+        pass
 
 
 if __name__ == "__main__":

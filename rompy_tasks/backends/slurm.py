@@ -137,6 +137,9 @@ class SlurmConfig(BaseBackendConfig):
             cluster_kwargs={**self.cluster_kwargs(api_url, log_directory), "job_name": job_name},
             adapt_kwargs={"minimum": 0, "maximum": self.max_jobs},
             batch_job_name=job_name,
+            # A worker job holds only the member it runs; the rest wait at the scheduler, so a
+            # lost job takes no member with it that had not started.
+            dask_config={"distributed.scheduler.worker-saturation": 1.0},
         )
 
     def lost_worker_message(self, run: "ModelRun") -> str:
