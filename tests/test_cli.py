@@ -144,6 +144,8 @@ def test_sigterm_to_the_cli_kills_the_model_tree(prefect_api, tmp_path):
     while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert all(process_gone(p) for p in pids), "model and its child were killed"
+    run_log = (tmp_path / "runs" / "cli-run" / "logs" / "run.log").read_text()
+    assert "cancelled (TerminationSignal): model stopped by SIGTERM" in run_log, "the run log says what happened"
 
 
 @pytest.mark.parametrize("kind", ["pipeline", "backend", "postprocessor"])
