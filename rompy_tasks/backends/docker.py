@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from rompy_tasks.backends import guard
 from rompy_tasks.backends.base import (
     BaseBackendConfig,
     LineSink,
@@ -336,6 +337,7 @@ def run_container(
     except docker.errors.DockerException as err:
         log.close()
         raise BackendError(f"the Docker engine refused to start the container: {err}") from None
+    guard.watch("container", name)  # removed if this process dies, even by SIGKILL
     pump = threading.Thread(target=_pump_logs, args=(container, log, on_line), daemon=True)
     pump.start()
     timed_out = engine_gone = False
@@ -359,6 +361,7 @@ def run_container(
         pump.join(timeout=30)
         ended = datetime.now(UTC)
         engine_left = config.remove_container and not _remove(container, log)
+        guard.unwatch("container", name)
     # A container stopped by the engine on its way down exits non-zero: say why.
     if engine_gone or (exit_code != 0 and not timed_out and (engine_left or not _engine_answers(client))):
         raise _engine_gone(name, log)

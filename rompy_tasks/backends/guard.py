@@ -8,12 +8,14 @@ that reads what to watch from a pipe only the orchestrator holds:
 
     +group <pgid>    -group <pgid>     a model's process group (local backend, SLURM worker)
     +slurm <name>    -slurm <name>     SLURM jobs named <name> (one ensemble's worker jobs)
+    +container <name>  -container <name>   a model's Docker container
     +flowrun <id> <api url>            a Prefect flow run this process orchestrates
 
 When the pipe ends (the orchestrator exited or died, however), it SIGKILLs every group still
-listed, cancels every SLURM job still listed, and marks each listed flow run that is not yet
-final, its unfinished subflow runs and their unfinished task runs Crashed, so the UI does not
-show a dead run Running forever. After a clean run nothing is listed or everything is final.
+listed, cancels every SLURM job still listed, kills every container still listed (the next
+docker run removes it) and marks each listed flow run that is not yet final, its unfinished
+subflow runs and their unfinished task runs Crashed, so the UI does not show a dead run
+Running forever. After a clean run nothing is listed or everything is final.
 The guard runs this file as a script (`python -I -S guard.py`), so it imports nothing of ours;
 `watch`/`unwatch` are the orchestrator's side.
 """
@@ -69,6 +71,7 @@ def unwatch(kind: str, value: object) -> None:
 def main() -> None:
     groups: set[int] = set()
     slurm_names: set[str] = set()
+    containers: set[str] = set()
     flow_runs: dict[str, str] = {}
     for line in sys.stdin:
         op, _, arg = line.strip().partition(" ")
@@ -76,6 +79,8 @@ def main() -> None:
             (groups.add if op == "+group" else groups.discard)(int(arg))
         elif op in ("+slurm", "-slurm") and arg:
             (slurm_names.add if op == "+slurm" else slurm_names.discard)(arg)
+        elif op in ("+container", "-container") and arg:
+            (containers.add if op == "+container" else containers.discard)(arg)
         elif op == "+flowrun" and " " in arg:
             run_id, api_url = arg.split(" ", 1)
             flow_runs[run_id] = api_url
@@ -86,11 +91,42 @@ def main() -> None:
             pass
     for name in slurm_names:
         subprocess.run(["scancel", "--name", name], check=False, capture_output=True)  # noqa: S603, S607
+    for name in containers:
+        try:
+            kill_container(name)
+        except OSError:  # the engine is gone too: it stopped the container itself
+            pass
     for run_id, api_url in flow_runs.items():
         try:
             crash_unfinished(api_url, run_id)
         except OSError:  # the API is gone too: nothing to correct
             pass
+
+
+def kill_container(name: str) -> None:
+    """SIGKILL a container through the Docker engine's API at DOCKER_HOST (unix socket or plain tcp)."""
+    import http.client
+    import socket
+    import urllib.parse
+
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    where = urllib.parse.urlparse(host)
+    if where.scheme == "unix":
+
+        class UnixConnection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(self.timeout)
+                self.sock.connect(where.path)
+
+        connection: http.client.HTTPConnection = UnixConnection("localhost", timeout=30)
+    elif where.scheme in ("tcp", "http"):
+        connection = http.client.HTTPConnection(where.hostname or "localhost", where.port or 2375, timeout=30)
+    else:
+        return  # TLS engines: the next run's leftover cleanup removes it
+    connection.request("POST", f"/containers/{urllib.parse.quote(name)}/kill")
+    connection.getresponse().read()
+    connection.close()
 
 
 UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"]

@@ -7,8 +7,8 @@ kernel's parent-death signal reaches only the wrapper, so its children need the 
 import signal
 
 import pytest
-from conftest import process_gone, start_cli, wait_queue_empty
-from helpers import pids_in, shell_doc, wait_for, write_yaml
+from conftest import process_gone, run_cli, start_cli, wait_queue_empty
+from helpers import VEROS_IMAGE, pids_in, shell_doc, wait_for, write_yaml
 
 pytestmark = pytest.mark.faults
 
@@ -58,3 +58,27 @@ def test_sigkill_of_the_cli_cancels_its_slurm_jobs_and_their_models(cluster, pre
     assert wait_queue_empty(30), "the CLI's worker jobs were cancelled"
     assert wait_for(lambda: all(process_gone(pid) for pid in children), 10), "no child of the model survives"
     assert wait_for(lambda: not unfinished_runs("killed-slurm"), 15), unfinished_runs("killed-slurm")
+
+
+@pytest.mark.docker
+def test_sigkill_of_the_cli_kills_its_container_and_the_next_run_removes_it(engine, prefect_api, tmp_path):
+    from rompy_tasks.backends.docker import RUN_LABEL
+
+    def ours(run_id: str) -> list:
+        return engine.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+
+    backend = {"type": "docker", "image": VEROS_IMAGE, "timeout": 600}
+    doc = shell_doc(tmp_path, ["sh", "-c", "echo started; sleep 300"], run_id="killed-docker", backend=backend)
+    proc = start_cli("run", str(write_yaml(tmp_path / "p.yaml", doc)), api_url=prefect_api)
+    log = tmp_path / "runs" / "killed-docker" / "logs" / "run.log"
+    try:
+        assert wait_for(lambda: log.exists() and "\nstarted\n" in log.read_text(), 90), "the model runs"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert wait_for(lambda: all(c.status == "exited" for c in ours("killed-docker")), 15), "the container was killed"
+    assert wait_for(lambda: not unfinished_runs("killed-docker"), 15), unfinished_runs("killed-docker")
+    doc = shell_doc(tmp_path, ["true"], run_id="after-kill", backend=backend)
+    result = run_cli("run", str(write_yaml(tmp_path / "q.yaml", doc)), env={"PREFECT_API_URL": prefect_api})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not ours("killed-docker"), "the next docker run removed the leftover"
