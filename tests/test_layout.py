@@ -1,0 +1,65 @@
+"""The import direction README's layout section states, checked on the real imports.
+
+`flows` -> `rompy_tasks` (tasks, pipeline, ensemble, forecast, ...) -> {backends, postprocess,
+models} -> `core`. Only `flows/` and `rompy_tasks/tasks.py` import Prefect; `core` imports
+nothing of ours outside itself; nothing in `rompy_tasks` imports `flows`.
+"""
+
+import ast
+from pathlib import Path
+
+from conftest import REPO
+
+PREFECT = ("prefect", "prefect_dask", "prefect_docker")
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module `path` imports, at any depth (function-level imports too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def modules(package: str) -> dict[str, set[str]]:
+    return {str(path.relative_to(REPO)): imports_of(path) for path in (REPO / package).rglob("*.py")}
+
+
+def offenders(found: dict[str, set[str]], bad: tuple[str, ...], allowed: tuple[str, ...] = ()) -> dict:
+    """Per module, the imports that are (inside) one of `bad` and not (inside) one of `allowed`."""
+
+    def within(module: str, names: tuple[str, ...]) -> bool:
+        return any(module == name or module.startswith(name + ".") for name in names)
+
+    hits = {
+        name: sorted(m for m in imported if within(m, bad) and not within(m, allowed))
+        for name, imported in found.items()
+    }
+    return {name: modules for name, modules in hits.items() if modules}
+
+
+def test_only_flows_and_the_task_wrappers_import_prefect():
+    found = modules("rompy_tasks")
+    found.pop("rompy_tasks/tasks.py")
+    assert offenders(found, PREFECT) == {}
+
+
+def test_core_imports_nothing_of_ours_outside_core():
+    assert offenders(modules("rompy_tasks/core"), ("rompy_tasks", "flows"), allowed=("rompy_tasks.core",)) == {}
+
+
+def test_the_checks_see_imports():
+    assert offenders(modules("flows"), PREFECT), "flows import Prefect: the check must see it"
+
+
+def test_nothing_in_the_package_imports_the_flows():
+    assert offenders(modules("rompy_tasks"), ("flows",)) == {}
+
+
+def test_backends_postprocessors_and_models_do_not_import_the_orchestration_layer():
+    layer = ("rompy_tasks.pipeline", "rompy_tasks.tasks", "rompy_tasks.ensemble", "rompy_tasks.forecast")
+    found = {**modules("rompy_tasks/backends"), **modules("rompy_tasks/postprocess"), **modules("rompy_tasks/models")}
+    assert offenders(found, layer) == {}
