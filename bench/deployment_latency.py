@@ -12,7 +12,6 @@ latency runs from that command's start to the model's start as recorded in the r
 import argparse
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,14 +19,9 @@ from datetime import datetime
 from pathlib import Path
 
 from common import BIN, median, spread
+from services import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def model_started(run_dir: Path, deadline: float) -> float:

@@ -30,7 +30,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from flows.services import api_request, free_port
+from services import api_request, free_port
+
 from rompy_tasks.forecast import cycle_id, floor_cycle
 
 REPO = Path(__file__).resolve().parent.parent

@@ -19,7 +19,6 @@ from prefect.runtime import flow_run
 from flows.heartbeats import crash_if_this_process_dies, subflow_context
 from flows.pipeline import model_pipeline, overridden
 from flows.postprocess import artifact_key
-from rompy_tasks.core.model_run import files_matching, output_files
 from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.core.time import as_utc, parse_duration
 from rompy_tasks.forecast import (
@@ -28,7 +27,6 @@ from rompy_tasks.forecast import (
     apply_forecast_overrides,
     cycle_id,
     cycle_pipeline,
-    cycle_run_dir,
     cycle_times,
     cycles_dir,
     floor_cycle,
@@ -36,10 +34,8 @@ from rompy_tasks.forecast import (
     prune_cycles,
     read_cycle,
     require_restart,
-    restarts_by_valid_time,
     save_cycle,
 )
-from rompy_tasks.postprocess.visualize import PLOT_DIR
 
 
 def _cycle_run_name() -> str:
@@ -112,9 +108,7 @@ def _run_cycle(forecast: ForecastConfig, cycle_time: datetime, force: bool) -> C
             previous.written.isoformat(),
         )
         return previous
-    record = CycleRecord(
-        cycle=cycle_time, run_id=cycle_id(cycle_time), status="running", run_dir=cycle_run_dir(forecast, cycle_time)
-    )
+    record = CycleRecord.begin(forecast, cycle_time)
     if not force and is_late(forecast, cycle_time):
         record.status, record.reason = "skipped", f"older than max_lateness ({forecast.max_lateness}); not run"
         logger.warning("cycle %s skipped: %s", record.run_id, record.reason)
@@ -124,24 +118,15 @@ def _run_cycle(forecast: ForecastConfig, cycle_time: datetime, force: bool) -> C
     try:
         hot = require_restart(forecast, cycle_time)
         pipeline = cycle_pipeline(forecast, cycle_time, hot)
-        run = pipeline.config
-        record.start = "hot" if hot else "cold"
-        record.restart_from, record.restart_cycle = (str(hot.restart), hot.cycle) if hot else (None, None)
-        record.period_start, record.period_end = run.period.start, run.period.end
-        record.forcing = [source.output for source in pipeline.forcing]
+        record.note_start(pipeline, hot)
         if hot:
             logger.info("cycle %s: hot start from %s (cycle %s)", record.run_id, hot.restart, hot.cycle)
         else:
-            record.reason = "cold start: no restart from an earlier cycle (cold_start_ok)"
             logger.warning("cycle %s: %s", record.run_id, record.reason)
         save_cycle(forecast, record)
         with subflow_context():
             result = model_pipeline(pipeline)
-        record.timings = {t.stage: round(t.seconds, 3) for t in result.timings}
-        record.restarts = restarts_by_valid_time(pipeline)
-        staging = run.staging_dir
-        record.outputs = [str(p.relative_to(staging)) for p in output_files(run)]
-        record.plots = [str(p.relative_to(staging)) for p in files_matching(staging, [f"{PLOT_DIR}/*.png"])]
+        record.note_results(pipeline, {t.stage: t.seconds for t in result.timings})
         record.status = "completed"
         record.removed_cycles = prune_cycles(forecast, keep={record.run_id} | ({hot.cycle} if hot else set()))
         if record.removed_cycles:

@@ -122,6 +122,10 @@ def _mark_crashed(task_run_id: Any, message: str) -> None:
 def attempts_made(future: PrefectFuture) -> int:
     """How many times the task run behind `future` ran (its own retries included)."""
     from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
 
-    with get_client(sync_client=True) as client:
-        return max(1, client.read_task_run(future.task_run_id).run_count)
+    try:
+        with get_client(sync_client=True) as client:
+            return max(1, client.read_task_run(future.task_run_id).run_count)
+    except ObjectNotFound:  # its worker died before the task run's first events reached the API
+        return 1

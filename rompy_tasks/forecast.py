@@ -19,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rompy_tasks.core.errors import ConfigError, Problem, StageError
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
+from rompy_tasks.core.model_run import files_matching, output_files
 from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.core.time import Duration, as_utc
 from rompy_tasks.pipeline import nested_pipeline_type, validate_data
+from rompy_tasks.postprocess.visualize import PLOT_DIR
 
 CYCLE_FORMAT = "%Y%m%dT%H"
 CYCLE_PATTERN = r"^\d{8}T\d{2}$"
@@ -170,6 +172,30 @@ class CycleRecord(BaseModel):
     removed_cycles: list[str] = Field(default_factory=list)
     reason: str | None = None
     written: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def begin(cls, forecast: "ForecastConfig", cycle: datetime) -> "CycleRecord":
+        """The record of a cycle about to be decided on (run, skipped)."""
+        return cls(cycle=cycle, run_id=cycle_id(cycle), status="running", run_dir=cycle_run_dir(forecast, cycle))
+
+    def note_start(self, pipeline: BaseModel, hot: "HotStart | None") -> None:
+        """How the cycle starts: hot (from which restart and cycle) or cold, its period and forcing."""
+        run = pipeline.config
+        self.start = "hot" if hot else "cold"
+        self.restart_from, self.restart_cycle = (str(hot.restart), hot.cycle) if hot else (None, None)
+        self.period_start, self.period_end = run.period.start, run.period.end
+        self.forcing = [source.output for source in pipeline.forcing]
+        if not hot:
+            self.reason = "cold start: no restart from an earlier cycle (cold_start_ok)"
+
+    def note_results(self, pipeline: BaseModel, timings: dict[str, float]) -> None:
+        """What the cycle's run left: stage durations, restarts by valid time, outputs, plots."""
+        run = pipeline.config
+        staging = run.staging_dir
+        self.timings = {stage: round(seconds, 3) for stage, seconds in timings.items()}
+        self.restarts = restarts_by_valid_time(pipeline)
+        self.outputs = [str(p.relative_to(staging)) for p in output_files(run)]
+        self.plots = [str(p.relative_to(staging)) for p in files_matching(staging, [f"{PLOT_DIR}/*.png"])]
 
     def summary_markdown(self, name: str) -> str:
         """The per-cycle artifact: cycle time, start, restart, forcing, durations, outputs, plots."""

@@ -112,7 +112,7 @@ def _locked() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _free_port(preferred: int = 0) -> int:
+def free_port(preferred: int = 0) -> int:
     """`preferred` if it is free on loopback, else any free port."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is fine
@@ -185,7 +185,7 @@ def prepare_template(timeout: float = STARTUP_TIMEOUT_SECONDS) -> tuple[Path, bo
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     log = staging.parent / f"{staging.name}.log"
-    port = _free_port()
+    port = free_port()
     proc = _launch(staging, port, log)
     info = ServerInfo(pid=proc.pid, port=port, started=_process_start_time(proc.pid) or 0)
     try:
@@ -211,7 +211,7 @@ def start(timeout: float = STARTUP_TIMEOUT_SECONDS) -> tuple[ServerInfo, bool]:
         home = server_dir() / "prefect-home"
         if not home.exists() and template_home().is_dir():
             shutil.copytree(template_home(), home)
-        port = _free_port(_last_port())
+        port = free_port(_last_port())
         proc = _launch(home, port, log_path())
         info = ServerInfo(pid=proc.pid, port=port, started=_process_start_time(proc.pid) or 0)
         _state_path().write_text(json.dumps(asdict(info)))

@@ -336,7 +336,7 @@ def test_sigterm_to_the_cli_stops_the_container(engine, prefect_api, tmp_path):
 
 def test_docker_work_pool_runs_the_whole_pipeline_in_a_container(engine, tmp_path):
     """prefect server + docker worker + `prefect deploy` of deployments/docker/prefect.yaml."""
-    from flows.services import prefect_cli, prefect_server, prefect_worker
+    from services import prefect_cli, prefect_server, prefect_worker
 
     flow_image = f"rompy-tasks/flow:{importlib.metadata.version('rompy-tasks')}"
     if os.getuid() == 0:  # (re)build from this checkout; cached layers make an unchanged build quick

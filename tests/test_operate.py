@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from services import api_request, free_port
 
-from flows.services import api_request, free_port
 from rompy_tasks.forecast import cycle_id, floor_cycle
 
 PREFECT = Path(sys.executable).parent / "prefect"

@@ -317,10 +317,6 @@ def run_container(
 
     `timeout` defaults to the config's (tests shorten it below the config's minimum).
     """
-    import requests
-
-    import docker
-
     timeout = config.timeout if timeout is None else timeout
     user = config.container_user()
     log_path = stage_log_path(run.staging_dir, "run")
@@ -332,31 +328,12 @@ def run_container(
         f"# {started.isoformat()} container {name} from {image.tags or image.id} as {user}: {' '.join(command)}\n"
     )
     log.flush()
-    try:
-        container = _start_container(client, config, image, command, run, name, user)
-    except docker.errors.DockerException as err:
-        log.close()
-        raise BackendError(f"the Docker engine refused to start the container: {err}") from None
-    guard.watch("container", name)  # removed if this process dies, even by SIGKILL
+    container = _start_container(client, config, image, command, run, name, user, log)
+    guard.watch("container", name)  # killed if this process dies, even by SIGKILL
     pump = threading.Thread(target=_pump_logs, args=(container, log, on_line), daemon=True)
     pump.start()
-    timed_out = engine_gone = False
-    exit_code = -1
     try:
-        try:
-            exit_code = container.wait(timeout=timeout)["StatusCode"]
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-            # docker-py reports a wait timeout as either; an engine that no longer answers is gone
-            engine_gone = not _engine_answers(client)
-            if not engine_gone:
-                timed_out = True
-                container.stop(timeout=grace)
-                exit_code = container.wait(timeout=grace + 30)["StatusCode"]
-    except requests.exceptions.ConnectionError:
-        engine_gone = True
-    except BaseException:
-        container.stop(timeout=grace)  # Ctrl-C, SIGTERM, cancellation: the container goes too
-        raise
+        exit_code, timed_out, engine_gone = _wait_for(client, container, timeout, grace)
     finally:
         pump.join(timeout=30)
         ended = datetime.now(UTC)
@@ -386,6 +363,26 @@ def run_container(
     return raise_for_exit(result, timed_out, timeout)
 
 
+def _wait_for(client: "docker.DockerClient", container: Any, timeout: float, grace: int) -> tuple[int, bool, bool]:
+    """Wait for the container to exit, stopping it on timeout or cancellation: (exit code, timed out, engine gone)."""
+    import requests
+
+    try:
+        try:
+            return container.wait(timeout=timeout)["StatusCode"], False, False
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            # docker-py reports a wait timeout as either; an engine that no longer answers is gone
+            if not _engine_answers(client):
+                return -1, False, True
+            container.stop(timeout=grace)
+            return container.wait(timeout=grace + 30)["StatusCode"], True, False
+    except requests.exceptions.ConnectionError:
+        return -1, False, True
+    except BaseException:
+        container.stop(timeout=grace)  # Ctrl-C, SIGTERM, cancellation: the container goes too
+        raise
+
+
 def _start_container(
     client: "docker.DockerClient",
     config: DockerConfig,
@@ -394,7 +391,11 @@ def _start_container(
     run: "ModelRun",
     name: str,
     user: str,
+    log: IO[str],
 ) -> Any:
+    """Create and start the hardened container; a refusal is a BackendError (the log is then closed)."""
+    import docker
+
     mounts = {str(run.staging_dir): {"bind": MOUNT_POINT, "mode": "rw"}}
     for volume in config.volumes:
         host, target, mode = parse_volume(volume)
@@ -402,26 +403,30 @@ def _start_container(
     labels = {RUN_LABEL: run.run_id}
     if config.remove_container:
         labels[REMOVE_LABEL] = "true"
-    return client.containers.run(
-        image.id,
-        command,
-        detach=True,
-        name=name,
-        working_dir=MOUNT_POINT,
-        user=user,
-        environment=dict(config.env_vars),
-        volumes=mounts,
-        nano_cpus=int(config.cpu * 1e9),
-        mem_limit=config.memory.lower() if config.memory else None,
-        network_mode=config.network,
-        labels=labels,
-        # Hardening: no privilege gain through setuid files, no capabilities (also for user: root),
-        # a bounded process count, and an init as PID 1 so the model's tree gets SIGTERM at once.
-        security_opt=["no-new-privileges"],
-        cap_drop=["ALL"],
-        pids_limit=config.pids_limit,
-        init=True,
-    )
+    try:
+        return client.containers.run(
+            image.id,
+            command,
+            detach=True,
+            name=name,
+            working_dir=MOUNT_POINT,
+            user=user,
+            environment=dict(config.env_vars),
+            volumes=mounts,
+            nano_cpus=int(config.cpu * 1e9),
+            mem_limit=config.memory.lower() if config.memory else None,
+            network_mode=config.network,
+            labels=labels,
+            # Hardening: no privilege gain through setuid files, no capabilities (also for user: root),
+            # a bounded process count, and an init as PID 1 so the model's tree gets SIGTERM at once.
+            security_opt=["no-new-privileges"],
+            cap_drop=["ALL"],
+            pids_limit=config.pids_limit,
+            init=True,
+        )
+    except docker.errors.DockerException as err:
+        log.close()
+        raise BackendError(f"the Docker engine refused to start the container: {err}") from None
 
 
 def _engine_answers(client: "docker.DockerClient") -> bool:

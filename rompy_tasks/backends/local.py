@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, stage_log_path
+from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult
 from rompy_tasks.backends.process import execute_process
 
 if TYPE_CHECKING:
@@ -34,12 +34,9 @@ class LocalConfig(BaseBackendConfig):
 
     def execute(self, run: "ModelRun", on_line: LineSink | None = None) -> RunResult:
         return execute_process(
-            self.type,
+            self,
+            run,
             self.resolve_command(run),
-            cwd=self.cwd_for(run),
-            log_path=stage_log_path(run.staging_dir, "run"),
-            env_vars=self.env_vars,
-            timeout=self.timeout,
             on_line=on_line if self.capture_output else None,
             shell=self.shell and self.command is not None,
         )

@@ -25,11 +25,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from rompy_tasks.backends import guard
-from rompy_tasks.backends.base import LineSink, RunResult, raise_for_exit
+from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, raise_for_exit, stage_log_path
 from rompy_tasks.core.errors import ModelRunError
 from rompy_tasks.core.run_files import open_for_append
+
+if TYPE_CHECKING:
+    from rompy_tasks.core.model_run import ModelRun
 
 TERM_GRACE_SECONDS = 10.0
 
@@ -189,56 +193,16 @@ def run_process(
     if not shell:
         command = [resolve_executable(command[0], env), *command[1:]]
     started = datetime.now(UTC)
-    argv, needs_preexec = _dying_with_parent(command, shell)
     with open_for_append(log_path) as log_handle:
         shown = command if isinstance(command, str) else " ".join(command)
         log_handle.write(f"# {started.isoformat()} started in {cwd}: {shown}\n")
         log_handle.flush()
-        try:
-            if _refusing.is_set():
-                raise OSError("the orchestrator is stopping; no model starts now")
-            if not shell:
-                _check_executable(command[0], cwd, env)  # setpriv would only report it as exit 127
-            proc = subprocess.Popen(  # noqa: S603 - argv list; a shell only when the user asked
-                argv,
-                cwd=cwd,
-                env=env,
-                shell=shell and needs_preexec,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if needs_preexec else None,  # noqa: PLW1509 - one syscall
-                text=True,
-                errors="replace",
-                bufsize=1,
-            )
-        except OSError as err:
-            log_handle.write(f"# cannot start: {err}\n")
-            raise ModelRunError(f"cannot start the model: {err}", None, str(log_path), [str(err)]) from None
-        guard.watch("group", proc.pid)
-        with _running_lock:
-            _running_groups.add(proc.pid)
-            if _refusing.is_set():  # started while a stop was under way
-                kill_group(proc.pid, None, grace=0)
+        proc = _start(command, cwd, env, shell, log_handle, log_path)
         reader = threading.Thread(target=_pump, args=(proc.stdout, log_handle, on_line), daemon=True)
         reader.start()
-        timed_out = False
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            kill_group(proc.pid, proc, grace)
-        except BaseException as err:
-            how = kill_group(proc.pid, proc, grace)  # Ctrl-C, SIGTERM, cancellation: take the tree down
-            cause = type(err).__name__
-            log_handle.write(f"# {datetime.now(UTC).isoformat()} cancelled ({cause}): model {how}\n")
-            raise
+            timed_out = _wait_owning(proc, timeout, grace, log_handle)
         finally:
-            kill_group(proc.pid, None, grace=0)  # orphans left by a model that exited
-            with _running_lock:
-                _running_groups.discard(proc.pid)
-            guard.unwatch("group", proc.pid)
             reader.join(timeout=10)
         ended = datetime.now(UTC)
         log_handle.write(
@@ -247,30 +211,89 @@ def run_process(
     return ProcessOutcome(proc.returncode, timed_out, started, ended)
 
 
+def _start(
+    command: list[str] | str, cwd: Path, env: dict[str, str], shell: bool, log_handle: IO[str], log_path: Path
+) -> subprocess.Popen:
+    """Start the model in its own session, dying with this process; registered to be stopped with it."""
+    argv, needs_preexec = _dying_with_parent(command, shell)
+    try:
+        if _refusing.is_set():
+            raise OSError("the orchestrator is stopping; no model starts now")
+        if not shell:
+            _check_executable(command[0], cwd, env)  # setpriv would only report it as exit 127
+        proc = subprocess.Popen(  # noqa: S603 - argv list; a shell only when the user asked
+            argv,
+            cwd=cwd,
+            env=env,
+            shell=shell and needs_preexec,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if needs_preexec else None,  # noqa: PLW1509 - one syscall
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+    except OSError as err:
+        log_handle.write(f"# cannot start: {err}\n")
+        raise ModelRunError(f"cannot start the model: {err}", None, str(log_path), [str(err)]) from None
+    guard.watch("group", proc.pid)
+    with _running_lock:
+        _running_groups.add(proc.pid)
+        if _refusing.is_set():  # started while a stop was under way
+            kill_group(proc.pid, None, grace=0)
+    return proc
+
+
+def _wait_owning(proc: subprocess.Popen, timeout: float | None, grace: float, log_handle: IO[str]) -> bool:
+    """Wait for the model; whatever ends the wait, no process of its group outlives it. Timed out?"""
+    try:
+        proc.wait(timeout=timeout)
+        return False
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid, proc, grace)
+        return True
+    except BaseException as err:
+        how = kill_group(proc.pid, proc, grace)  # Ctrl-C, SIGTERM, cancellation: take the tree down
+        log_handle.write(f"# {datetime.now(UTC).isoformat()} cancelled ({type(err).__name__}): model {how}\n")
+        raise
+    finally:
+        kill_group(proc.pid, None, grace=0)  # orphans left by a model that exited
+        with _running_lock:
+            _running_groups.discard(proc.pid)
+        guard.unwatch("group", proc.pid)
+
+
 def execute_process(
-    backend: str,
+    backend: BaseBackendConfig,
+    run: "ModelRun",
     command: list[str] | str,
     *,
-    cwd: Path,
-    log_path: Path,
-    env_vars: Mapping[str, str],
-    timeout: float,
     on_line: LineSink | None = None,
     shell: bool = False,
+    timeout: float | None = None,
     details: dict | None = None,
 ) -> RunResult:
-    """Run a model process for a backend: the typed result, or the typed error on failure."""
+    """Run a backend's model process for `run` here: the typed result, or the typed error on failure.
+
+    The process-based backends' one way to run a model: in `backend.cwd_for(run)`, with the
+    backend's environment variables, output to the run stage's log, `timeout` defaulting to
+    the backend's.
+    """
+    timeout = backend.timeout if timeout is None else timeout
+    log_path = stage_log_path(run.staging_dir, "run")
     outcome = run_process(
         command,
-        cwd=cwd,
+        cwd=backend.cwd_for(run),
         log_path=log_path,
-        env=child_environment(env_vars),
+        env=child_environment(backend.env_vars),
         timeout=timeout,
         on_line=on_line,
         shell=shell,
     )
     result = RunResult(
-        backend=backend,
+        backend=backend.type,
         command=command,
         exit_code=outcome.exit_code,
         started=outcome.started,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from rompy_tasks.backends.base import BaseBackendConfig, DaskCluster, LineSink, RunResult, stage_log_path
+from rompy_tasks.backends.base import BaseBackendConfig, DaskCluster, LineSink, RunResult
 from rompy_tasks.backends.process import child_environment, execute_process, resolve_executable
 from rompy_tasks.core.errors import BackendError, RunTimeoutError
 from rompy_tasks.core.run_files import write_text
@@ -178,13 +178,11 @@ class SlurmConfig(BaseBackendConfig):
         model[0] = resolve_executable(model[0], child_environment(self.env_vars))  # before the launcher hides it
         try:
             return execute_process(
-                self.type,
+                self,
+                run,
                 self.launch_command(model),
-                cwd=self.cwd_for(run),
-                log_path=stage_log_path(run.staging_dir, "run"),
-                env_vars=self.env_vars,
-                timeout=limit,
                 on_line=on_line,
+                timeout=limit,
                 details={"slurm_job_id": job_id, "node": os.uname().nodename},
             )
         except RunTimeoutError as err:

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from rompy_tasks.backends.base import BaseBackendConfig, RunResult, stage_log_path
+from rompy_tasks.backends.base import BaseBackendConfig, RunResult
 from rompy_tasks.backends.process import execute_process
 
 
@@ -16,16 +16,7 @@ class EchoBackendConfig(BaseBackendConfig):
 
     def execute(self, run, on_line=None) -> RunResult:
         command = ["sh", "-c", 'echo "$0"; exec "$@"', self.banner, *run.config.run_command(run)]
-        return execute_process(
-            self.type,
-            command,
-            cwd=run.staging_dir,
-            log_path=stage_log_path(run.staging_dir, "run"),
-            env_vars=self.env_vars,
-            timeout=self.timeout,
-            on_line=on_line,
-            details={"banner": self.banner},
-        )
+        return execute_process(self, run, command, on_line=on_line, details={"banner": self.banner})
 
 
 class CountFiles:

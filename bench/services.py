@@ -7,8 +7,6 @@ process group.
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,25 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rompy_tasks.backends.process import kill_group
+from rompy_tasks.local_server import free_port
+
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 20) -> None:
-    """SIGTERM the process group, SIGKILL it if it lingers."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
 
 
 @contextmanager
@@ -74,7 +57,7 @@ def prefect_server(home: Path, log: Path) -> Iterator[dict[str, str]]:
                 time.sleep(0.5)
         yield {**os.environ, "PREFECT_API_URL": url, "PREFECT_HOME": str(home)}
     finally:
-        stop_group(proc)
+        kill_group(proc.pid, proc, grace=20)
 
 
 @contextmanager
@@ -91,7 +74,7 @@ def prefect_worker(pool: str, worker_type: str, env: dict[str, str], log: Path) 
     try:
         yield
     finally:
-        stop_group(proc)
+        kill_group(proc.pid, proc, grace=20)
 
 
 def prefect_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
