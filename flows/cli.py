@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -119,18 +120,24 @@ def _connect_api() -> None:
     os.environ["PREFECT_API_URL"] = info.api_url
 
 
-def _run_flow(call: Callable[[], Any]) -> Any:
-    """Run a flow from the command line: SIGTERM unwinds like Ctrl-C, no flow heartbeat.
+def _run_flow(call: Callable[..., Any], rule: str, title: str, *around: AbstractContextManager) -> Any:
+    """Run a flow from the command line: its result, or exit 1 saying why `title` failed.
 
-    The heartbeat thread tells a server that a flow's process is alive; it costs about a second
-    to stop, which is most of a short run's overhead from the command line. Deployment runs
-    (started by a worker) keep it.
+    Prints `rule` first and runs inside the `around` contexts (progress bars, console level).
+    SIGTERM unwinds like Ctrl-C. No flow heartbeat: it tells a server that a flow's process is
+    alive and costs about a second to stop, most of a short run's overhead; the guard marks a
+    dead command's runs Crashed instead. Deployment runs (started by a worker) keep it.
     """
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+    err.rule(rule)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return call()
+    with ExitStack() as stack:
+        for context in around:
+            stack.enter_context(context)
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            state = call(return_state=True)
+    return _outcome(state, title)
 
 
 @app.command()
@@ -156,19 +163,20 @@ def run(
     from flows.progress import pipeline_progress
 
     run_id = pipeline.config.run_id
-    err.rule(f"rompy-tasks: {run_id} ({pipeline.config.config.model_type} on {pipeline.backend.type})")
-    with pipeline_progress(err, run_id):
-        state = _run_flow(
-            lambda: model_pipeline(
-                pipeline=pipeline,
-                first_stage=first_stage,
-                last_stage=last_stage,
-                cleanup_on_failure=cleanup_on_failure,
-                validate_stages=validate_stages,
-                return_state=True,
-            )
-        )
-    _print_result(_outcome(state, f"Run {run_id}"))
+    result = _run_flow(
+        lambda **kw: model_pipeline(
+            pipeline=pipeline,
+            first_stage=first_stage,
+            last_stage=last_stage,
+            cleanup_on_failure=cleanup_on_failure,
+            validate_stages=validate_stages,
+            **kw,
+        ),
+        f"rompy-tasks: {run_id} ({pipeline.config.config.model_type} on {pipeline.backend.type})",
+        f"Run {run_id}",
+        pipeline_progress(err, run_id),
+    )
+    _print_result(result)
 
 
 @app.command()
@@ -198,16 +206,14 @@ def ensemble(
     from flows.ensemble import model_ensemble
     from flows.progress import console_level, ensemble_progress
 
-    err.rule(f"rompy-tasks ensemble: {config.name} ({len(members)} members)")
     run_ids = [m.run_id for m in members if selected is None or m.index in selected]
-    with ensemble_progress(err, run_ids), console_level(logging.INFO if verbose else logging.WARNING):
-        state = _run_flow(
-            lambda: model_ensemble(ensemble=config, indexes=selected, max_parallel=max_parallel, return_state=True)
-        )
-    if not state.is_completed():
-        err.print(f"[bold red]Ensemble {config.name} failed[/]: {state.message}")
-        raise typer.Exit(EXIT_FAILED)
-    result = state.result()
+    result = _run_flow(
+        lambda **kw: model_ensemble(ensemble=config, indexes=selected, max_parallel=max_parallel, **kw),
+        f"rompy-tasks ensemble: {config.name} ({len(members)} members)",
+        f"Ensemble {config.name}",
+        ensemble_progress(err, run_ids),
+        console_level(logging.INFO if verbose else logging.WARNING),
+    )
     table = Table("member", "run id", "status", "attempts", "seconds", title=f"Ensemble {config.name}")
     for m in result.members:
         seconds = f"{m.duration_seconds:.1f}" if m.duration_seconds is not None else ""
@@ -336,11 +342,6 @@ def _print_cycles(records: list[Any]) -> None:
     out.print(table)
 
 
-def _run_forecast_flow(call: Any, title: str) -> Any:
-    err.rule(title)
-    return _outcome(_run_flow(lambda: call(return_state=True)), title)
-
-
 @forecast_app.command("run")
 def forecast_run(
     file: Annotated[Path, typer.Argument(help="Forecast YAML/JSON file")],
@@ -356,10 +357,8 @@ def forecast_run(
     _connect_api()
     from flows.forecast import forecast_cycle
 
-    record = _run_forecast_flow(
-        lambda **kw: forecast_cycle(forecast=config, cycle=when, force=force, **kw),
-        f"rompy-tasks forecast: {config.name}",
-    )
+    title = f"rompy-tasks forecast: {config.name}"
+    record = _run_flow(lambda **kw: forecast_cycle(forecast=config, cycle=when, force=force, **kw), title, title)
     _print_cycles([record])
     out.print(f"Cycle directory: {record.run_dir}")
 
@@ -380,9 +379,9 @@ def forecast_backfill(
     _connect_api()
     from flows.forecast import forecast_backfill as backfill_flow
 
-    records = _run_forecast_flow(
-        lambda **kw: backfill_flow(forecast=config, start=first, end=last, force=force, **kw),
-        f"rompy-tasks forecast backfill: {config.name}",
+    title = f"rompy-tasks forecast backfill: {config.name}"
+    records = _run_flow(
+        lambda **kw: backfill_flow(forecast=config, start=first, end=last, force=force, **kw), title, title
     )
     _print_cycles(records)
 

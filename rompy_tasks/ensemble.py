@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rompy_tasks.core.errors import ConfigError, Problem
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments, set_path
+from rompy_tasks.core.model_run import RunId
 from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.pipeline import nested_pipeline_type, validate_data
 from rompy_tasks.postprocess.ensemble_stats import EnsembleStatsConfig
@@ -61,7 +62,7 @@ class EnsembleConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="Ensemble directory name")
+    name: RunId = Field(description="Ensemble directory name (as a run id)")
     pipeline: nested_pipeline_type() = Field(  # type: ignore[valid-type]
         description="The base pipeline (config, backend, postprocessor)"
     )

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rompy_tasks.core.errors import ConfigError, Problem, StageError
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
-from rompy_tasks.core.model_run import files_matching, output_files
+from rompy_tasks.core.model_run import RunId, files_matching, output_files
 from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.core.time import Duration, as_utc
 from rompy_tasks.pipeline import nested_pipeline_type, validate_data
@@ -49,7 +49,7 @@ class ForecastConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="Forecast directory name")
+    name: RunId = Field(description="Forecast directory name (as a run id)")
     pipeline: nested_pipeline_type() = Field(  # type: ignore[valid-type]
         description="The base pipeline; each cycle replaces its run id, period and restart input"
     )

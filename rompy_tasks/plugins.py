@@ -31,7 +31,6 @@ GROUPS = {
     "config": "rompy_tasks.config",
     "run": "rompy_tasks.run",
     "postprocess": "rompy_tasks.postprocess",
-    "pipeline": "rompy_tasks.pipeline",
 }
 
 
@@ -90,8 +89,6 @@ def registry() -> Registry:
             if ep.name in loaded[key]:
                 continue  # the same distribution seen twice on sys.path
             targets[key][ep.name] = ep.value
-            if key == "pipeline":
-                continue
             try:
                 loaded[key][ep.name] = _check(key, ep.name, ep.load())
             except Exception as err:  # a broken plugin is reported, never fatal

@@ -184,7 +184,7 @@ def test_backends_commands(tmp_path):
 def test_plugins_lists_every_group():
     result = run_cli("plugins")
     assert result.returncode == 0
-    for name in ("rompy_tasks.config", "veros", "shell", "local", "archive", "visualize", "model_pipeline"):
+    for name in ("rompy_tasks.config", "rompy_tasks.run", "rompy_tasks.postprocess", "veros", "local", "archive"):
         assert name in result.stdout, name
 
 
