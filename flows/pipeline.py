@@ -15,8 +15,9 @@ from prefect.artifacts import create_markdown_artifact
 from flows.heartbeats import crash_if_this_process_dies, subflow_context
 from flows.postprocess import artifact_key, postprocess_flow
 from flows.runners import attempts_made, cluster_runner, result_or_lost
-from rompy_tasks.backends.base import RunResult
+from rompy_tasks.backends.base import BaseBackendConfig, RunResult
 from rompy_tasks.core.errors import WorkerLostError
+from rompy_tasks.core.model_run import ModelRun
 from rompy_tasks.pipeline import (
     PipelineResult,
     Stage,
@@ -28,6 +29,7 @@ from rompy_tasks.pipeline import (
     select_stages,
 )
 from rompy_tasks.plugins import pipeline_config_class
+from rompy_tasks.postprocess.base import BasePostprocessorConfig
 from rompy_tasks.tasks import generate_inputs, run_model
 
 PipelineConfig = pipeline_config_class()
@@ -44,7 +46,9 @@ def overridden(config: T, overrides: dict[str, Any] | None, apply: Callable[[T, 
 
 
 @flow(name="remote-run-stage", flow_run_name="run-{model_run.run_id}", validate_parameters=False)
-def remote_run_stage(model_run: Any, backend: Any, retries: int, retry_delay_seconds: float) -> RunResult:
+def remote_run_stage(
+    model_run: ModelRun, backend: BaseBackendConfig, retries: int, retry_delay_seconds: float
+) -> RunResult:
     """The run stage on a backend's own task runner (e.g. Dask workers in SLURM jobs).
 
     A lost worker job ends its attempt with an error naming the job; another attempt starts
@@ -70,7 +74,7 @@ def remote_run_stage(model_run: Any, backend: Any, retries: int, retry_delay_sec
             time.sleep(retry_delay_seconds)
 
 
-def run_stage(model_run: Any, backend: Any, retries: int, retry_delay_seconds: float) -> RunResult:
+def run_stage(model_run: ModelRun, backend: BaseBackendConfig, retries: int, retry_delay_seconds: float) -> RunResult:
     """Run the model: in this thread, or as a subflow on the cluster the backend declares.
 
     Only the run stage moves (generate and postprocess stay where the flow runs), so the
@@ -85,7 +89,7 @@ def run_stage(model_run: Any, backend: Any, retries: int, retry_delay_seconds: f
         return remote_run_stage.with_options(task_runner=runner)(model_run, backend, retries, retry_delay_seconds)
 
 
-def postprocess_stage(model_run: Any, processor: Any) -> dict[str, Any]:
+def postprocess_stage(model_run: ModelRun, processor: BasePostprocessorConfig) -> dict[str, Any]:
     """One postprocessor, as its own subflow run."""
     with subflow_context():
         return postprocess_flow(processor.processor)(model_run, processor)

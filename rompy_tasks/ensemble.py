@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from rompy_tasks.core.errors import ConfigError, Problem
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments, set_path
 from rompy_tasks.core.model_run import RunId
 from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.pipeline import nested_pipeline_type, validate_data
+from rompy_tasks.pipeline_config import PipelineBase
 from rompy_tasks.postprocess.ensemble_stats import EnsembleStatsConfig
 
 
@@ -126,11 +127,11 @@ class Member(BaseModel):
     index: int
     run_id: str
     overrides: dict[str, Any]
-    pipeline: Any
+    pipeline: SerializeAsAny[PipelineBase]  # the plugin-refined pipeline, dumped as what it is
     config_hash: str
 
 
-def config_hash(pipeline: BaseModel) -> str:
+def config_hash(pipeline: PipelineBase) -> str:
     """A stable hash of a member's resolved pipeline: what a completion record is checked against."""
     text = json.dumps(pipeline.model_dump(mode="json"), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -23,6 +23,7 @@ from rompy_tasks.core.model_run import RunId, files_matching, output_files
 from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.core.time import Duration, as_utc
 from rompy_tasks.pipeline import nested_pipeline_type, validate_data
+from rompy_tasks.pipeline_config import PipelineBase
 from rompy_tasks.postprocess.visualize import PLOT_DIR
 
 CYCLE_FORMAT = "%Y%m%dT%H"
@@ -178,7 +179,7 @@ class CycleRecord(BaseModel):
         """The record of a cycle about to be decided on (run, skipped)."""
         return cls(cycle=cycle, run_id=cycle_id(cycle), status="running", run_dir=cycle_run_dir(forecast, cycle))
 
-    def note_start(self, pipeline: BaseModel, hot: "HotStart | None") -> None:
+    def note_start(self, pipeline: PipelineBase, hot: "HotStart | None") -> None:
         """How the cycle starts: hot (from which restart and cycle) or cold, its period and forcing."""
         run = pipeline.config
         self.start = "hot" if hot else "cold"
@@ -188,7 +189,7 @@ class CycleRecord(BaseModel):
         if not hot:
             self.reason = "cold start: no restart from an earlier cycle (cold_start_ok)"
 
-    def note_results(self, pipeline: BaseModel, timings: dict[str, float]) -> None:
+    def note_results(self, pipeline: PipelineBase, timings: dict[str, float]) -> None:
         """What the cycle's run left: stage durations, restarts by valid time, outputs, plots."""
         run = pipeline.config
         staging = run.staging_dir
@@ -269,7 +270,7 @@ def find_restart(forecast: ForecastConfig, cycle: datetime) -> HotStart | None:
     return None
 
 
-def cycle_pipeline(forecast: ForecastConfig, cycle: datetime, hot_start: HotStart | None) -> BaseModel:
+def cycle_pipeline(forecast: ForecastConfig, cycle: datetime, hot_start: HotStart | None) -> PipelineBase:
     """The cycle's validated pipeline: run id, directory, period and restart derived from the cycle."""
     cycle = as_utc(cycle)
     spinup = timedelta(0) if hot_start else forecast.spinup
@@ -290,7 +291,7 @@ def cycle_pipeline(forecast: ForecastConfig, cycle: datetime, hot_start: HotStar
     return validate_data(data, source=f"cycle {cycle_id(cycle)}")
 
 
-def restarts_by_valid_time(pipeline: BaseModel) -> dict[str, str]:
+def restarts_by_valid_time(pipeline: PipelineBase) -> dict[str, str]:
     """The restarts a finished cycle wrote, keyed by the (ISO) time they are valid at."""
     run = pipeline.config
     return {

@@ -18,11 +18,13 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, stage_log_path
 from rompy_tasks.core.errors import ConfigError, StageError
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
-from rompy_tasks.core.model_run import output_files
+from rompy_tasks.core.model_run import ModelRun, output_files
 from rompy_tasks.core.records import write_json_atomically
 from rompy_tasks.core.run_files import exclusive, write_text
 from rompy_tasks.forcing import ForcingSource, write_forcing
+from rompy_tasks.pipeline_config import PipelineBase
 from rompy_tasks.plugins import pipeline_config_class
+from rompy_tasks.postprocess.base import BasePostprocessorConfig
 
 Stage = Literal["generate", "run", "postprocess"]
 STAGES: tuple[str, ...] = ("generate", "run", "postprocess")
@@ -62,7 +64,7 @@ def nested_pipeline_type() -> Any:
     ]
 
 
-def validate_data(data: dict[str, Any], source: str | None = None) -> BaseModel:
+def validate_data(data: dict[str, Any], source: str | None = None) -> PipelineBase:
     """Validate a pipeline mapping; every problem is reported with its field path."""
     data = expand_shorthands(data)
     try:
@@ -78,17 +80,17 @@ def validate_data(data: dict[str, Any], source: str | None = None) -> BaseModel:
     return pipeline
 
 
-def apply_overrides(pipeline: BaseModel, overrides: dict[str, Any]) -> BaseModel:
+def apply_overrides(pipeline: PipelineBase, overrides: dict[str, Any]) -> PipelineBase:
     """`pipeline` with `dotted.path: value` overrides (the flows' `overrides` parameter)."""
     return apply_field_overrides(pipeline, overrides, validate_data)
 
 
-def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> BaseModel:
+def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineBase:
     """Read, override (`a.b=c`) and validate a pipeline file."""
     return validate_data(load_with_assignments(path, overrides), source=str(path))
 
 
-def redacted(pipeline: BaseModel) -> dict[str, Any]:
+def redacted(pipeline: PipelineBase) -> dict[str, Any]:
     """The pipeline as JSON data with environment variable values hidden (they may be secrets)."""
     data = pipeline.model_dump(mode="json")
     backend = data.get("backend") or {}
@@ -97,7 +99,7 @@ def redacted(pipeline: BaseModel) -> dict[str, Any]:
     return data
 
 
-def record_generated(run: Any, files: list[Path]) -> Path:
+def record_generated(run: ModelRun, files: list[Path]) -> Path:
     """Write the generate stage's log: when it ran and which input files it wrote."""
     log = stage_log_path(run.staging_dir, "generate")
     lines = [f"# {datetime.now(UTC).isoformat()} generated {len(files)} input file(s)"]
@@ -106,20 +108,20 @@ def record_generated(run: Any, files: list[Path]) -> Path:
     return log
 
 
-def check_inputs(run: Any) -> None:
+def check_inputs(run: ModelRun) -> None:
     """Before the run stage: the generate stage must have completed for this run directory."""
     if not stage_log_path(run.staging_dir, "generate").is_file():
         raise StageError(f"inputs of {run.staging_dir} were never generated: run the generate stage first")
 
 
-def check_outputs(run: Any) -> None:
+def check_outputs(run: ModelRun) -> None:
     """Before postprocessing: the model must have written outputs."""
     if not run.staging_dir.is_dir() or not output_files(run):
         patterns = run.config.output_patterns()
         raise StageError(f"no model outputs matching {patterns} in {run.staging_dir}: run the model first")
 
 
-def generated_inputs(run: Any) -> set[Path]:
+def generated_inputs(run: ModelRun) -> set[Path]:
     """The input files the generate stage recorded in its log."""
     log = stage_log_path(run.staging_dir, "generate")
     if not log.is_file():
@@ -128,7 +130,7 @@ def generated_inputs(run: Any) -> set[Path]:
     return {run.staging_dir / line for line in lines}
 
 
-def remove_outputs(run: Any) -> list[Path]:
+def remove_outputs(run: ModelRun) -> list[Path]:
     """Delete model outputs (never generated inputs, logs or the manifest) after a failure."""
     keep = generated_inputs(run) | {run.staging_dir / MANIFEST_NAME}
     removed = []
@@ -159,7 +161,7 @@ class PipelineResult(BaseModel):
     error: str | None = None
     finished: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
-    def summary_markdown(self, pipeline: BaseModel) -> str:
+    def summary_markdown(self, pipeline: PipelineBase) -> str:
         """The flow-run summary artifact: run id, period, backend, stages, durations, outputs."""
         run = pipeline.config
         lines = [
@@ -188,7 +190,7 @@ class PipelineResult(BaseModel):
         return "\n".join(lines)
 
 
-def write_manifest(result: PipelineResult, pipeline: BaseModel) -> Path:
+def write_manifest(result: PipelineResult, pipeline: PipelineBase) -> Path:
     """Record the run (config with secrets hidden, stages, results) in the run directory, atomically."""
     payload = {"pipeline": redacted(pipeline), "result": result.model_dump(mode="json")}
     return write_json_atomically(result.staging_dir / MANIFEST_NAME, payload, durable=False)
@@ -199,7 +201,7 @@ def write_manifest(result: PipelineResult, pipeline: BaseModel) -> Path:
 # directly inside its own task run. Both go through `execute_stages`, so a run behaves the same.
 
 
-def generate(model_run: Any, forcing: Sequence[ForcingSource], log: LineSink) -> list[str]:
+def generate(model_run: ModelRun, forcing: Sequence[ForcingSource], log: LineSink) -> list[str]:
     """Create the run directory and write the model's inputs and its forcing cut into it."""
     staging = model_run.prepare_staging()
     files = model_run.config.generate(model_run, staging)
@@ -212,7 +214,7 @@ def generate(model_run: Any, forcing: Sequence[ForcingSource], log: LineSink) ->
     return [str(f) for f in files]
 
 
-def execute(model_run: Any, backend: BaseBackendConfig, log: LineSink) -> RunResult:
+def execute(model_run: ModelRun, backend: BaseBackendConfig, log: LineSink) -> RunResult:
     """Execute the model on its backend, every output line to `log`."""
     log(f"running {model_run.config.model_type} on the {backend.type} backend in {model_run.staging_dir}")
     result = backend.execute(model_run, on_line=log)
@@ -224,13 +226,13 @@ def execute(model_run: Any, backend: BaseBackendConfig, log: LineSink) -> RunRes
 class StageCalls:
     """How each stage is called: directly (an ensemble member) or as Prefect tasks (the pipeline flow)."""
 
-    generate: Callable[[Any, Sequence[ForcingSource]], list[str]]
-    run: Callable[[Any, BaseBackendConfig], RunResult]
-    postprocess: Callable[[Any, Any], dict[str, Any]]
+    generate: Callable[[ModelRun, Sequence[ForcingSource]], list[str]]
+    run: Callable[[ModelRun, BaseBackendConfig], RunResult]
+    postprocess: Callable[[ModelRun, BasePostprocessorConfig], dict[str, Any]]
 
 
 def execute_stages(
-    pipeline: Any,
+    pipeline: PipelineBase,
     result: PipelineResult,
     calls: StageCalls,
     *,
@@ -249,7 +251,7 @@ def execute_stages(
 
 
 def _execute_stages_locked(
-    pipeline: Any,
+    pipeline: PipelineBase,
     result: PipelineResult,
     calls: StageCalls,
     validate_stages: bool,
@@ -291,7 +293,7 @@ def _execute_stages_locked(
     return result
 
 
-def new_result(pipeline: Any, stages: list[str]) -> PipelineResult:
+def new_result(pipeline: PipelineBase, stages: list[str]) -> PipelineResult:
     """An empty result for a pipeline about to run `stages`."""
     run = pipeline.config
     return PipelineResult(run_id=run.run_id, staging_dir=run.staging_dir, status="failed", stages_requested=stages)

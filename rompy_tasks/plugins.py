@@ -19,12 +19,12 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import Field, create_model
 
 from rompy_tasks.backends.base import BaseBackendConfig
 from rompy_tasks.core.config import BaseModelConfig
 from rompy_tasks.core.model_run import ModelRun
-from rompy_tasks.forcing import ForcingSource
+from rompy_tasks.pipeline_config import PipelineBase
 from rompy_tasks.postprocess.base import BasePostprocessorConfig, ExternalPostprocessorConfig
 
 GROUPS = {
@@ -135,25 +135,18 @@ def model_run_class() -> type[ModelRun]:
 
 
 @cache
-def pipeline_config_class() -> type[BaseModel]:
-    """The pipeline file: `config` (the model run), `backend`, `postprocessor` (one or a list)."""
+def pipeline_config_class() -> type[PipelineBase]:
+    """The pipeline file: PipelineBase with `config`, `backend`, `postprocessor` refined to the plugins."""
     local = available("run").get("local")
     backend_field = Field(default_factory=local) if local else Field(...)
 
-    class PipelineConfig(BaseModel):
+    class PipelineConfig(PipelineBase):
         """A model run, the backend that executes it, and the postprocessors of its outputs."""
-
-        model_config = ConfigDict(extra="forbid")
 
         config: model_run_class()  # type: ignore[valid-type]
         backend: backend_union() = backend_field  # type: ignore[valid-type]
         postprocessor: list[postprocessor_union()] = Field(  # type: ignore[valid-type]
             default_factory=list, description="Postprocessors run in order after the model"
         )
-        forcing: list[ForcingSource] = Field(
-            default_factory=list, description="Forcing data cut to the run period in the generate stage"
-        )
-        run_retries: int = Field(0, ge=0, le=10, description="Retries of the run stage after a failure")
-        run_retry_delay_seconds: float = Field(10.0, ge=0, le=3600)
 
     return PipelineConfig

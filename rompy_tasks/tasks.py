@@ -4,7 +4,6 @@ Tasks are side-effecting (they write run directories), so none is cached.
 """
 
 from collections.abc import Sequence
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -12,17 +11,18 @@ from prefect.logging.handlers import APILogHandler
 
 from rompy_tasks import pipeline
 from rompy_tasks.backends.base import BaseBackendConfig, RunResult
+from rompy_tasks.core.model_run import ModelRun
 from rompy_tasks.forcing import ForcingSource
 
 
 @task(name="generate-inputs", task_run_name="generate-{model_run.run_id}", cache_policy=NO_CACHE)
-def generate_inputs(model_run: Any, forcing: Sequence[ForcingSource] = ()) -> list[str]:
+def generate_inputs(model_run: ModelRun, forcing: Sequence[ForcingSource] = ()) -> list[str]:
     """Create the run directory and write the model's inputs and its forcing cut into it."""
     return pipeline.generate(model_run, forcing, get_run_logger().info)
 
 
 @task(name="run-model", task_run_name="run-{model_run.run_id}", cache_policy=NO_CACHE)
-def run_model(model_run: Any, backend: BaseBackendConfig) -> RunResult:
+def run_model(model_run: ModelRun, backend: BaseBackendConfig) -> RunResult:
     """Execute the model on its backend, streaming every output line to the run logger."""
     try:
         return pipeline.execute(model_run, backend, get_run_logger().info)

@@ -1,0 +1,32 @@
+"""The static shape of a pipeline: what every pipeline file has, typed for readers and editors.
+
+`plugins.pipeline_config_class()` builds the class that validates files by refining the
+three plugin fields to discriminated unions of the installed plugins (model configs,
+backends, postprocessors); code that runs a pipeline reads it through this base type, so
+`pipeline.config` is a `ModelRun`, `pipeline.backend` a `BaseBackendConfig`, each
+postprocessor a `BasePostprocessorConfig`.
+"""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rompy_tasks.backends.base import BaseBackendConfig
+from rompy_tasks.core.model_run import ModelRun
+from rompy_tasks.forcing import ForcingSource
+from rompy_tasks.postprocess.base import BasePostprocessorConfig
+
+
+class PipelineBase(BaseModel):
+    """A model run, the backend that executes it, and the postprocessors of its outputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: ModelRun
+    backend: BaseBackendConfig
+    postprocessor: list[BasePostprocessorConfig] = Field(
+        default_factory=list, description="Postprocessors run in order after the model"
+    )
+    forcing: list[ForcingSource] = Field(
+        default_factory=list, description="Forcing data cut to the run period in the generate stage"
+    )
+    run_retries: int = Field(0, ge=0, le=10, description="Retries of the run stage after a failure")
+    run_retry_delay_seconds: float = Field(10.0, ge=0, le=3600)
