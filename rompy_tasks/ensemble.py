@@ -22,6 +22,7 @@ from rompy_tasks.core.errors import ConfigError, Problem
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments, set_path
 from rompy_tasks.core.model_run import RunId
 from rompy_tasks.core.records import read_record, write_record
+from rompy_tasks.core.time import seconds_type
 from rompy_tasks.pipeline import nested_pipeline_type, validate_data
 from rompy_tasks.pipeline_config import PipelineBase
 from rompy_tasks.postprocess.ensemble_stats import EnsembleStatsConfig
@@ -70,9 +71,9 @@ class EnsembleConfig(BaseModel):
     members: ExplicitMembers | MatrixMembers | SeededMembers
     run_id_template: str = Field("{run_id}_m{index:03d}", description="Member run id, from run_id and index")
     max_parallel: int = Field(2, ge=1, le=10000, description="Members running at once")
-    stagger_seconds: float = Field(0.0, ge=0, le=3600, description="Delay between member starts")
+    stagger_seconds: seconds_type(0, 3600) = Field(0.0, description="Delay between member starts (or a duration)")  # type: ignore[valid-type]
     retries: int = Field(0, ge=0, le=10, description="Retries of a failed member")
-    retry_delay_seconds: float = Field(0.0, ge=0, le=3600)
+    retry_delay_seconds: seconds_type(0, 3600) = Field(0.0, description="Seconds (or a duration) between tries")  # type: ignore[valid-type]
     allow_failures: int = Field(0, ge=0, description="Failed members that still count as success")
     pre_batch: list[str] = Field(default_factory=list, description="Commands run in the ensemble dir first")
     post_batch: list[str] = Field(default_factory=list, description="Commands run in the ensemble dir last")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rompy_tasks.backends.base import BaseBackendConfig
 from rompy_tasks.core.model_run import ModelRun
+from rompy_tasks.core.time import seconds_type
 from rompy_tasks.forcing import ForcingSource
 from rompy_tasks.postprocess.base import BasePostprocessorConfig
 
@@ -29,4 +30,6 @@ class PipelineBase(BaseModel):
         default_factory=list, description="Forcing data cut to the run period in the generate stage"
     )
     run_retries: int = Field(0, ge=0, le=10, description="Retries of the run stage after a failure")
-    run_retry_delay_seconds: float = Field(10.0, ge=0, le=3600)
+    run_retry_delay_seconds: seconds_type(0, 3600) = Field(  # type: ignore[valid-type]
+        10.0, description="Seconds (or a duration) between tries"
+    )

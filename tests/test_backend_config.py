@@ -64,7 +64,8 @@ def test_every_problem_is_reported_at_once(tmp_path):
 def test_json_schema_export_carries_the_rules():
     schema = LocalConfig.model_json_schema()
     json.dumps(schema)
-    assert schema["properties"]["timeout"]["minimum"] == 60
-    assert schema["properties"]["timeout"]["maximum"] == 86400
+    seconds, duration = schema["properties"]["timeout"]["anyOf"]  # seconds, or a duration string ("2h")
+    assert (seconds["type"], seconds["minimum"], seconds["maximum"]) == ("integer", 60, 86400)
+    assert duration["type"] == "string"
     assert schema["properties"]["env_vars"]["additionalProperties"]["type"] == "string"
     assert schema["properties"]["type"]["const"] == "local"

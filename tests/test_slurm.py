@@ -55,7 +55,8 @@ def test_defaults_and_valid_values():
         ({"ntasks": 0}, "ntasks"),
         ({"memory": "lots"}, "memory"),
         ({"memory": "4 G"}, "memory"),
-        ({"time_limit": "1h"}, "time_limit"),
+        ({"time_limit": "soon"}, "time_limit"),
+        ({"time_limit": "0s"}, "time_limit"),
         ({"time_limit": "00:61:00"}, "time_limit"),
         ({"time_limit": "1-2:3"}, "time_limit"),
         ({"job_extra_directives": ["--exclusive\n#SBATCH --uid=0"]}, "job_extra_directives"),
@@ -75,6 +76,20 @@ def test_invalid_values_name_their_field(fields, field):
 @pytest.mark.parametrize(("text", "seconds"), [("00:01:30", 90), ("2:00:00", 7200), ("1-00:00:01", 86401)])
 def test_walltime_parsing(text, seconds):
     assert walltime_seconds(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("given", "rendered"),
+    [
+        ("01:00:00", "01:00:00"),
+        ("100:00:00", "4-04:00:00"),
+        ("2h", "02:00:00"),
+        ("PT90M", "01:30:00"),
+        (7200, "02:00:00"),
+    ],
+)
+def test_time_limit_takes_every_duration_form_and_renders_slurms(given, rendered):
+    assert SlurmConfig(time_limit=given).time_limit == rendered
 
 
 def test_job_script_carries_resources_the_api_url_and_the_log_directory(tmp_path):

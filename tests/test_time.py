@@ -79,3 +79,32 @@ def test_dump_keeps_what_was_given_so_overrides_stay_consistent():
     given_end = TimeRange(start="2026-01-01", end="2026-01-04")
     assert "duration" not in given_end.model_dump(mode="json")
     assert TimeRange.model_validate(given_end.model_dump(mode="json")).duration == timedelta(days=3)
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "given", "expected"),
+    [
+        ("backend", "timeout", "2h", 7200),
+        ("backend", "timeout", "01:30:00", 5400),
+        ("backend", "timeout", 600, 600),
+        ("ensemble", "stagger_seconds", "1m", 60.0),
+        ("ensemble", "retry_delay_seconds", "PT30S", 30.0),
+        ("pipeline", "run_retry_delay_seconds", "90s", 90.0),
+    ],
+)
+def test_every_seconds_field_takes_every_duration_form(model, field, given, expected):
+    """One notation for durations: today's numbers stay valid, duration strings are accepted too."""
+    from rompy_tasks.backends.local import LocalConfig
+    from rompy_tasks.ensemble import EnsembleConfig
+    from rompy_tasks.pipeline import validate_data
+
+    run = {"run_id": "r", "output_dir": "/tmp/unused", "period": {"start": "2026-01-01", "duration": "1h"}}
+    pipeline = {"config": {**run, "config": {"model_type": "shell", "command": "true"}}}
+    if model == "backend":
+        value = getattr(LocalConfig(**{field: given}), field)
+    elif model == "pipeline":
+        value = getattr(validate_data({**pipeline, field: given}), field)
+    else:
+        doc = {"name": "e", "pipeline": pipeline, "members": {"n": 1}, field: given}
+        value = getattr(EnsembleConfig.model_validate(doc), field)
+    assert value == expected and type(value) is type(expected)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from rompy_tasks.core.errors import ModelRunError
+from rompy_tasks.core.time import seconds_type
 
 if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
@@ -57,7 +58,9 @@ class BaseBackendConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str
-    timeout: int = Field(3600, ge=60, le=86400, description="Maximum run time in seconds (60..86400)")
+    timeout: seconds_type(60, 86400, whole=True) = Field(  # type: ignore[valid-type]
+        3600, description="Maximum run time in seconds (60..86400), or a duration such as 2h"
+    )
     env_vars: dict[StrictStr, StrictStr] = Field(
         default_factory=dict, description="Extra environment variables for the model (strings only)"
     )

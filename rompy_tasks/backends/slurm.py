@@ -25,25 +25,19 @@ from rompy_tasks.backends.base import BaseBackendConfig, DaskCluster, LineSink, 
 from rompy_tasks.backends.process import child_environment, execute_process, resolve_executable
 from rompy_tasks.core.errors import BackendError, RunTimeoutError
 from rompy_tasks.core.run_files import write_text
+from rompy_tasks.core.time import clock_text, parse_duration
 
 if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
 
 WALLTIME_MARGIN_SECONDS = 15
 _UNSETTLED = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"}
-_TIME_LIMIT = re.compile(r"^(?:(\d+)-)?(\d{1,2}):(\d{2}):(\d{2})$")
 _NO_NEWLINES = re.compile(r"^[^\n\r]*$")
 
 
 def walltime_seconds(text: str) -> int:
-    """`HH:MM:SS` or `D-HH:MM:SS` in seconds."""
-    match = _TIME_LIMIT.match(text)
-    if not match:
-        raise ValueError(f"time_limit {text!r} must be HH:MM:SS or D-HH:MM:SS")
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    if minutes > 59 or seconds > 59:
-        raise ValueError(f"time_limit {text!r}: minutes and seconds must be below 60")
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    """`HH:MM:SS` or `D-HH:MM:SS` (or any duration form) in seconds."""
+    return int(parse_duration(text).total_seconds())
 
 
 class SlurmConfig(BaseBackendConfig):
@@ -59,7 +53,7 @@ class SlurmConfig(BaseBackendConfig):
     memory: str | None = Field(
         None, pattern=r"^\d+(\.\d+)?[KMGTkmgt]i?[Bb]?$", description="Memory per job, e.g. 4G, 500MB"
     )
-    time_limit: str = Field("01:00:00", description="Walltime per job: HH:MM:SS or D-HH:MM:SS")
+    time_limit: str = Field("01:00:00", description="Walltime per job: HH:MM:SS, D-HH:MM:SS or any duration (2h)")
     job_extra_directives: list[str] = Field(default_factory=list, description="Extra #SBATCH options, e.g. --exclusive")
     job_script_prologue: list[str] = Field(
         default_factory=list, description="Shell lines run before the worker starts, e.g. module load ..."
@@ -68,11 +62,14 @@ class SlurmConfig(BaseBackendConfig):
     interface: str = Field("lo", pattern=r"^[A-Za-z0-9_.:-]+$", description="Network interface for Dask")
     launcher: Literal["srun", "mpiexec", "none"] = Field("srun", description="How the model starts in the job")
 
-    @field_validator("time_limit")
+    @field_validator("time_limit", mode="before")
     @classmethod
-    def _time_limit_valid(cls, value: str) -> str:
-        walltime_seconds(value)
-        return value
+    def _time_limit_valid(cls, value: Any) -> str:
+        """Any duration form, rendered as SLURM's walltime (`100:00:00` -> `4-04:00:00`)."""
+        seconds = parse_duration(value).total_seconds()
+        if seconds < 1:
+            raise ValueError(f"time_limit {value!r} must be at least a second")
+        return clock_text(seconds)
 
     @field_validator("job_extra_directives", "job_script_prologue")
     @classmethod

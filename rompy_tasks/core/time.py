@@ -1,10 +1,12 @@
 """Model time: durations in the forms modellers write, and the run period.
 
 Durations accept ISO 8601 (`PT1H`, `P2D`), rompy-style shorthands (`1h`, `15m`, `2d`, `30s`,
-`1w`), plain seconds, or a `timedelta`. `TimeRange` follows rompy: `start` plus `end` or
-`duration`, an output `interval` and `include_end`. Times without a zone are UTC (as model
-times usually are) and are stored timezone-aware, so they compare with Prefect's schedule
-times and serialise as RFC 3339.
+`1w`), SLURM's clock forms (`HH:MM:SS`, `D-HH:MM:SS`), plain seconds, or a `timedelta` — the
+same forms in every duration field (`timeout`, `time_limit`, `*_seconds`, forecast durations);
+a field keeps its unit (seconds for `timeout`) and each backend renders its own format.
+`TimeRange` follows rompy: `start` plus `end` or `duration`, an output `interval` and
+`include_end`. Times without a zone are UTC (as model times usually are) and are stored
+timezone-aware, so they compare with Prefect's schedule times and serialise as RFC 3339.
 """
 
 import re
@@ -16,6 +18,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     PrivateAttr,
     TypeAdapter,
     model_serializer,
@@ -25,6 +28,7 @@ from pydantic import (
 _SHORTHAND = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|min|s|ms)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "min": 60, "s": 1, "ms": 0.001}
 _ISO = TypeAdapter(timedelta)
+CLOCK = re.compile(r"^\s*(?:(\d+)-)?(\d+):(\d{2}):(\d{2})\s*$")  # HH:MM:SS or D-HH:MM:SS (SLURM)
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -40,12 +44,19 @@ def parse_duration(value: Any) -> timedelta:
         if match:
             number, unit = match.groups()
             return _seconds(float(number) * _UNIT_SECONDS[unit.lower()], value)
+        if clock := CLOCK.match(value):
+            days, hours, minutes, seconds = (int(g or 0) for g in clock.groups())
+            if minutes > 59 or seconds > 59:
+                raise ValueError(f"invalid duration {value!r}: minutes and seconds must be below 60")
+            return _seconds(((days * 24 + hours) * 60 + minutes) * 60 + seconds, value)
         if value.strip().upper().startswith("P"):
             try:
                 return _ISO.validate_python(value.strip())
             except Exception:
                 pass
-    raise ValueError(f"invalid duration {value!r}: use ISO 8601 (PT1H, P2D), a shorthand (15m, 1h, 2d, 1w) or seconds")
+    raise ValueError(
+        f"invalid duration {value!r}: use ISO 8601 (PT1H, P2D), a shorthand (15m, 1h, 2d, 1w), HH:MM:SS or seconds"
+    )
 
 
 def _seconds(seconds: float, original: Any) -> timedelta:
@@ -56,6 +67,34 @@ def _seconds(seconds: float, original: Any) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _as_seconds(value: Any) -> Any:
+    return parse_duration(value).total_seconds() if isinstance(value, str | timedelta) else value
+
+
+def _as_whole_seconds(value: Any) -> Any:
+    seconds = _as_seconds(value)
+    return int(seconds) if isinstance(seconds, float) and seconds.is_integer() else seconds
+
+
+def seconds_type(ge: float, le: float, whole: bool = False) -> Any:
+    """A field counting seconds in [ge, le] that also takes every duration form ("2h", "PT30M", "01:00:00").
+
+    The bounds are in the JSON schema's number branch too, so API forms show them.
+    """
+    number = int if whole else float
+    bounds = Field(ge=ge, le=le)
+    parse = _as_whole_seconds if whole else _as_seconds
+    return Annotated[number, BeforeValidator(parse, json_schema_input_type=Annotated[number, bounds] | str), bounds]
+
+
+def clock_text(seconds: float) -> str:
+    """`HH:MM:SS`, or `D-HH:MM:SS` from a day on (SLURM's walltime form)."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return (f"{days}-" if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
 def as_utc(value: datetime) -> datetime:
