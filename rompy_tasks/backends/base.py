@@ -1,10 +1,33 @@
-"""What every backend shares: the validated base config and the typed run result.
+"""What every backend shares: the validated base config, the typed run result, the contract.
 
-Validation follows the rompy seed rules: `timeout` 60..86400 s, `env_vars` string to
-string, `working_dir` must exist when given. A backend config is registered under the
-`rompy_tasks.run` entry-point group with its `type` as discriminator, and implements
-`execute` (and `dask_cluster` when the run stage must run on a Dask cluster, e.g. in batch
-jobs; the flows build the task runner from it, so backends never import Prefect).
+Validation follows the rompy seed rules: `timeout` 60..86400 s (or a duration), `env_vars`
+string to string, `working_dir` must exist when given. A backend config is registered under
+the `rompy_tasks.run` entry-point group with its `type` as discriminator.
+
+The contract, in one place (the flows call only these; backends never import Prefect):
+
+- `execute(run, on_line) -> RunResult` (required): run the model for `run` where this
+  backend runs it, stream its lines to `on_line`, raise `ModelRunError`/`RunTimeoutError`.
+  A backend that starts a local process calls `process.execute_process(self, run, command)`,
+  which owns the process tree (cwd, environment, log, timeout, cancellation) for it.
+- `preflight()`: before anything is submitted, fail fast if the backend cannot run at all.
+- `dask_cluster(api_url, log_directory) -> DaskCluster | None`: where the run stage must
+  execute (e.g. SLURM worker jobs); None runs it where the flow runs.
+- `shared_settings()`: what every member of an ensemble must share (it shapes the cluster).
+- `lost_worker_message(run)`: what to tell the user when its cluster lost the worker.
+
+A complete backend that runs the model locally behind a banner line:
+
+    class EchoBackendConfig(BaseBackendConfig):
+        type: Literal["echo"] = "echo"
+        banner: str = "echo-backend"
+
+        def execute(self, run, on_line=None) -> RunResult:
+            command = ["sh", "-c", 'echo "$0"; exec "$@"', self.banner, *run.config.run_command(run)]
+            return execute_process(self, run, command, on_line=on_line, details={"banner": self.banner})
+
+(registered as `echo = "my_package:EchoBackendConfig"` under `rompy_tasks.run`; the test
+suite installs exactly this one from `tests/plugin_pkg/`).
 """
 
 import re
