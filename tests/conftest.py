@@ -102,3 +102,24 @@ def engine():
             pytest.skip("no Docker engine with the rompy-tasks images, and not root to start one")
         subprocess.run([script, "start"], check=True)
     return docker_client()
+
+
+@pytest.fixture(scope="module")
+def january_forcing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic ACC wind forcing for late December to mid January 2026 (a real NetCDF file)."""
+    from datetime import datetime
+
+    from rompy_tasks.synthetic import write_synthetic_wind
+
+    path = tmp_path_factory.mktemp("forcing") / "wind.nc"
+    return write_synthetic_wind(path, datetime(2025, 12, 25), datetime(2026, 1, 15))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what needs real infrastructure by the fixture it uses, so `-m "not slurm"` works."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "cluster" in fixtures:
+            item.add_marker(pytest.mark.slurm)
+        if "engine" in fixtures:
+            item.add_marker(pytest.mark.docker)

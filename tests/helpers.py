@@ -1,6 +1,8 @@
 """Builders for the small run files many tests write: a shell model on some backend."""
 
 import importlib.metadata
+import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -8,6 +10,7 @@ from typing import Any
 
 import yaml
 
+BBOX = {"west": -4, "east": 64, "south": -44, "north": 48}  # the ACC setup's domain, for forcing cuts
 VEROS_IMAGE = f"rompy-tasks/veros:{importlib.metadata.version('veros')}"  # built by scripts/docker-engine
 
 
@@ -46,3 +49,45 @@ def wait_for(condition: Callable[[], bool], seconds: float, interval: float = 0.
             return False
         time.sleep(interval)
     return True
+
+
+def shell_ensemble_doc(tmp_path: Path, command: str | list[str], members: dict, name: str = "ens", **extra) -> dict:
+    """An ensemble document of shell members `m_m000`... under `tmp_path/runs/<name>`."""
+    pipeline = shell_doc(tmp_path, command, run_id="m", outputs=["*.txt"])
+    return {"name": name, "pipeline": pipeline, "members": members, **extra}
+
+
+def shell_model_run(output_dir: Path, command: str | list[str], run_id: str = "t1", **config):
+    """A validated shell ModelRun with its run directory created (for calling a backend directly)."""
+    from rompy_tasks.models.shell import ShellConfig
+    from rompy_tasks.plugins import model_run_class
+
+    run = model_run_class()(
+        run_id=run_id,
+        output_dir=output_dir,
+        period={"start": "2026-01-01", "duration": "1h"},
+        config=ShellConfig(command=command, **config),
+    )
+    run.prepare_staging()
+    return run
+
+
+def signal_cli_once(args: tuple[str, ...], api_url: str, ready: Callable[[], bool], sig: int) -> int:
+    """Start the user's command, wait until `ready()` (the model runs), send `sig`; its exit code."""
+    from conftest import start_cli
+
+    proc = start_cli(*args, api_url=api_url)
+    try:
+        assert wait_for(ready, 120), "the model started"
+        proc.send_signal(sig)
+        return proc.wait(timeout=90)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def python_script(tmp_path: Path, body: str) -> list[str]:
+    """A model written in Python (`body`, dedented) and the command that runs it."""
+    path = tmp_path / "model.py"
+    path.write_text(textwrap.dedent(body))
+    return [sys.executable, str(path)]

@@ -10,32 +10,18 @@ import uuid
 import numpy as np
 import pytest
 import xarray as xr
-import yaml
-from conftest import REPO, start_cli
-from helpers import VEROS_IMAGE
+from conftest import REPO
+from helpers import VEROS_IMAGE, shell_model_run, signal_cli_once, write_yaml
 from pydantic import ValidationError
 
 from rompy_tasks.backends.docker import RUN_LABEL, DockerConfig, run_container
 from rompy_tasks.core.errors import BackendError, ModelRunError, RunTimeoutError
-from rompy_tasks.models.shell import ShellConfig
-from rompy_tasks.plugins import model_run_class
 
 BASE_IMAGE = "rompy-tasks/base:bookworm"
 
 
 def containers_for(client, run_id):
     return client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
-
-
-def shell_run(tmp_path, command, run_id="dock"):
-    run = model_run_class()(
-        run_id=run_id,
-        output_dir=tmp_path,
-        period={"start": "2026-01-01", "duration": "1h"},
-        config=ShellConfig(command=command),
-    )
-    run.prepare_staging()
-    return run
 
 
 # --- validation: every seed rule -------------------------------------------------------------
@@ -115,7 +101,7 @@ def test_default_user_is_never_root():
 
 
 def test_mpiexec_and_executable_shape_the_command(tmp_path):
-    run = shell_run(tmp_path, ["model", f"{tmp_path}/dock/input.nml"])
+    run = shell_model_run(tmp_path, ["model", f"{tmp_path}/dock/input.nml"], run_id="dock")
     config = DockerConfig(image="x", cpu=4, executable="/opt/bin/model", mpiexec="mpiexec")
     assert config.container_command(run) == ["mpiexec", "-n", "4", "/opt/bin/model", "/rompy/run/input.nml"]
 
@@ -131,20 +117,20 @@ def test_json_schema_export():
 
 def test_unreachable_engine_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
-    run = shell_run(tmp_path, "true")
+    run = shell_model_run(tmp_path, "true", run_id="dock")
     with pytest.raises(BackendError, match="Docker engine unreachable"):
         DockerConfig(image=VEROS_IMAGE).execute(run)
     assert not (run.staging_dir / "logs" / "run.log").exists(), "nothing started"
 
 
 def test_missing_image_with_pull_never(engine, tmp_path):
-    run = shell_run(tmp_path, "true")
+    run = shell_model_run(tmp_path, "true", run_id="dock")
     with pytest.raises(BackendError, match="not on this Docker engine"):
         DockerConfig(image="rompy-tasks/no-such-image:0", pull_policy="never").execute(run)
 
 
 def test_missing_image_that_cannot_be_pulled(engine, tmp_path):
-    run = shell_run(tmp_path, "true")
+    run = shell_model_run(tmp_path, "true", run_id="dock")
     with pytest.raises(BackendError, match="cannot pull"):
         DockerConfig(image="rompy-tasks/no-such-image:0").execute(run)
 
@@ -154,7 +140,7 @@ def test_volume_host_path_removed_after_validation(engine, tmp_path):
     data.mkdir()
     config = DockerConfig(image=VEROS_IMAGE, volumes=[f"{data}:/data:ro"])
     data.rmdir()
-    run = shell_run(tmp_path, "true")
+    run = shell_model_run(tmp_path, "true", run_id="dock")
     with pytest.raises(BackendError, match="does not exist"):
         config.execute(run)
     assert not containers_for(engine, "dock")
@@ -171,7 +157,7 @@ def test_limits_user_env_and_mount_are_applied(engine, tmp_path):
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; fi"
     )
     command = ["sh", "-c", f"{cgroup_limits}; id -u; pwd; echo $GREETING; echo written > from-container.txt"]
-    run = shell_run(tmp_path, command, run_id="limits")
+    run = shell_model_run(tmp_path, command, run_id="limits")
     lines: list[str] = []
     result = DockerConfig(image=VEROS_IMAGE, cpu=1, memory="256m", env_vars={"GREETING": "hello"}, timeout=120).execute(
         run, on_line=lines.append
@@ -188,7 +174,7 @@ def test_containers_are_hardened_even_for_root(engine, tmp_path):
         "grep -E '^(NoNewPrivs|CapEff):' /proc/self/status | tr -s '\t ' ' '; cat /proc/1/comm; "
         "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max"
     )
-    run = shell_run(tmp_path, ["sh", "-c", probe], run_id="hardened")
+    run = shell_model_run(tmp_path, ["sh", "-c", probe], run_id="hardened")
     lines: list[str] = []
     DockerConfig(image=VEROS_IMAGE, user="root", pids_limit=256).execute(run, on_line=lines.append)
     assert lines == ["CapEff: 0000000000000000", "NoNewPrivs: 1", "docker-init", "256"]
@@ -198,7 +184,7 @@ def test_cancel_reaches_the_model_at_once(engine, tmp_path):
     """With an init as PID 1 a SIGTERM-respecting model stops without waiting out the grace period."""
     import threading
 
-    run = shell_run(tmp_path, ["sleep", "300"], run_id="prompt-stop")
+    run = shell_model_run(tmp_path, ["sleep", "300"], run_id="prompt-stop")
     config = DockerConfig(image=VEROS_IMAGE, timeout=60)
     started = threading.Event()
     outcome: list = []
@@ -224,14 +210,14 @@ def test_cancel_reaches_the_model_at_once(engine, tmp_path):
 
 
 def test_root_only_when_explicit(engine, tmp_path):
-    run = shell_run(tmp_path, ["id", "-u"], run_id="rooted")
+    run = shell_model_run(tmp_path, ["id", "-u"], run_id="rooted")
     lines: list[str] = []
     DockerConfig(image=VEROS_IMAGE, user="root").execute(run, on_line=lines.append)
     assert lines == ["0"]
 
 
 def test_nonzero_exit_raises_with_tail_and_keeps_container_if_asked(engine, tmp_path):
-    run = shell_run(tmp_path, ["sh", "-c", "echo 'blew up at step 3'; exit 9"], run_id="failing")
+    run = shell_model_run(tmp_path, ["sh", "-c", "echo 'blew up at step 3'; exit 9"], run_id="failing")
     with pytest.raises(ModelRunError) as info:
         DockerConfig(image=VEROS_IMAGE, remove_container=False).execute(run)
     assert info.value.exit_code == 9
@@ -242,7 +228,7 @@ def test_nonzero_exit_raises_with_tail_and_keeps_container_if_asked(engine, tmp_
 
 
 def test_timeout_stops_and_removes_the_container(engine, tmp_path):
-    run = shell_run(tmp_path, "true", run_id="slow")
+    run = shell_model_run(tmp_path, "true", run_id="slow")
     image = engine.images.get(VEROS_IMAGE)
     start = time.monotonic()
     with pytest.raises(RunTimeoutError):
@@ -261,7 +247,7 @@ def test_dockerfile_is_built_once_and_reused(engine, tmp_path):
     )
     config = DockerConfig(dockerfile=context / "Dockerfile", build_args={"FLAVOUR": "vanilla"})
     for run_id in ("build1", "build2"):
-        run = shell_run(tmp_path, ["cat", "/message.txt"], run_id=run_id)
+        run = shell_model_run(tmp_path, ["cat", "/message.txt"], run_id=run_id)
         lines: list[str] = []
         result = config.execute(run, on_line=lines.append)
         assert lines[-2:] == [f"from the build context {nonce}", "vanilla"]
@@ -317,21 +303,11 @@ def test_sigterm_to_the_cli_stops_the_container(engine, prefect_api, tmp_path):
         },
         "backend": {"type": "docker", "image": VEROS_IMAGE, "timeout": 600},
     }
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    proc = start_cli("run", str(path), api_url=prefect_api)
-    try:
-        log = tmp_path / run_id / "logs" / "run.log"
-        deadline = time.monotonic() + 90
-        while not (log.exists() and "\nstarted\n" in log.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert containers_for(engine, run_id), "the container is running"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) != 0
-        assert not containers_for(engine, run_id), "SIGTERM stopped and removed the container"
-    finally:
-        proc.kill()
-        proc.wait()
+    log = tmp_path / run_id / "logs" / "run.log"
+    started = lambda: log.exists() and "\nstarted\n" in log.read_text() and containers_for(engine, run_id)  # noqa: E731
+    path = write_yaml(tmp_path / "p.yaml", doc)
+    assert signal_cli_once(("run", str(path)), prefect_api, started, signal.SIGTERM) != 0
+    assert not containers_for(engine, run_id), "SIGTERM stopped and removed the container"
 
 
 def test_docker_work_pool_runs_the_whole_pipeline_in_a_container(engine, tmp_path):

@@ -10,26 +10,10 @@ import pytest
 import xarray as xr
 import yaml
 from conftest import REPO, process_gone, run_cli, start_cli
+from helpers import shell_ensemble_doc
 
 from rompy_tasks.core.errors import ConfigError, StageError
 from rompy_tasks.ensemble import EnsembleConfig, load_ensemble, parse_indexes, resolve_members
-
-
-def shell_ensemble(tmp_path: Path, command, members: dict, **extra) -> dict:
-    return {
-        "name": "ens",
-        "pipeline": {
-            "config": {
-                "run_id": "m",
-                "output_dir": str(tmp_path / "runs"),
-                "period": {"start": "2026-01-01", "duration": "1h"},
-                "config": {"model_type": "shell", "command": command, "outputs": ["*.txt"]},
-            },
-            "postprocessor": [],
-        },
-        "members": members,
-        **extra,
-    }
 
 
 def write(tmp_path: Path, doc: dict, name: str = "ensemble.yaml") -> Path:
@@ -43,7 +27,7 @@ def write(tmp_path: Path, doc: dict, name: str = "ensemble.yaml") -> Path:
 
 def test_matrix_and_seeded_members_expand(tmp_path):
     matrix = EnsembleConfig.model_validate(
-        shell_ensemble(
+        shell_ensemble_doc(
             tmp_path,
             "true",
             {"matrix": {"config.config.parameters.a": [1, 2, 3], "config.config.parameters.b": ["x", "y"]}},
@@ -54,7 +38,7 @@ def test_matrix_and_seeded_members_expand(tmp_path):
     assert members[5].pipeline.config.config.parameters == {"a": 3, "b": "y"}
     assert len({m.config_hash for m in members}) == 6
     seeded = resolve_members(
-        EnsembleConfig.model_validate(shell_ensemble(tmp_path, "true", {"n": 4, "seed_start": 10}))
+        EnsembleConfig.model_validate(shell_ensemble_doc(tmp_path, "true", {"n": 4, "seed_start": 10}))
     )
     assert [m.pipeline.config.config.parameters["seed"] for m in seeded] == [10, 11, 12, 13]
     assert all(m.pipeline.config.output_dir == tmp_path / "runs" / "ens" for m in seeded)
@@ -75,16 +59,16 @@ def test_matrix_and_seeded_members_expand(tmp_path):
     ],
 )
 def test_invalid_ensembles_are_config_errors_naming_the_member(tmp_path, members, extra, message):
-    path = write(tmp_path, shell_ensemble(tmp_path, "true", members, **extra))
+    path = write(tmp_path, shell_ensemble_doc(tmp_path, "true", members, **extra))
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_ensemble(path)
 
 
 def test_cli_rejects_invalid_ensembles_with_exit_2(tmp_path):
-    path = write(tmp_path, shell_ensemble(tmp_path, "true", {"overrides": [{"config.config.nonsense": 1}]}))
+    path = write(tmp_path, shell_ensemble_doc(tmp_path, "true", {"overrides": [{"config.config.nonsense": 1}]}))
     result = run_cli("ensemble", str(path))
     assert result.returncode == 2 and "members[0].config.config.nonsense" in result.stderr
-    good = write(tmp_path, shell_ensemble(tmp_path, "true", {"n": 2}), "good.yaml")
+    good = write(tmp_path, shell_ensemble_doc(tmp_path, "true", {"n": 2}), "good.yaml")
     result = run_cli("ensemble", str(good), "--indexes", "0,7")
     assert result.returncode == 2 and "--indexes" in result.stderr
     assert not (tmp_path / "runs").exists()
@@ -148,7 +132,7 @@ def test_concurrency_never_exceeds_max_parallel_and_starts_are_staggered(prefect
         f"date +%s.%N > {times}/{{{{ runtime.run_id }}}}.end; touch out.txt",
     ]
     ensemble = EnsembleConfig.model_validate(
-        shell_ensemble(tmp_path, command, {"n": 6}, max_parallel=2, stagger_seconds=0.3)
+        shell_ensemble_doc(tmp_path, command, {"n": 6}, max_parallel=2, stagger_seconds=0.3)
     )
     result = model_ensemble(ensemble=ensemble)
     assert result.count("completed") == 6
@@ -181,7 +165,7 @@ def api_runs(kind: str, names: list[str]) -> list:
 def test_members_are_task_runs_named_by_run_id_not_flow_runs(prefect_api, tmp_path):
     from flows.ensemble import model_ensemble
 
-    doc = shell_ensemble(tmp_path, "touch out.txt", {"n": 3}, name="ens-tasks")
+    doc = shell_ensemble_doc(tmp_path, "touch out.txt", {"n": 3}, name="ens-tasks")
     doc["pipeline"]["config"]["run_id"] = "tr"
     result = model_ensemble(ensemble=EnsembleConfig.model_validate(doc))
     assert result.count("completed") == 3
@@ -202,7 +186,7 @@ def test_sigterm_to_the_cli_stops_every_running_member(prefect_api, tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
     command = ["sh", "-c", f"echo $$ > {pids}/{{{{ runtime.run_id }}}}; sleep 300"]
-    path = write(tmp_path, shell_ensemble(tmp_path, command, {"n": 4}, max_parallel=2))
+    path = write(tmp_path, shell_ensemble_doc(tmp_path, command, {"n": 4}, max_parallel=2))
     proc = start_cli("ensemble", str(path), api_url=prefect_api)
     try:
         deadline = time.monotonic() + 120
@@ -236,7 +220,7 @@ def test_retries_failures_and_allow_failures(prefect_api, tmp_path):
         "if [ {{ config.parameters.seed }} = 1 ]; then exit 3; fi; "
         "if [ {{ config.parameters.seed }} = 0 ] && [ $n = 1 ]; then exit 3; fi",
     ]
-    doc = shell_ensemble(tmp_path, command, {"n": 3}, retries=1, allow_failures=1)
+    doc = shell_ensemble_doc(tmp_path, command, {"n": 3}, retries=1, allow_failures=1)
     result = model_ensemble(ensemble=EnsembleConfig.model_validate(doc))
     by_index = {m.index: m for m in result.members}
     assert (by_index[0].status, by_index[0].attempts) == ("completed", 2)
@@ -257,7 +241,7 @@ def test_retries_failures_and_allow_failures(prefect_api, tmp_path):
 def test_pre_and_post_batch_commands(prefect_api, tmp_path):
     from flows.ensemble import model_ensemble
 
-    doc = shell_ensemble(
+    doc = shell_ensemble_doc(
         tmp_path,
         "touch out.txt",
         {"n": 1},
@@ -278,7 +262,7 @@ def test_pre_and_post_batch_commands(prefect_api, tmp_path):
 def test_changed_member_config_reruns_only_that_member(prefect_api, tmp_path):
     from flows.ensemble import model_ensemble
 
-    doc = shell_ensemble(tmp_path, "sh -c 'echo {{ config.parameters.seed }} > out.txt'", {"n": 3})
+    doc = shell_ensemble_doc(tmp_path, "sh -c 'echo {{ config.parameters.seed }} > out.txt'", {"n": 3})
     first = model_ensemble(ensemble=EnsembleConfig.model_validate(doc))
     assert first.count("completed") == 3
     doc["members"] = {"n": 3, "seed_start": 0}
@@ -294,7 +278,7 @@ def test_changed_member_config_reruns_only_that_member(prefect_api, tmp_path):
 def test_resume_after_sigkill_loses_and_duplicates_nothing(prefect_api, tmp_path):
     completions = tmp_path / "completions.log"
     command = ["sh", "-c", f"sleep 1; echo {{{{ runtime.run_id }}}} >> {completions}; touch out.txt"]
-    path = write(tmp_path, shell_ensemble(tmp_path, command, {"n": 6}, max_parallel=2))
+    path = write(tmp_path, shell_ensemble_doc(tmp_path, command, {"n": 6}, max_parallel=2))
     records = tmp_path / "runs" / "ens" / "records"
     proc = start_cli("ensemble", str(path), api_url=prefect_api)
     deadline = time.monotonic() + 120
@@ -322,7 +306,7 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(prefect_api, tmp_path
 def test_deployment_overrides_change_single_fields_and_are_validated(tmp_path):
     from rompy_tasks.ensemble import apply_ensemble_overrides
 
-    base = EnsembleConfig.model_validate(shell_ensemble(tmp_path, "true", {"n": 2}))
+    base = EnsembleConfig.model_validate(shell_ensemble_doc(tmp_path, "true", {"n": 2}))
     changed = apply_ensemble_overrides(base, {"max_parallel": 5, "pipeline.config.period.duration": "2h"})
     assert changed.max_parallel == 5 and changed.pipeline.config.period.seconds == 7200
     assert base.max_parallel == 2, "the original is untouched"

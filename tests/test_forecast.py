@@ -1,11 +1,8 @@
 """Operational forecast cycles: real Veros cycles hot-started from each other, forcing cut from a
 real NetCDF file (also over HTTP), backfill with max_lateness, idempotent re-runs, retention."""
 
-import http.server
 import json
-import threading
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +10,9 @@ import pytest
 import xarray as xr
 import yaml
 from conftest import run_cli
+from helpers import BBOX
 
-from rompy_tasks.core.errors import ConfigError, StageError
-from rompy_tasks.core.time import TimeRange
-from rompy_tasks.forcing import ForcingSource, write_forcing
+from rompy_tasks.core.errors import ConfigError
 from rompy_tasks.forecast import (
     ForecastConfig,
     cycle_id,
@@ -27,8 +23,6 @@ from rompy_tasks.forecast import (
     validate_forecast,
 )
 from rompy_tasks.synthetic import synthetic_wind, write_synthetic_wind
-
-BBOX = {"west": -4, "east": 64, "south": -44, "north": 48}
 
 
 def forecast_doc(tmp_path: Path, forcing: Path, **extra) -> dict:
@@ -56,12 +50,6 @@ def forecast_doc(tmp_path: Path, forcing: Path, **extra) -> dict:
     }
     doc.update(extra)
     return doc
-
-
-@pytest.fixture(scope="module")
-def january_forcing(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("forcing") / "wind.nc"
-    return write_synthetic_wind(path, datetime(2025, 12, 25), datetime(2026, 1, 15))
 
 
 # --- cycle arithmetic and validation (no Prefect) ------------------------------------------------
@@ -117,61 +105,6 @@ def test_the_cli_rejects_a_bad_forecast_with_exit_2_and_writes_nothing(tmp_path)
     bad_time = run_cli("forecast", "backfill", str(path), "--from", "yesterday", "--to", "2026-01-02")
     assert bad_time.returncode == 2
     assert not (tmp_path / "runs").exists()
-
-
-# --- forcing ----------------------------------------------------------------------------------------
-
-
-def test_forcing_is_cut_to_the_period_plus_buffer_and_the_bounding_box(tmp_path, january_forcing):
-    source = ForcingSource(name="wind", url=str(january_forcing), time_buffer="6h", bbox=BBOX)
-    period = TimeRange(start="2026-01-03T12:00", duration="1d")
-    path = write_forcing(source, period, tmp_path)
-    assert path == tmp_path / "forcing" / "wind.nc"
-    cut = xr.open_dataset(path)
-    assert cut.time.values[0] == np.datetime64("2026-01-03T06:00") and cut.time.values[-1] == np.datetime64(
-        "2026-01-04T18:00"
-    )
-    assert cut.lon.min() >= -4 and cut.lon.max() <= 64 and cut.lat.min() >= -44 and cut.lat.max() <= 48
-    raw = xr.open_dataset(path, decode_times=False)
-    assert raw.time.attrs["units"] == "seconds since 2026-01-03T12:00:00"
-    assert raw.time.values[0] == -21600.0
-    full = xr.open_dataset(january_forcing).sel(time=cut.time, lon=cut.lon, lat=cut.lat)
-    np.testing.assert_array_equal(cut.taux.values, full.taux.values)
-
-
-def test_forcing_that_does_not_cover_the_run_is_a_clear_error(tmp_path, january_forcing):
-    source = ForcingSource(name="wind", url=str(january_forcing))
-    with pytest.raises(StageError, match="the run needs 2026-01-14T00:00:00 to 2026-01-16T00:00:00"):
-        write_forcing(source, TimeRange(start="2026-01-14", duration="2d"), tmp_path)
-    with pytest.raises(StageError, match="does not exist"):
-        write_forcing(
-            ForcingSource(name="w", url=str(tmp_path / "nope.nc")),
-            TimeRange(start="2026-01-02", duration="1d"),
-            tmp_path,
-        )
-    outside = ForcingSource(name="w", url=str(january_forcing), bbox={"west": 100, "east": 120, "south": 0, "north": 1})
-    with pytest.raises(StageError, match="selects no grid points"):
-        write_forcing(outside, TimeRange(start="2026-01-02", duration="1d"), tmp_path)
-    assert not (tmp_path / "forcing").exists() or not any((tmp_path / "forcing").iterdir())
-
-
-def test_forcing_is_read_from_an_fsspec_http_url(tmp_path, january_forcing):
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(january_forcing.parent))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/{january_forcing.name}"
-        source = ForcingSource(name="remote", url=url, variables=["taux"])
-        path = write_forcing(source, TimeRange(start="2026-01-05", duration="12h"), tmp_path)
-        cut = xr.open_dataset(path)
-        assert list(cut.data_vars) == ["taux"] and cut.sizes["time"] == 3
-        with pytest.raises(StageError, match="cannot open forcing source"):
-            write_forcing(
-                ForcingSource(name="x", url=url + ".missing"), TimeRange(start="2026-01-05", duration="1h"), tmp_path
-            )
-    finally:
-        server.shutdown()
 
 
 # --- retention ---------------------------------------------------------------------------------------

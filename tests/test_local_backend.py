@@ -1,42 +1,20 @@
 """Local execution against real child processes (no Prefect needed here)."""
 
 import os
-import sys
-import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import process_gone
+from helpers import python_script, shell_model_run
 
 from rompy_tasks.backends.base import RunResult, raise_for_exit
 from rompy_tasks.backends.local import LocalConfig
-from rompy_tasks.backends.process import run_process
 from rompy_tasks.core.errors import ModelRunError, RunTimeoutError
-from rompy_tasks.models.shell import ShellConfig
-from rompy_tasks.plugins import model_run_class
-
-
-def shell_run(tmp_path: Path, command: str | list[str], **config) -> object:
-    run = model_run_class()(
-        run_id="t1",
-        output_dir=tmp_path,
-        period={"start": "2026-01-01", "duration": "1h"},
-        config=ShellConfig(command=command, **config),
-    )
-    run.prepare_staging()
-    return run
-
-
-def script(tmp_path: Path, body: str) -> list[str]:
-    path = tmp_path / "model.py"
-    path.write_text(textwrap.dedent(body))
-    return [sys.executable, str(path)]
 
 
 def test_success_returns_a_typed_result(tmp_path):
-    run = shell_run(tmp_path, "echo 'hello model'")
+    run = shell_model_run(tmp_path, "echo 'hello model'")
     result = LocalConfig().execute(run)
     assert result.exit_code == 0
     assert result.backend == "local"
@@ -47,10 +25,10 @@ def test_success_returns_a_typed_result(tmp_path):
 
 
 def test_runs_in_the_staging_dir_with_merged_env(tmp_path):
-    cmd = script(tmp_path, "import os; print('cwd=' + os.getcwd()); print('X=' + os.environ['MY_X'])")
+    cmd = python_script(tmp_path, "import os; print('cwd=' + os.getcwd()); print('X=' + os.environ['MY_X'])")
     os.environ["PARENT_ONLY"] = "seen"
     try:
-        run = shell_run(tmp_path, cmd + ["--"])
+        run = shell_model_run(tmp_path, cmd + ["--"])
         lines: list[str] = []
         LocalConfig(env_vars={"MY_X": "42"}).execute(run, on_line=lines.append)
     finally:
@@ -62,7 +40,7 @@ def test_runs_in_the_staging_dir_with_merged_env(tmp_path):
 def test_parent_environment_is_inherited(tmp_path):
     os.environ["ROMPY_TASKS_TEST_PARENT"] = "inherited"
     try:
-        run = shell_run(tmp_path, ["sh", "-c", "echo parent=$ROMPY_TASKS_TEST_PARENT"])
+        run = shell_model_run(tmp_path, ["sh", "-c", "echo parent=$ROMPY_TASKS_TEST_PARENT"])
         lines: list[str] = []
         LocalConfig().execute(run, on_line=lines.append)
     finally:
@@ -71,7 +49,7 @@ def test_parent_environment_is_inherited(tmp_path):
 
 
 def test_nonzero_exit_raises_with_log_tail(tmp_path):
-    cmd = script(
+    cmd = python_script(
         tmp_path,
         """
         import sys
@@ -81,7 +59,7 @@ def test_nonzero_exit_raises_with_log_tail(tmp_path):
         sys.exit(3)
         """,
     )
-    run = shell_run(tmp_path, cmd)
+    run = shell_model_run(tmp_path, cmd)
     with pytest.raises(ModelRunError) as info:
         LocalConfig().execute(run)
     error = info.value
@@ -92,7 +70,7 @@ def test_nonzero_exit_raises_with_log_tail(tmp_path):
 
 
 def test_output_streams_line_by_line_before_the_process_ends(tmp_path):
-    cmd = script(
+    cmd = python_script(
         tmp_path,
         """
         import time
@@ -101,7 +79,7 @@ def test_output_streams_line_by_line_before_the_process_ends(tmp_path):
         print("second line")
         """,
     )
-    run = shell_run(tmp_path, cmd)
+    run = shell_model_run(tmp_path, cmd)
     seen: dict[str, float] = {}
     result = LocalConfig().execute(run, on_line=lambda line: seen.setdefault(line, time.monotonic()))
     ended = time.monotonic()
@@ -111,7 +89,7 @@ def test_output_streams_line_by_line_before_the_process_ends(tmp_path):
 
 
 def test_capture_output_false_keeps_the_log_file_only(tmp_path):
-    run = shell_run(tmp_path, "echo quiet")
+    run = shell_model_run(tmp_path, "echo quiet")
     lines: list[str] = []
     result = LocalConfig(capture_output=False).execute(run, on_line=lines.append)
     assert lines == []
@@ -119,86 +97,23 @@ def test_capture_output_false_keeps_the_log_file_only(tmp_path):
 
 
 def test_command_override_is_split_with_shlex_without_a_shell(tmp_path):
-    run = shell_run(tmp_path, "false")
+    run = shell_model_run(tmp_path, "false")
     lines: list[str] = []
     LocalConfig(command="printf '%s|' 'a b' '$HOME;rm'").execute(run, on_line=lines.append)
     assert lines == ["a b|$HOME;rm|"], "no shell expansion, no injection"
 
 
 def test_shell_true_runs_through_sh(tmp_path):
-    run = shell_run(tmp_path, "false")
+    run = shell_model_run(tmp_path, "false")
     lines: list[str] = []
     LocalConfig(command="echo one && echo two", shell=True).execute(run, on_line=lines.append)  # noqa: S604
     assert lines == ["one", "two"]
 
 
 def test_missing_executable_is_a_clear_error(tmp_path):
-    run = shell_run(tmp_path, "definitely-not-a-model-binary --x")
+    run = shell_model_run(tmp_path, "definitely-not-a-model-binary --x")
     with pytest.raises(ModelRunError, match="cannot start the model"):
         LocalConfig().execute(run)
-
-
-def test_timeout_kills_the_whole_tree_including_grandchildren(tmp_path):
-    pids = tmp_path / "pids"
-    cmd = script(
-        tmp_path,
-        f"""
-        import os, subprocess, time
-        child = subprocess.Popen(["sleep", "300"])
-        grandchild = subprocess.Popen(["sh", "-c", "sleep 301 & echo $! > {pids}.gc; wait"])
-        with open("{pids}", "w") as f:
-            f.write(f"{{os.getpid()}} {{child.pid}} {{grandchild.pid}}")
-        print("started", flush=True)
-        time.sleep(300)
-        """,
-    )
-    start = time.monotonic()
-    outcome = run_process(cmd, cwd=tmp_path, log_path=tmp_path / "run.log", timeout=2, grace=2)
-    assert outcome.timed_out and outcome.exit_code != 0
-    assert time.monotonic() - start < 10
-    assert "timed out" in (tmp_path / "run.log").read_text()
-    all_pids = [int(p) for p in pids.read_text().split()] + [int(Path(f"{pids}.gc").read_text())]
-    deadline = time.monotonic() + 5
-    while not all(process_gone(p) for p in all_pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert all(process_gone(p) for p in all_pids), f"survivors: {[p for p in all_pids if not process_gone(p)]}"
-
-
-def test_sigterm_ignoring_model_is_killed_after_grace(tmp_path):
-    cmd = script(
-        tmp_path,
-        """
-        import signal, time, os
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        print(os.getpid(), flush=True)
-        time.sleep(300)
-        """,
-    )
-    lines: list[str] = []
-    start = time.monotonic()
-    outcome = run_process(cmd, cwd=tmp_path, log_path=tmp_path / "run.log", timeout=1, grace=1, on_line=lines.append)
-    assert outcome.timed_out and outcome.exit_code == -9
-    assert time.monotonic() - start < 8
-    assert process_gone(int(lines[0]))
-
-
-def test_orphans_are_killed_when_the_model_exits(tmp_path):
-    cmd = script(
-        tmp_path,
-        """
-        import subprocess
-        p = subprocess.Popen(["sleep", "300"], stdout=subprocess.DEVNULL)
-        print(p.pid, flush=True)
-        """,
-    )
-    lines: list[str] = []
-    outcome = run_process(cmd, cwd=tmp_path, log_path=tmp_path / "run.log", on_line=lines.append)
-    assert outcome.exit_code == 0
-    orphan = int(lines[0])
-    deadline = time.monotonic() + 5
-    while not process_gone(orphan) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert process_gone(orphan)
 
 
 def test_a_timed_out_result_raises_the_timeout_error(tmp_path):

@@ -18,6 +18,8 @@ from services import api_request, free_port
 
 from rompy_tasks.forecast import cycle_id, floor_cycle
 
+pytestmark = pytest.mark.e2e
+
 PREFECT = Path(sys.executable).parent / "prefect"
 OPERATE = REPO / "scripts" / "operate"
 TWELVE_HOURS = timedelta(hours=12)

@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 import yaml
-from conftest import CLI, REPO, process_gone, queue_empty, start_cli, wait_queue_empty
+from conftest import CLI, REPO, process_gone, queue_empty, wait_queue_empty
+from helpers import signal_cli_once, wait_for, write_yaml
 from pydantic import ValidationError
 
 from rompy_tasks.backends.slurm import SlurmConfig, walltime_seconds
@@ -226,25 +227,12 @@ def test_sigterm_to_the_cli_releases_jobs_and_kills_the_model(cluster, prefect_a
         },
         "backend": {"type": "slurm", "queue": "debug", "time_limit": "00:10:00"},
     }
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    proc = start_cli("run", str(path), api_url=prefect_api)
-    try:
-        deadline = time.monotonic() + 90
-        while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        model_pid = int(pid_file.read_text())
-        assert not queue_empty(), "the worker job is running"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=90) != 0
-        assert wait_queue_empty(), "SIGTERM released the SLURM jobs"
-        deadline = time.monotonic() + 20
-        while not process_gone(model_pid) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert process_gone(model_pid), "the model died with its job"
-    finally:
-        proc.kill()
-        proc.wait()
+    path = write_yaml(tmp_path / "p.yaml", doc)
+    started = lambda: pid_file.exists() and pid_file.read_text().strip() and not queue_empty()  # noqa: E731
+    assert signal_cli_once(("run", str(path)), prefect_api, started, signal.SIGTERM) != 0
+    assert wait_queue_empty(), "SIGTERM released the SLURM jobs"
+    model_pid = int(pid_file.read_text())
+    assert wait_for(lambda: process_gone(model_pid), 20), "the model died with its job"
 
 
 def test_ensemble_from_a_fresh_cli_shares_one_cluster_of_max_jobs_pilot_jobs(cluster, prefect_api, tmp_path):

@@ -7,8 +7,8 @@ kernel's parent-death signal reaches only the wrapper, so its children need the 
 import signal
 
 import pytest
-from conftest import process_gone, run_cli, start_cli, wait_queue_empty
-from helpers import VEROS_IMAGE, pids_in, shell_doc, wait_for, write_yaml
+from conftest import process_gone, run_cli, wait_queue_empty
+from helpers import VEROS_IMAGE, pids_in, shell_doc, signal_cli_once, wait_for, write_yaml
 
 pytestmark = pytest.mark.faults
 
@@ -20,12 +20,7 @@ def wrapper_model(pids_file) -> list[str]:
 
 
 def kill_cli_once_children_run(path, pids_file, api_url) -> list[int]:
-    proc = start_cli("run", str(path), api_url=api_url)
-    try:
-        assert wait_for(lambda: len(pids_in(pids_file)) == 2, 120), "the model's children started"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    signal_cli_once(("run", str(path)), api_url, lambda: len(pids_in(pids_file)) == 2, signal.SIGKILL)
     return pids_in(pids_file)
 
 
@@ -69,13 +64,9 @@ def test_sigkill_of_the_cli_kills_its_container_and_the_next_run_removes_it(engi
 
     backend = {"type": "docker", "image": VEROS_IMAGE, "timeout": 600}
     doc = shell_doc(tmp_path, ["sh", "-c", "echo started; sleep 300"], run_id="killed-docker", backend=backend)
-    proc = start_cli("run", str(write_yaml(tmp_path / "p.yaml", doc)), api_url=prefect_api)
     log = tmp_path / "runs" / "killed-docker" / "logs" / "run.log"
-    try:
-        assert wait_for(lambda: log.exists() and "\nstarted\n" in log.read_text(), 90), "the model runs"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    started = lambda: log.exists() and "\nstarted\n" in log.read_text()  # noqa: E731
+    signal_cli_once(("run", str(write_yaml(tmp_path / "p.yaml", doc))), prefect_api, started, signal.SIGKILL)
     assert wait_for(lambda: all(c.status == "exited" for c in ours("killed-docker")), 15), "the container was killed"
     assert wait_for(lambda: not unfinished_runs("killed-docker"), 15), unfinished_runs("killed-docker")
     doc = shell_doc(tmp_path, ["true"], run_id="after-kill", backend=backend)

@@ -5,22 +5,11 @@ import os
 import pytest
 import yaml
 from conftest import run_cli
+from helpers import shell_doc
 
 from rompy_tasks.backends.docker import DockerConfig
 from rompy_tasks.core.errors import ConfigError
 from rompy_tasks.pipeline import validate_data
-
-
-def shell_doc(tmp_path, command, **config) -> dict:
-    return {
-        "config": {
-            "run_id": "r",
-            "output_dir": str(tmp_path / "runs"),
-            "period": {"start": "2026-01-01", "duration": "1h"},
-            "config": {"model_type": "shell", "command": command, **config},
-        },
-        "postprocessor": [],
-    }
 
 
 def problems_of(doc: dict) -> dict[str, str]:
