@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rompy_tasks.core.errors import ConfigError
@@ -51,10 +52,12 @@ SetOption = Annotated[
 
 
 def _invalid(error: ConfigError) -> typer.Exit:
-    where = f" in {error.source}" if error.source else ""
-    err.print(f"[bold red]Invalid configuration{where}[/] ({len(error.problems)} problem(s)):")
+    where = f" in {escape(error.source)}" if error.source else ""
+    # soft_wrap: a path or message stays on one line, whole, for copy and grep
+    err.print(f"[bold red]Invalid configuration{where}[/] ({len(error.problems)} problem(s)):", soft_wrap=True)
     for problem in error.problems:
-        err.print(f"  [yellow]{problem.loc or '(document)'}[/]: {problem.msg}", markup=True, highlight=False)
+        loc, msg = escape(problem.loc or "(document)"), escape(problem.msg)
+        err.print(f"  [yellow]{loc}[/]: {msg}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_INVALID)
 
 

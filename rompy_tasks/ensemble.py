@@ -11,6 +11,7 @@ the member's resolved config) live in `<ensemble dir>/records/` and make re-runs
 import hashlib
 import itertools
 import json
+import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,12 +28,14 @@ from rompy_tasks.pipeline import nested_pipeline_type, validate_data
 from rompy_tasks.pipeline_config import PipelineBase
 from rompy_tasks.postprocess.ensemble_stats import EnsembleStatsConfig
 
+MAX_MEMBERS = 100_000  # members are checked one by one at load: a bound keeps `validate` quick and small
+
 
 class ExplicitMembers(BaseModel):
     """One mapping of `dotted.path: value` per member."""
 
     model_config = ConfigDict(extra="forbid")
-    overrides: list[dict[str, Any]] = Field(min_length=1)
+    overrides: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_MEMBERS)
 
 
 class MatrixMembers(BaseModel):
@@ -47,6 +50,9 @@ class MatrixMembers(BaseModel):
         empty = [k for k, v in value.items() if not v]
         if empty:
             raise ValueError(f"matrix axes without values: {', '.join(empty)}")
+        count = math.prod(len(v) for v in value.values())
+        if count > MAX_MEMBERS:
+            raise ValueError(f"the matrix makes {count:,} members, more than {MAX_MEMBERS:,}")
         return value
 
 
@@ -54,7 +60,7 @@ class SeededMembers(BaseModel):
     """`n` members that differ only in a seed field (perturbed physics or forcing)."""
 
     model_config = ConfigDict(extra="forbid")
-    n: int = Field(ge=1, le=100000)
+    n: int = Field(ge=1, le=MAX_MEMBERS)
     seed_field: str = Field("config.config.parameters.seed", description="Dotted path set to the seed")
     seed_start: int = 0
 

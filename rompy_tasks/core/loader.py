@@ -6,7 +6,10 @@
   keeps a literal `${...}`.
 - `set_path` applies `a.b=c` overrides (the CLI's `--set`, ensemble members).
 
-Every failure is a `ConfigError` naming where it happened.
+Every failure is a `ConfigError` naming where it happened. Loading is bounded, so a small
+hostile file cannot hang or exhaust `validate`: a file is at most MAX_FILE_BYTES and a regular
+file, one load reads at most MAX_INCLUDES includes, and the document, with YAML aliases
+expanded, holds at most MAX_VALUES values (a 695-byte alias bomb would expand to billions).
 """
 
 import os
@@ -22,6 +25,10 @@ from rompy_tasks.core.errors import ConfigError, Problem
 
 T = TypeVar("T")
 
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_INCLUDES = 1000
+MAX_VALUES = 1_000_000
+
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -29,9 +36,10 @@ def load_document(path: str | Path, environ: Mapping[str, str] | None = None) ->
     """Read a YAML or JSON mapping from `path`, resolving includes and variables."""
     path = Path(path)
     try:
-        data = _load_with_includes(path, stack=())
+        data = _load_with_includes(path, stack=(), includes=[0])
     except RecursionError:
         raise ConfigError.single("", "the document is nested too deeply", str(path)) from None
+    check_expanded_size(data, str(path))
     if not isinstance(data, dict):
         raise ConfigError.single("", f"the document must be a mapping, not {type(data).__name__}", str(path))
     problems: list[Problem] = []
@@ -44,11 +52,38 @@ def load_document(path: str | Path, environ: Mapping[str, str] | None = None) ->
 def parse_document(text: str, source: str = "<string>") -> Any:
     """Parse YAML text (no includes); YAML errors become ConfigError with line and column."""
     try:
-        return yaml.load(text, Loader=_plain_loader())
+        data = yaml.load(text, Loader=_plain_loader())
     except yaml.YAMLError as err:
         raise ConfigError.single("", _yaml_message(err), source) from None
     except RecursionError:
         raise ConfigError.single("", "the document is nested too deeply", source) from None
+    check_expanded_size(data, source)
+    return data
+
+
+def check_expanded_size(data: Any, source: str | None) -> None:
+    """Refuse a document that holds more than MAX_VALUES values once its aliases are expanded.
+
+    Counted without expanding: a shared (aliased) node's size is computed once and reused.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        total = 1 + sum(size(child) for child in children)
+        sizes[id(node)] = total
+        return total
+
+    try:
+        total = size(data)
+    except RecursionError:
+        raise ConfigError.single("", "the document is nested too deeply", source) from None
+    if total > MAX_VALUES:
+        raise ConfigError.single(
+            "", f"the document expands to {total:,} values (YAML aliases), more than {MAX_VALUES:,}", source
+        )
 
 
 def _yaml_message(err: yaml.YAMLError) -> str:
@@ -69,17 +104,27 @@ def _plain_loader() -> type[yaml.SafeLoader]:
     return Loader
 
 
-def _load_with_includes(path: Path, stack: tuple[Path, ...]) -> Any:
+def _read_bounded(path: Path, included_from: str | None) -> str:
+    """The text of a regular file of at most MAX_FILE_BYTES (not a device, fifo or directory)."""
+    try:
+        if not path.is_file():
+            what = "does not exist" if not path.exists() else "is not a regular file"
+            raise ConfigError.single("", f"{path} {what}", included_from)
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ConfigError.single("", f"{path} is larger than {MAX_FILE_BYTES // 2**20} MiB", included_from)
+        return raw.decode()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError.single("", f"cannot read {path}: {err}", included_from) from None
+
+
+def _load_with_includes(path: Path, stack: tuple[Path, ...], includes: list[int]) -> Any:
     resolved = path.resolve()
     if resolved in stack:
         chain = " -> ".join(str(p) for p in (*stack, resolved))
         raise ConfigError.single("", f"!include cycle: {chain}", str(path))
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError.single("", f"file not found: {path}", str(stack[-1]) if stack else None) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError.single("", f"cannot read {path}: {err}") from None
+    text = _read_bounded(path, str(stack[-1]) if stack else None)
 
     class Loader(yaml.SafeLoader):
         pass
@@ -90,7 +135,10 @@ def _load_with_includes(path: Path, stack: tuple[Path, ...]) -> Any:
         target = Path(loader.construct_scalar(node))
         if not target.is_absolute():
             target = path.parent / target
-        return _load_with_includes(target, (*stack, resolved))
+        includes[0] += 1
+        if includes[0] > MAX_INCLUDES:
+            raise ConfigError.single("", f"more than {MAX_INCLUDES} !include reads in one document", str(path))
+        return _load_with_includes(target, (*stack, resolved), includes)
 
     Loader.add_constructor("!include", include)
     try:
