@@ -363,6 +363,9 @@ def forecast_run(
     title = f"rompy-tasks forecast: {config.name}"
     record = _run_flow(lambda **kw: forecast_cycle(forecast=config, cycle=when, force=force, **kw), title, title)
     _print_cycles([record])
+    if record.status == "skipped":
+        err.print(f"[bold yellow]Cycle {record.run_id} skipped[/]: ", end="")
+        err.print(f"{record.reason} (--force runs it)", highlight=False, markup=False, soft_wrap=True)
     out.print(f"Cycle directory: {record.run_dir}")
 
 

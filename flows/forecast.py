@@ -15,6 +15,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
+from prefect.states import Completed, State
 
 from flows.heartbeats import crash_if_this_process_dies, subflow_context
 from flows.pipeline import model_pipeline, overridden
@@ -79,11 +80,12 @@ def forecast_cycle(
     cycle: datetime | None = None,
     force: bool = False,
     overrides: dict[str, Any] | None = None,
-) -> CycleRecord:
+) -> CycleRecord | State:
     """Run one forecast cycle: hot start from the previous cycle, pipeline, restarts, retention.
 
     `cycle` defaults to the scheduled start time; `force` re-runs a completed (or late) cycle;
-    `overrides` ({"forecast_length": "72h", ...}) changes single fields of `forecast`.
+    `overrides` ({"forecast_length": "72h", ...}) changes single fields of `forecast`. A skipped
+    cycle ends in a state named Skipped (not a green Completed); its caller still gets the record.
     """
     crash_if_this_process_dies()
     logger = get_run_logger()
@@ -94,7 +96,10 @@ def forecast_cycle(
     # One run of a cycle at a time (a cron run and a click): the second is refused, records intact.
     lock = cycles_dir(forecast) / f".{cycle_id(cycle_time)}.lock"
     with exclusive(lock, f"forecast {forecast.name} cycle {cycle_id(cycle_time)}"):
-        return _run_cycle(forecast, cycle_time, force)
+        record = _run_cycle(forecast, cycle_time, force)
+    if record.status == "skipped":
+        return Completed(name="Skipped", message=f"cycle {record.run_id} skipped: {record.reason}", data=record)
+    return record
 
 
 def _run_cycle(forecast: ForecastConfig, cycle_time: datetime, force: bool) -> CycleRecord:

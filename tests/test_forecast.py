@@ -239,6 +239,25 @@ def test_backfill_over_a_gap_skips_late_cycles_hot_starts_across_the_gap_and_is_
     assert log.stat().st_mtime_ns != mtime
 
 
+def test_a_late_cycle_ends_in_a_state_named_skipped_and_says_so(prefect_api, tmp_path):
+    """Issue 14.3: not a green Completed; the record, history.log and the CLI say skipped too."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    old = floor_cycle(datetime.now(UTC), timedelta(hours=12)) - timedelta(days=3)
+    doc = forecast_doc(tmp_path, tmp_path / "unused.nc", max_lateness="1d")
+    path = tmp_path / "fc.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = run_cli("forecast", "run", str(path), "--cycle", old.isoformat(), env={"PREFECT_API_URL": prefect_api})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Cycle {cycle_id(old)} skipped: older than max_lateness (1 day, 0:00:00); not run" in result.stderr
+    history = (tmp_path / "runs/acc-fc/cycles/history.log").read_text()
+    assert f"{cycle_id(old)} skipped" in history
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=cycle_id(old))))
+    assert [(run.state.type.value, run.state.name) for run in runs] == [("COMPLETED", "Skipped")]
+
+
 def test_the_example_forecast_file_is_valid():
     from conftest import REPO
 
