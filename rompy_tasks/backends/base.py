@@ -16,18 +16,10 @@ The contract, in one place (the flows call only these; backends never import Pre
 - `shared_settings()`: what every member of an ensemble must share (it shapes the cluster).
 - `lost_worker_message(run)`: what to tell the user when its cluster lost the worker.
 
-A complete backend that runs the model locally behind a banner line:
-
-    class EchoBackendConfig(BaseBackendConfig):
-        type: Literal["echo"] = "echo"
-        banner: str = "echo-backend"
-
-        def execute(self, run, on_line=None) -> RunResult:
-            command = ["sh", "-c", 'echo "$0"; exec "$@"', self.banner, *run.config.run_command(run)]
-            return execute_process(self, run, command, on_line=on_line, details={"banner": self.banner})
-
-(registered as `echo = "my_package:EchoBackendConfig"` under `rompy_tasks.run`; the test
-suite installs exactly this one from `tests/plugin_pkg/`).
+A complete backend in a dozen lines, `EchoBackendConfig` (runs the model locally behind a
+banner line, through `execute_process`), is `tests/plugin_pkg/rt_example_plugin.py`: a
+third-party package registering it as `echo` under `rompy_tasks.run`, which the test suite
+installs and runs.
 """
 
 import re

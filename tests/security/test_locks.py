@@ -3,18 +3,10 @@
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-import yaml
 from conftest import REPO, run_cli, start_cli
-
-
-def wait_for(path, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert path.exists(), f"{path} never appeared"
+from helpers import shell_doc, shell_ensemble_doc, wait_for, write_yaml
 
 
 def second_while_first_runs(api_url: str, started, *args: str):
@@ -24,7 +16,7 @@ def second_while_first_runs(api_url: str, started, *args: str):
     """
     first = start_cli(*args, api_url=api_url)
     try:
-        wait_for(started)
+        assert wait_for(started.exists, 120), f"{started} never appeared"
         second = run_cli(*args, env={"PREFECT_API_URL": api_url})
         assert first.wait(timeout=120) == 0, "the first run was not disturbed"
     finally:
@@ -36,18 +28,9 @@ def second_while_first_runs(api_url: str, started, *args: str):
 def test_a_second_run_of_the_same_run_directory_is_refused_and_harms_nothing(prefect_api, tmp_path):
     started = tmp_path / "started"
     command = ["sh", "-c", f"touch {started}; sleep 10; echo done > out.txt"]
-    doc = {
-        "config": {
-            "run_id": "busy",
-            "output_dir": str(tmp_path / "runs"),
-            "delete_existing": True,
-            "period": {"start": "2026-01-01", "duration": "1h"},
-            "config": {"model_type": "shell", "command": command},
-        },
-        "postprocessor": [],
-    }
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(doc))
+    doc = shell_doc(tmp_path, command, run_id="busy")
+    doc["config"]["delete_existing"] = True
+    path = write_yaml(tmp_path / "p.yaml", doc)
     second = second_while_first_runs(prefect_api, started, "run", str(path))
     assert second.returncode == 1
     assert "run directory" in second.stderr and "is in use by another run (pid" in second.stderr
@@ -57,21 +40,8 @@ def test_a_second_run_of_the_same_run_directory_is_refused_and_harms_nothing(pre
 
 def test_a_second_run_of_the_same_ensemble_is_refused(prefect_api, tmp_path):
     flag = tmp_path / "started"
-    doc = {
-        "name": "locked",
-        "pipeline": {
-            "config": {
-                "run_id": "m",
-                "output_dir": str(tmp_path / "runs"),
-                "period": {"start": "2026-01-01", "duration": "1h"},
-                "config": {"model_type": "shell", "command": ["sh", "-c", f"touch {flag}; sleep 10"]},
-            },
-            "postprocessor": [],
-        },
-        "members": {"n": 2},
-    }
-    path = tmp_path / "e.yaml"
-    path.write_text(yaml.safe_dump(doc))
+    doc = shell_ensemble_doc(tmp_path, ["sh", "-c", f"touch {flag}; sleep 10"], {"n": 2}, name="locked")
+    path = write_yaml(tmp_path / "e.yaml", doc)
     second = second_while_first_runs(prefect_api, flag, "ensemble", str(path))
     assert second.returncode == 1 and "ensemble locked" in second.stderr and "in use" in second.stderr
     assert sorted(p.stem for p in (tmp_path / "runs" / "locked" / "records").glob("*.json")) == ["m_m000", "m_m001"]
