@@ -27,6 +27,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from rompy_tasks.backends import guard
 from rompy_tasks.backends.base import BaseBackendConfig, stage_log_path, tail_lines
 from rompy_tasks.core.errors import BackendError, WorkerLostError
+from rompy_tasks.core.model_run import ModelRun
 from rompy_tasks.core.run_files import open_for_append
 
 
@@ -88,7 +89,9 @@ def members_runner(backend: BaseBackendConfig, parallel: int, ensemble_dir: Path
     return cluster_runner(backend, ensemble_dir) or ThreadPoolTaskRunner(max_workers=parallel)
 
 
-def result_or_lost(future: PrefectFuture, backend: BaseBackendConfig, run: Any, raise_on_failure: bool = True) -> Any:
+def result_or_lost(
+    future: PrefectFuture, backend: BaseBackendConfig, run: ModelRun, raise_on_failure: bool = True
+) -> Any:
     """`future.result(...)`, or WorkerLostError naming the batch job if the worker running it was lost.
 
     Its task run is then marked Crashed with that message: the worker that would have
