@@ -5,29 +5,203 @@ internals or change its context, and a missing variable is an error, not an empt
 context is plain data (see `BaseModelConfig.template_context`). File and folder names are templates
 too; every rendered path is checked to stay inside the destination, so a value such as
 `../../etc` cannot write outside the run directory.
+
+Rendering is bounded (issue 11.5): one template renders within `MAX_RENDER_SECONDS` and no
+string or sequence it builds, output included, exceeds `MAX_RENDERED_CHARS`. Sizes are checked
+before an operation allocates (`'x' * 4000000000`, `'x'.center(10**9)`, `2 ** 10**9`), time at
+every loop iteration, call and output chunk (nested `range` loops), so a hostile template is a
+validation error within a second instead of a hang.
 """
 
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Template, nodes
 from jinja2 import TemplateError as JinjaError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 from rompy_tasks.core.errors import TemplateError
 
+MAX_RENDER_SECONDS = 1.0
+MAX_RENDERED_CHARS = 16 * 1024 * 1024
+MAX_INTEGER_BITS = 100_000
+
 _MARKERS = ("{{", "{%", "{#")
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+_SIZED = (str, bytes, list, tuple)
+_PRINTF_SPECS = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\d*)(?:\.(\d*))?")
+_BRACE_SPECS = re.compile(r"\{[^{}]*?:([^{}]*)\}")
+_WIDTH_FILTERS = ("center", "indent", "wordwrap", "format", "truncate")
+
+
+class _LimitExceeded(Exception):
+    """A bound was hit; render_string reports it as a TemplateError on the template."""
+
+
+@dataclass
+class _Budget:
+    deadline: float
+
+    def step(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _LimitExceeded(f"rendering took more than {MAX_RENDER_SECONDS:g} s")
+
+
+_BUDGET: ContextVar[_Budget] = ContextVar("template_render_budget")
+
+
+def _step() -> None:
+    budget = _BUDGET.get(None)
+    if budget is not None:
+        budget.step()
+
+
+def _check_length(length: int, what: str) -> None:
+    if length > MAX_RENDERED_CHARS:
+        raise _LimitExceeded(f"{what} would be larger than {MAX_RENDERED_CHARS:,} items")
+
+
+def _check_size(value: Any, what: str) -> Any:
+    if isinstance(value, _SIZED):
+        _check_length(len(value), what)
+    return value
+
+
+def _check_widths(args: Iterable[Any], what: str) -> None:
+    """Refuse integer arguments (widths, counts) larger than any output may be."""
+    for arg in args:
+        if isinstance(arg, int) and not isinstance(arg, bool) and arg > MAX_RENDERED_CHARS:
+            raise _LimitExceeded(f"{what} with {arg:,} would be larger than {MAX_RENDERED_CHARS:,} characters")
+
+
+def _check_format(fmt: Any, what: str) -> None:
+    """Refuse a %- or {}-format string whose widths or precisions are larger than any output may be."""
+    if isinstance(fmt, str):
+        specs = [number for found in _PRINTF_SPECS.findall(fmt) for number in found]
+        specs += [number for spec in _BRACE_SPECS.findall(fmt) for number in re.findall(r"\d+", spec)]
+        if any(len(number) > 8 and int(number) > MAX_RENDERED_CHARS for number in specs):
+            raise _LimitExceeded(f"{what}: a width in {fmt[:40]!r} is larger than {MAX_RENDERED_CHARS:,}")
+
+
+def _check_binop(op: str, left: Any, right: Any) -> None:
+    """Refuse an operation whose result would be too big, before Python allocates it."""
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (left, right))
+    if op == "*" and ints and left.bit_length() + right.bit_length() > MAX_INTEGER_BITS:
+        raise _LimitExceeded(f"a product would have more than {MAX_INTEGER_BITS:,} bits")
+    if op == "**" and ints and right > 0 and abs(left) > 1 and right * left.bit_length() > MAX_INTEGER_BITS:
+        raise _LimitExceeded(f"a power would have more than {MAX_INTEGER_BITS:,} bits")
+    if op == "*":
+        sized, count = (left, right) if isinstance(left, _SIZED) else (right, left)
+        if isinstance(sized, _SIZED) and isinstance(count, int) and len(sized) * count > MAX_RENDERED_CHARS:
+            raise _LimitExceeded(f"repeating a value {count:,} times would be larger than {MAX_RENDERED_CHARS:,} items")
+    if op == "+" and isinstance(left, _SIZED) and isinstance(right, _SIZED):
+        _check_length(len(left) + len(right), "a concatenation")
+    if op == "%":
+        _check_format(left, "a % format")
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox with size checks on operators, calls and filters."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _step()
+        _check_binop(operator, left, right)
+        return _check_size(super().call_binop(context, operator, left, right), f"the result of {operator}")
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's signature)
+        _step()
+        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)  # str.format comes wrapped
+        if isinstance(owner, _SIZED):  # 'x'.center(10**9), '{:>999999999}'.format(1)
+            _check_widths([*args, *kwargs.values()], f"{__obj.__name__}()")
+            if __obj.__name__ in ("format", "format_map"):
+                _check_format(owner, "str.format")
+        return _check_size(super().call(__context, __obj, *args, **kwargs), "a call's result")
+
+
+def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _step()
+        if name in _WIDTH_FILTERS:
+            _check_widths([*args[1:], *kwargs.values()], f"the {name} filter")
+        if name == "format":
+            _check_format(args[0] if args else None, "the format filter")
+        return _check_size(func(*args, **kwargs), f"the {name} filter's result")
+
+    bounded.__dict__.update(getattr(func, "__dict__", {}))  # keep Jinja's pass_context / pass_environment markers
+    return bounded
+
+
+def _bounded_iter(iterable: Iterable[Any]) -> Iterator[Any]:
+    for item in iterable:
+        _step()
+        yield item
+
+
+def _bounded_join(parts: Iterable[Any]) -> str:
+    texts = [str(part) for part in parts]
+    _check_length(sum(map(len, texts)), "a ~ concatenation")
+    return "".join(texts)
+
+
+class _CountLoopsAndJoins(NodeTransformer):
+    """Route every for-loop's items and every `~` through the budget (Jinja has no hook for them)."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = _call("_rt_bounded_iter", node.iter)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return _call("_rt_bounded_join", nodes.List(node.nodes, lineno=node.lineno))
+
+
+def _call(function: str, argument: nodes.Expr) -> nodes.Call:
+    return nodes.Call(nodes.Name(function, "load"), [argument], [], None, None, lineno=argument.lineno)
+
+
+_ENV = _BoundedSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+_ENV.filters = {name: _bounded_filter(name, func) for name, func in _ENV.filters.items()}
+_ENV.globals.pop("lipsum", None)  # lipsum(n=10**9) would be a bomb with no size argument to check
+_ENV.globals.update(_rt_bounded_iter=_bounded_iter, _rt_bounded_join=_bounded_join)
+
+
+@lru_cache(maxsize=512)
+def _compile(text: str) -> Template:
+    tree = _CountLoopsAndJoins().visit(_ENV.parse(text))
+    tree.set_environment(_ENV)
+    return _ENV.from_string(tree)
 
 
 def render_string(text: str, context: dict[str, Any], where: str = "template") -> str:
-    """Render one template string; any Jinja failure becomes a TemplateError naming `where`."""
+    """Render one template string; any Jinja failure or exceeded bound becomes a TemplateError naming `where`."""
     if not any(marker in text for marker in _MARKERS):
         return text  # plain text: nothing to compile (a compile costs about a millisecond)
+    token = _BUDGET.set(_Budget(time.monotonic() + MAX_RENDER_SECONDS))
     try:
-        return _ENV.from_string(text).render(**context)
+        chunks, size = [], 0
+        for chunk in _compile(text).generate(**context):
+            size += len(chunk)
+            _check_length(size, "the rendered output")
+            _step()
+            chunks.append(chunk)
+        return "".join(chunks)
     except JinjaError as err:
         raise TemplateError.single(where, f"{type(err).__name__}: {err}") from None
+    except _LimitExceeded as err:
+        raise TemplateError.single(where, f"template too costly: {err}") from None
+    except RecursionError:
+        raise TemplateError.single(where, "template too costly: recursion too deep") from None
+    finally:
+        _BUDGET.reset(token)
 
 
 def inside(root: Path, candidate: Path) -> Path:
