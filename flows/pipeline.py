@@ -18,6 +18,7 @@ from flows.runners import attempts_made, cluster_runner, result_or_lost
 from rompy_tasks.backends.base import BaseBackendConfig, RunResult
 from rompy_tasks.core.errors import WorkerLostError
 from rompy_tasks.core.model_run import ModelRun
+from rompy_tasks.core.secrets import REDACTED, redact_url
 from rompy_tasks.pipeline import (
     PipelineResult,
     Stage,
@@ -41,7 +42,11 @@ def overridden(config: T, overrides: dict[str, Any] | None, apply: Callable[[T, 
     if not overrides:
         return config
     config = apply(config, overrides)
-    get_run_logger().info("applied overrides: %s", ", ".join(f"{k}={v}" for k, v in overrides.items()))
+    shown = (
+        f"{path}={REDACTED if 'env_vars' in path.split('.') else redact_url(str(value))}"
+        for path, value in overrides.items()
+    )
+    get_run_logger().info("applied overrides: %s", ", ".join(shown))  # env values and URL credentials hidden
     return config
 
 

@@ -177,7 +177,7 @@ def resolve_members(ensemble: EnsembleConfig) -> list[Member]:
                 Problem(
                     f"members[{index}].backend",
                     "members share the ensemble's backend (one cluster for all): "
-                    "they may override only its timeout, env_vars, working_dir and launcher",
+                    "they may override only its timeout, env_vars, secret_env, working_dir and launcher",
                 )
             )
             continue

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.secrets import redact_url
 from rompy_tasks.core.templates import inside
 from rompy_tasks.core.time import Duration, TimeRange
 
@@ -75,7 +76,8 @@ def open_source(url: str) -> Any:
         with fsspec.open(url, "rb") as handle, xr.open_dataset(handle, engine="h5netcdf") as ds:
             return ds.load()
     except (OSError, ValueError, ImportError) as err:
-        raise StageError(f"cannot open forcing source {url!r}: {err}") from err
+        shown = redact_url(url)
+        raise StageError(f"cannot open forcing source {shown!r}: {str(err).replace(url, shown)}") from None
 
 
 def _coordinate_slice(values: np.ndarray, low: float, high: float) -> slice:
@@ -98,7 +100,7 @@ def cut(source: ForcingSource, ds: Any, period: TimeRange) -> Any:
     if times.min() > start or times.max() < end:
         raise StageError(
             f"forcing {source.name!r} covers {times.min()} to {times.max()}, the run needs {start} to {end} "
-            f"(source {source.url})"
+            f"(source {redact_url(source.url)})"
         )
     window = slice(start - source.time_buffer, end + source.time_buffer)
     ds = ds.sel({source.time_name: window})
@@ -126,7 +128,7 @@ def write_forcing(source: ForcingSource, period: TimeRange, staging_dir: Path) -
     ds = cut(source, open_source(source.url), period)
     target.parent.mkdir(parents=True, exist_ok=True)
     start = _naive(period.start).astype(datetime).isoformat()
-    ds.attrs["rompy_tasks_source"] = source.url
+    ds.attrs["rompy_tasks_source"] = redact_url(source.url)
     ds.to_netcdf(
         target, engine="h5netcdf", encoding={source.time_name: {"units": f"seconds since {start}", "dtype": "f8"}}
     )

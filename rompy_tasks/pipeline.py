@@ -21,6 +21,7 @@ from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
 from rompy_tasks.core.model_run import ModelRun, output_files
 from rompy_tasks.core.records import write_json_atomically
 from rompy_tasks.core.run_files import exclusive, write_text
+from rompy_tasks.core.secrets import REDACTED, redact_url
 from rompy_tasks.forcing import ForcingSource, write_forcing
 from rompy_tasks.pipeline_config import PipelineBase
 from rompy_tasks.plugins import pipeline_config_class
@@ -29,7 +30,6 @@ from rompy_tasks.postprocess.base import BasePostprocessorConfig
 Stage = Literal["generate", "run", "postprocess"]
 STAGES: tuple[str, ...] = ("generate", "run", "postprocess")
 MANIFEST_NAME = "rompy_tasks_run.json"
-REDACTED = "***"
 
 
 def select_stages(first_stage: str, last_stage: str) -> list[str]:
@@ -91,11 +91,13 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
 
 
 def redacted(pipeline: PipelineBase) -> dict[str, Any]:
-    """The pipeline as JSON data with environment variable values hidden (they may be secrets)."""
+    """The pipeline as JSON data with values that may be secrets hidden: env_vars, URL credentials."""
     data = pipeline.model_dump(mode="json")
     backend = data.get("backend") or {}
     if backend.get("env_vars"):
         backend["env_vars"] = {key: REDACTED for key in backend["env_vars"]}
+    for source in data.get("forcing") or []:
+        source["url"] = redact_url(source["url"])
     return data
 
 
@@ -207,7 +209,7 @@ def generate(model_run: ModelRun, forcing: Sequence[ForcingSource], log: LineSin
     files = model_run.config.generate(model_run, staging)
     for source in forcing:
         path = write_forcing(source, model_run.period, staging)
-        log(f"forcing {source.name}: {source.url} cut to the run period into {path.name}")
+        log(f"forcing {source.name}: {redact_url(source.url)} cut to the run period into {path.name}")
         files.append(path)
     record_generated(model_run, files)
     log(f"generated {len(files)} input file(s) in {staging}")

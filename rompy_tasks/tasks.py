@@ -6,13 +6,24 @@ Tasks are side-effecting (they write run directories), so none is cached.
 from collections.abc import Sequence
 
 from prefect import get_run_logger, task
+from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import APILogHandler
 
 from rompy_tasks import pipeline
 from rompy_tasks.backends.base import BaseBackendConfig, RunResult
 from rompy_tasks.core.model_run import ModelRun
+from rompy_tasks.core.secrets import register_secret_source
 from rompy_tasks.forcing import ForcingSource
+
+
+def read_prefect_secret(block_name: str) -> str:
+    """The value of a Prefect Secret block (`prefect-secret:NAME` in a backend's `secret_env`)."""
+    value = Secret.load(block_name, _sync=True).get()
+    return value if isinstance(value, str) else str(value)
+
+
+register_secret_source("prefect-secret", read_prefect_secret)
 
 
 @task(name="generate-inputs", task_run_name="generate-{model_run.run_id}", cache_policy=NO_CACHE)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from rompy_tasks.core.errors import ModelRunError
+from rompy_tasks.core.secrets import SECRET_REF_HELP, SecretRef, resolve_secrets
 from rompy_tasks.core.time import seconds_type
 
 if TYPE_CHECKING:
@@ -79,9 +80,13 @@ class BaseBackendConfig(BaseModel):
     env_vars: dict[StrictStr, StrictStr] = Field(
         default_factory=dict, description="Extra environment variables for the model (strings only)"
     )
+    secret_env: dict[StrictStr, SecretRef] = Field(
+        default_factory=dict,
+        description="Environment variables whose values are secrets, by reference: " + SECRET_REF_HELP,
+    )
     working_dir: Path | None = Field(None, description="Directory to run in instead of the run directory")
 
-    @field_validator("env_vars")
+    @field_validator("env_vars", "secret_env")
     @classmethod
     def _env_names_valid(cls, value: dict[str, str]) -> dict[str, str]:
         bad = [name for name in value if not ENV_NAME.match(name)]
@@ -95,6 +100,10 @@ class BaseBackendConfig(BaseModel):
         if value is not None and not value.expanduser().is_dir():
             raise ValueError(f"working_dir {value} does not exist or is not a directory")
         return value
+
+    def model_environment(self) -> dict[str, str]:
+        """The model's extra environment: `env_vars` plus `secret_env` resolved now, at model start."""
+        return {**self.env_vars, **resolve_secrets(self.secret_env, "backend.secret_env")}
 
     def preflight(self) -> None:
         """Check, before anything is submitted, that this backend can run at all (BackendError)."""

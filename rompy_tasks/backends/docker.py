@@ -411,7 +411,7 @@ def _start_container(
             name=name,
             working_dir=MOUNT_POINT,
             user=user,
-            environment=dict(config.env_vars),
+            environment=config.model_environment(),
             volumes=mounts,
             nano_cpus=int(config.cpu * 1e9),
             mem_limit=config.memory.lower() if config.memory else None,

@@ -287,7 +287,7 @@ def execute_process(
         command,
         cwd=backend.cwd_for(run),
         log_path=log_path,
-        env=child_environment(backend.env_vars),
+        env=child_environment(backend.model_environment()),
         timeout=timeout,
         on_line=on_line,
         shell=shell,

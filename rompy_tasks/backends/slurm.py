@@ -148,7 +148,7 @@ class SlurmConfig(BaseBackendConfig):
 
     def shared_settings(self) -> dict[str, Any]:
         """Everything that shapes the worker jobs: members of one ensemble share one cluster."""
-        return self.model_dump(exclude={"timeout", "env_vars", "working_dir", "launcher"})
+        return self.model_dump(exclude={"timeout", "env_vars", "secret_env", "working_dir", "launcher"})
 
     # --- where the model runs (a Dask worker inside a SLURM job) --------------------------------
 
