@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rompy_tasks.backends.guard import api_headers
 from rompy_tasks.backends.process import kill_group
 from rompy_tasks.local_server import free_port
 
@@ -88,17 +89,19 @@ def prefect_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 600
     )
 
 
-def api_request(api_url: str, method: str, path: str, body: dict | None = None, attempts: int = 6) -> Any:
+def api_request(
+    api_url: str, method: str, path: str, body: dict | None = None, attempts: int = 6, auth: str | None = None
+) -> Any:
     """One call to the Prefect REST API, retried like Prefect's own client.
 
     The server answers 503 for errors a client should retry (e.g. SQLite busy while the
-    scheduler inserts runs), and 429/502 under load.
+    scheduler inserts runs), and 429/502 under load. `auth`: the server's auth string.
     """
     request = urllib.request.Request(
         f"{api_url}{path}",
         data=json.dumps(body).encode() if body is not None else None,
         method=method,
-        headers={"Content-Type": "application/json"},
+        headers=api_headers(auth),
     )
     for attempt in range(attempts):
         try:

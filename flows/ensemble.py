@@ -212,13 +212,14 @@ def model_ensemble(
     indexes: list[int] | None = None,
     max_parallel: int | None = None,
     overrides: dict[str, Any] | None = None,
+    allowed_overrides: list[str] | None = None,
 ) -> EnsembleResult:
     """Run the members of an ensemble (all, or `indexes`), resuming from earlier runs.
 
     `overrides` ({"pipeline.config.period.duration": "2d", ...}) changes single fields of `ensemble`.
     """
     crash_if_this_process_dies()
-    ensemble = overridden(ensemble, overrides, apply_ensemble_overrides)
+    ensemble = overridden(ensemble, overrides, apply_ensemble_overrides, allowed_overrides)
     members = resolve_members(ensemble)
     wanted = indexes if indexes is not None else ensemble.indexes
     if wanted is not None:

@@ -80,6 +80,7 @@ def forecast_cycle(
     cycle: datetime | None = None,
     force: bool = False,
     overrides: dict[str, Any] | None = None,
+    allowed_overrides: list[str] | None = None,
 ) -> CycleRecord | State:
     """Run one forecast cycle: hot start from the previous cycle, pipeline, restarts, retention.
 
@@ -89,7 +90,7 @@ def forecast_cycle(
     """
     crash_if_this_process_dies()
     logger = get_run_logger()
-    forecast = overridden(forecast, overrides, apply_forecast_overrides)
+    forecast = overridden(forecast, overrides, apply_forecast_overrides, allowed_overrides)
     cycle_time = resolve_cycle(forecast, cycle)
     if cycle is not None and as_utc(cycle) != cycle_time:
         logger.warning("cycle %s is not a cycle time; using %s", as_utc(cycle).isoformat(), cycle_time.isoformat())

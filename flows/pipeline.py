@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.heartbeats import crash_if_this_process_dies, subflow_context
+from flows.policy import enforce_deployment_policy
 from flows.postprocess import artifact_key, postprocess_flow
 from flows.runners import attempts_made, cluster_runner, result_or_lost
 from rompy_tasks.backends.base import BaseBackendConfig, RunResult
@@ -37,8 +38,17 @@ PipelineConfig = pipeline_config_class()
 T = TypeVar("T")
 
 
-def overridden(config: T, overrides: dict[str, Any] | None, apply: Callable[[T, dict[str, Any]], T]) -> T:
-    """`config` with a flow's `overrides` parameter applied (validated) and logged."""
+def overridden(
+    config: T,
+    overrides: dict[str, Any] | None,
+    apply: Callable[[T, dict[str, Any]], T],
+    allowed_overrides: list[str] | None = None,
+) -> T:
+    """`config` with a flow's `overrides` parameter applied (validated) and logged.
+
+    First, the run must keep to its deployment's lock (`allowed_overrides`, flows/policy.py).
+    """
+    enforce_deployment_policy(overrides, allowed_overrides)
     if not overrides:
         return config
     config = apply(config, overrides)
@@ -108,14 +118,16 @@ def model_pipeline(
     cleanup_on_failure: bool = False,
     validate_stages: bool = True,
     overrides: dict[str, Any] | None = None,
+    allowed_overrides: list[str] | None = None,
 ) -> PipelineResult:
     """Generate inputs, run the model on the configured backend, postprocess the outputs.
 
-    `overrides` ({"config.period.duration": "2d", ...}) changes single fields of `pipeline`.
+    `overrides` ({"config.period.duration": "2d", ...}) changes single fields of `pipeline`;
+    a deployment's `allowed_overrides` (globs such as `config.period.*`) locks everything else.
     """
     crash_if_this_process_dies()
     logger = get_run_logger()
-    pipeline = overridden(pipeline, overrides, apply_overrides)
+    pipeline = overridden(pipeline, overrides, apply_overrides, allowed_overrides)
     result = new_result(pipeline, select_stages(first_stage, last_stage))
     calls = StageCalls(
         generate=generate_inputs,

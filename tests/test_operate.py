@@ -3,12 +3,19 @@
 users trigger them: `prefect deployment run --param` from the shell, a scheduled run created
 through the API, and the UI's run form (rendered by headless Chromium)."""
 
+import base64
+import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,8 +47,13 @@ class Operated:
             "PREFECT_HOME": str(tmp / "op/prefect-home"),
         }
 
+    @property
+    def auth(self) -> str:
+        """The API's auth string: scripts/operate makes one and keeps it beside its state."""
+        return (self.tmp / "op" / "api-auth").read_text().strip()
+
     def api(self, method: str, path: str, body: dict | None = None) -> dict | list:
-        return api_request(f"{self.url}/api", method, path, body)
+        return api_request(f"{self.url}/api", method, path, body, auth=self.auth)
 
     def deployment(self, name: str) -> dict:
         return self.api("GET", f"/deployments/name/{name}")
@@ -50,7 +62,8 @@ class Operated:
         args = [PREFECT, "deployment", "run", name, "--watch", "--watch-timeout", "300"]
         for param in params:
             args += ["--param", param]
-        return subprocess.run(args, env=self.client_env, capture_output=True, text=True, timeout=400)
+        env = {**self.client_env, "PREFECT_API_AUTH_STRING": self.auth}
+        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=400)
 
     def worker_log(self) -> str:
         return (self.tmp / "op" / "worker.log").read_text()[-3000:]
@@ -82,6 +95,41 @@ def test_pipeline_deployment_run_with_field_overrides(operated):
     assert sorted(p.name for p in (staging / "plots").glob("*.png")) == ["acc.energy.k_m.png", "acc.snapshot.temp.png"]
 
 
+def test_the_api_requires_the_auth_string_operate_made(operated):
+    auth_file = operated.tmp / "op" / "api-auth"
+    assert auth_file.stat().st_mode & 0o777 == 0o600 and len(operated.auth) > 20
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        api_request(f"{operated.url}/api", "POST", "/deployments/filter", {}, attempts=1, auth="rompy:guess")
+    assert refused.value.code == 401
+    assert operated.api("POST", "/deployments/filter", {}), "with the auth string the API answers"
+
+
+def test_a_locked_deployment_refuses_what_it_does_not_allow(operated):
+    """Through the real worker: each refusal fails the run before anything is written or started."""
+    marker = operated.tmp / "pwned"
+    pipeline = operated.deployment("model-pipeline/veros-acc")["parameters"]["pipeline"]
+    pipeline["backend"]["command"] = f"touch {marker}"
+    attempts = {
+        "a backend command override": (
+            f'overrides={{"backend.command": "touch {marker}", "config.run_id": "locked-1"}}',
+            "overrides.backend.command: this deployment allows overriding only config.run_id, config.period.*",
+        ),
+        "a replaced pipeline": (f"pipeline={json.dumps(pipeline)}", "pipeline: differs from the deployment's value"),
+        "a widened allowlist": (
+            'allowed_overrides=["*"]',
+            "allowed_overrides: differs from the deployment's value",
+        ),
+    }
+    for what, (param, reason) in attempts.items():
+        ran = operated.deployment_run("model-pipeline/veros-acc", param)
+        assert ran.returncode != 0 and "Failed" in ran.stdout, f"{what}: {ran.stdout[-1500:]}"
+        flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", ran.stdout).group(1)
+        message = operated.api("GET", f"/flow_runs/{flow_run_id}")["state"]["message"]
+        assert reason in message, f"{what}: {message}"
+    assert not marker.exists()
+    assert not (operated.runs / "locked-1").exists() and not (operated.runs / "veros-acc").exists()
+
+
 @pytest.mark.veros
 def test_the_scheduled_start_time_drives_the_cycle_then_a_shell_run_hot_starts_from_it(operated):
     deployment = operated.deployment("model-forecast/veros-acc-forecast")
@@ -90,6 +138,8 @@ def test_the_scheduled_start_time_drives_the_cycle_then_a_shell_run_hot_starts_f
     assert set(schedules) == {"0 0 * * *", "0 12 * * *"}
     assert all(s["schedule"]["timezone"] == "UTC" and s["active"] for s in schedules.values())
     assert schedules["0 0 * * *"]["parameters"] == {"overrides": {"forecast_length": "72h"}}
+    limit = deployment["global_concurrency_limit"]
+    assert limit["limit"] == 1 and deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
     # the server's scheduler creates the coming runs: 00Z and 12Z, the 00Z ones with their parameters
     deadline = time.monotonic() + 120
     while not (upcoming := _scheduled_runs(operated, deployment["id"])):
@@ -159,13 +209,55 @@ CHROMIUM_FLAGS = [
 ]
 
 
+@contextmanager
+def logged_in_ui(operated: Operated, path: str) -> Iterator[str]:
+    """A URL that opens the UI at `path` already logged in, as after the UI's login page.
+
+    The UI keeps the auth string in its origin's localStorage; headless Chromium cannot type it,
+    so a small same-origin proxy serves a page that stores it, then forwards to the real UI.
+    """
+    token = base64.b64encode(operated.auth.encode()).decode()
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/__login":
+                body = f"<script>localStorage.setItem('prefect-password', '{token}');location='{path}'</script>"
+                data, kind, code = body.encode(), "text/html", 200
+            else:
+                try:
+                    accept = {"Accept": self.headers.get("Accept", "*/*")}  # HTML navigation gets the app
+                    request = urllib.request.Request(operated.url + self.path, headers=accept)
+                    with urllib.request.urlopen(request, timeout=30) as upstream:
+                        data, kind, code = upstream.read(), upstream.headers["Content-Type"], upstream.status
+                except urllib.error.HTTPError as error:
+                    data, kind, code = error.read(), error.headers["Content-Type"], error.code
+            self.send_response(code)
+            self.send_header("Content-Type", kind or "application/octet-stream")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/__login"
+    finally:
+        server.shutdown()
+
+
 @pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (scripts/test installs Debian's chromium as root)"
 )
 def test_the_ui_renders_the_forecast_run_form(operated, tmp_path):
     deployment = operated.deployment("model-forecast/veros-acc-forecast")
-    page = f"{operated.url}/deployments/deployment/{deployment['id']}/run"
-    dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, "--dump-dom", page], capture_output=True, text=True, timeout=120)
+    with logged_in_ui(operated, f"/deployments/deployment/{deployment['id']}/run") as page:
+        dom = subprocess.run(
+            [CHROMIUM, *CHROMIUM_FLAGS, "--dump-dom", page], capture_output=True, text=True, timeout=120
+        )
+        shot = tmp_path / "run-form.png"
+        subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--screenshot={shot}", page], capture_output=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     for label in [
         "Cycle Interval",
@@ -182,6 +274,4 @@ def test_the_ui_renders_the_forecast_run_form(operated, tmp_path):
         "overrides (Optional)",
     ]:
         assert f">{label}" in dom.stdout, f"the run form has no field {label!r}"
-    shot = tmp_path / "run-form.png"
-    subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--screenshot={shot}", page], capture_output=True, timeout=120)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -133,16 +133,26 @@ UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"]
 CRASH_MESSAGE = "the process orchestrating this run died (its guard marked it Crashed)"
 
 
-def _api(api_url: str, method: str, path: str, body: dict | None = None) -> object:
+def api_headers(auth_string: str | None = None) -> dict[str, str]:
+    """Headers for a raw Prefect REST call, authenticated as Prefect's client would be.
+
+    `auth_string` (the server's auth string), else PREFECT_API_AUTH_STRING or PREFECT_API_KEY.
+    """
     import base64
-    import json
-    import urllib.request
 
     headers = {"Content-Type": "application/json"}
-    if auth := os.environ.get("PREFECT_API_AUTH_STRING"):
+    if auth := auth_string or os.environ.get("PREFECT_API_AUTH_STRING"):
         headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
     elif key := os.environ.get("PREFECT_API_KEY"):
         headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+def _api(api_url: str, method: str, path: str, body: dict | None = None) -> object:
+    import json
+    import urllib.request
+
+    headers = api_headers()
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(api_url.rstrip("/") + path, data=data, headers=headers, method=method)
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the orchestrator's API URL

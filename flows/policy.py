@@ -1,0 +1,60 @@
+"""What a run created through the Prefect API may change of its deployment (issue 11.8).
+
+Anyone who can reach the API can create a flow run with any parameters, so a deployment that
+declares `allowed_overrides` (glob patterns of dotted field paths, e.g. `config.period.*`)
+is locked: its run's config parameter (`pipeline`, `ensemble` or `forecast`) and the
+allowlist itself must be exactly as deployed (read back from the deployment, not from the
+run), and `overrides` may set only matching paths. Everything else a run may set (stages,
+`cycle`, `force`, `max_parallel`, member indexes) changes what runs, not how. The check runs
+first in the flow, so a refused run writes and starts nothing.
+
+This guards against mistakes and narrows what a UI user can do; it is not a wall against
+someone with full API access, who can also edit the deployment itself: keep the API on
+loopback or behind its auth string (scripts/operate does both).
+"""
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+
+from rompy_tasks.core.errors import ConfigError, Problem
+
+LOCKED_PARAMETERS = ("pipeline", "ensemble", "forecast", "allowed_overrides")
+
+
+def refused_overrides(overrides: dict[str, Any], allowed: list[str]) -> list[Problem]:
+    """The override paths no pattern of `allowed` matches."""
+    return [
+        Problem(f"overrides.{path}", f"this deployment allows overriding only {', '.join(allowed) or 'nothing'}")
+        for path in overrides
+        if not any(fnmatchcase(path, pattern) for pattern in allowed)
+    ]
+
+
+def refused_parameters(run: dict[str, Any], deployed: dict[str, Any]) -> list[Problem]:
+    """The locked parameters a run changed from its deployment's values."""
+    return [
+        Problem(name, "differs from the deployment's value: this deployment accepts changes only through overrides")
+        for name in LOCKED_PARAMETERS
+        if (name in run or name in deployed) and run.get(name) != deployed.get(name)
+    ]
+
+
+def enforce_deployment_policy(overrides: dict[str, Any] | None, allowed_overrides: list[str] | None) -> None:
+    """Raise ConfigError, listing every refused change, if this run breaks its deployment's lock."""
+    allowed = allowed_overrides
+    problems: list[Problem] = []
+    context = FlowRunContext.get()
+    flow_run = context.flow_run if context else None
+    if flow_run is not None and flow_run.deployment_id is not None:
+        with get_client(sync_client=True) as client:
+            deployed = client.read_deployment(flow_run.deployment_id).parameters
+        if deployed.get("allowed_overrides") is not None:
+            problems += refused_parameters(flow_run.parameters, deployed)
+            allowed = deployed["allowed_overrides"]
+    if allowed is not None:
+        problems += refused_overrides(overrides or {}, allowed)
+    if problems:
+        raise ConfigError(problems, "this run's parameters")
