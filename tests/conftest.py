@@ -8,9 +8,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from operated import OPERATE, Operated
+from services import free_port
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -123,3 +126,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slurm)
         if "engine" in fixtures:
             item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="module")
+def operated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operated]:
+    """scripts/operate start (server with auth, pool, deployments, worker) for the module.
+
+    Stopped afterwards, checking nothing is left running.
+    """
+    op = Operated(tmp_path_factory.mktemp("operate"), free_port())
+    started = subprocess.run([OPERATE, "start"], env=op.env, capture_output=True, text=True, timeout=300)
+    try:
+        assert started.returncode == 0, started.stderr[-3000:]
+        yield op
+    finally:
+        stopped = subprocess.run([OPERATE, "stop"], env=op.env, capture_output=True, text=True, timeout=120)
+        assert stopped.returncode == 0
+        status = subprocess.run([OPERATE, "status"], env=op.env, capture_output=True)
+        assert status.returncode != 0, "nothing left running"

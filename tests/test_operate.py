@@ -6,82 +6,23 @@ through the API, and the UI's run form (rendered by headless Chromium)."""
 import base64
 import http.server
 import json
-import os
-import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from conftest import REPO
-from services import api_request, free_port
+from operated import Operated
 
 from rompy_tasks.forecast import cycle_id, floor_cycle
 
 pytestmark = pytest.mark.e2e
 
-PREFECT = Path(sys.executable).parent / "prefect"
-OPERATE = REPO / "scripts" / "operate"
 TWELVE_HOURS = timedelta(hours=12)
-
-
-class Operated:
-    def __init__(self, tmp: Path, port: int):
-        self.tmp, self.port = tmp, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.runs = tmp / "runs"
-        self.env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        self.env.update(
-            ROMPY_TASKS_PORT=str(port), ROMPY_TASKS_OPERATE_DIR=str(tmp / "op"), ROMPY_TASKS_RUNS=str(self.runs)
-        )
-        self.client_env = {
-            **self.env,
-            "PREFECT_API_URL": f"{self.url}/api",
-            "PREFECT_HOME": str(tmp / "op/prefect-home"),
-        }
-
-    @property
-    def auth(self) -> str:
-        """The API's auth string: scripts/operate makes one and keeps it beside its state."""
-        return (self.tmp / "op" / "api-auth").read_text().strip()
-
-    def api(self, method: str, path: str, body: dict | None = None) -> dict | list:
-        return api_request(f"{self.url}/api", method, path, body, auth=self.auth)
-
-    def deployment(self, name: str) -> dict:
-        return self.api("GET", f"/deployments/name/{name}")
-
-    def deployment_run(self, name: str, *params: str) -> subprocess.CompletedProcess:
-        args = [PREFECT, "deployment", "run", name, "--watch", "--watch-timeout", "300"]
-        for param in params:
-            args += ["--param", param]
-        env = {**self.client_env, "PREFECT_API_AUTH_STRING": self.auth}
-        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=400)
-
-    def worker_log(self) -> str:
-        return (self.tmp / "op" / "worker.log").read_text()[-3000:]
-
-
-@pytest.fixture(scope="module")
-def operated(tmp_path_factory):
-    """scripts/operate start for the module; stop afterwards and check nothing is left running."""
-    op = Operated(tmp_path_factory.mktemp("operate"), free_port())
-    started = subprocess.run([OPERATE, "start"], env=op.env, capture_output=True, text=True, timeout=300)
-    try:
-        assert started.returncode == 0, started.stderr[-3000:]
-        yield op
-    finally:
-        stopped = subprocess.run([OPERATE, "stop"], env=op.env, capture_output=True, text=True, timeout=120)
-        assert stopped.returncode == 0
-        status = subprocess.run([OPERATE, "status"], env=op.env, capture_output=True)
-        assert status.returncode != 0, "nothing left running"
 
 
 @pytest.mark.veros
@@ -93,41 +34,6 @@ def test_pipeline_deployment_run_with_field_overrides(operated):
     staging = operated.runs / "from-the-shell"
     assert "runlen 172800" in (staging / "logs" / "run.log").read_text(), "the override reached the model"
     assert sorted(p.name for p in (staging / "plots").glob("*.png")) == ["acc.energy.k_m.png", "acc.snapshot.temp.png"]
-
-
-def test_the_api_requires_the_auth_string_operate_made(operated):
-    auth_file = operated.tmp / "op" / "api-auth"
-    assert auth_file.stat().st_mode & 0o777 == 0o600 and len(operated.auth) > 20
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        api_request(f"{operated.url}/api", "POST", "/deployments/filter", {}, attempts=1, auth="rompy:guess")
-    assert refused.value.code == 401
-    assert operated.api("POST", "/deployments/filter", {}), "with the auth string the API answers"
-
-
-def test_a_locked_deployment_refuses_what_it_does_not_allow(operated):
-    """Through the real worker: each refusal fails the run before anything is written or started."""
-    marker = operated.tmp / "pwned"
-    pipeline = operated.deployment("model-pipeline/veros-acc")["parameters"]["pipeline"]
-    pipeline["backend"]["command"] = f"touch {marker}"
-    attempts = {
-        "a backend command override": (
-            f'overrides={{"backend.command": "touch {marker}", "config.run_id": "locked-1"}}',
-            "overrides.backend.command: this deployment allows overriding only config.run_id, config.period.*",
-        ),
-        "a replaced pipeline": (f"pipeline={json.dumps(pipeline)}", "pipeline: differs from the deployment's value"),
-        "a widened allowlist": (
-            'allowed_overrides=["*"]',
-            "allowed_overrides: differs from the deployment's value",
-        ),
-    }
-    for what, (param, reason) in attempts.items():
-        ran = operated.deployment_run("model-pipeline/veros-acc", param)
-        assert ran.returncode != 0 and "Failed" in ran.stdout, f"{what}: {ran.stdout[-1500:]}"
-        flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", ran.stdout).group(1)
-        message = operated.api("GET", f"/flow_runs/{flow_run_id}")["state"]["message"]
-        assert reason in message, f"{what}: {message}"
-    assert not marker.exists()
-    assert not (operated.runs / "locked-1").exists() and not (operated.runs / "veros-acc").exists()
 
 
 @pytest.mark.veros

@@ -1,0 +1,50 @@
+"""The API is the trust boundary (issue 11.8): scripts/operate requires an auth string, and a
+locked deployment refuses runs that change more than its `allowed_overrides`, through a real worker.
+
+Before, the operated server answered anyone on loopback, and any run could replace a
+deployment's backend command through `--param` or `overrides`.
+"""
+
+import json
+import re
+import urllib.error
+
+import pytest
+from services import api_request
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_api_requires_the_auth_string_operate_made(operated):
+    auth_file = operated.tmp / "op" / "api-auth"
+    assert auth_file.stat().st_mode & 0o777 == 0o600 and len(operated.auth) > 20
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        api_request(f"{operated.url}/api", "POST", "/deployments/filter", {}, attempts=1, auth="rompy:guess")
+    assert refused.value.code == 401
+    assert operated.api("POST", "/deployments/filter", {}), "with the auth string the API answers"
+
+
+def test_a_locked_deployment_refuses_what_it_does_not_allow(operated):
+    """Through the real worker: each refusal fails the run before anything is written or started."""
+    marker = operated.tmp / "pwned"
+    pipeline = operated.deployment("model-pipeline/veros-acc")["parameters"]["pipeline"]
+    pipeline["backend"]["command"] = f"touch {marker}"
+    attempts = {
+        "a backend command override": (
+            f'overrides={{"backend.command": "touch {marker}", "config.run_id": "locked-1"}}',
+            "overrides.backend.command: this deployment allows overriding only config.run_id, config.period.*",
+        ),
+        "a replaced pipeline": (f"pipeline={json.dumps(pipeline)}", "pipeline: differs from the deployment's value"),
+        "a widened allowlist": (
+            'allowed_overrides=["*"]',
+            "allowed_overrides: differs from the deployment's value",
+        ),
+    }
+    for what, (param, reason) in attempts.items():
+        ran = operated.deployment_run("model-pipeline/veros-acc", param)
+        assert ran.returncode != 0 and "Failed" in ran.stdout, f"{what}: {ran.stdout[-1500:]}"
+        flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", ran.stdout).group(1)
+        message = operated.api("GET", f"/flow_runs/{flow_run_id}")["state"]["message"]
+        assert reason in message, f"{what}: {message}"
+    assert not marker.exists()
+    assert not (operated.runs / "locked-1").exists() and not (operated.runs / "veros-acc").exists()
