@@ -23,12 +23,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
-from prefect.runtime import task_run
+from prefect.runtime import flow_run, task_run
 from prefect.task_runners import TaskRunner
 from pydantic import BaseModel, Field
 
 from flows.heartbeats import crash_if_this_process_dies, subflow_context
-from flows.pipeline import overridden
+from flows.pipeline import overridden, overridden_value
 from flows.postprocess import artifact_key
 from flows.runners import members_runner, result_or_lost
 from rompy_tasks.backends.process import allow_starting, child_environment, run_process, terminate_running
@@ -206,7 +206,12 @@ def run_members(
     return outcomes
 
 
-@flow(name="model-ensemble", flow_run_name="{ensemble.name}")
+def _ensemble_run_name() -> str:
+    """The ensemble's name after the run's overrides."""
+    return str(overridden_value(flow_run.parameters or {}, "ensemble", "name") or "model-ensemble")
+
+
+@flow(name="model-ensemble", flow_run_name=_ensemble_run_name)
 def model_ensemble(
     ensemble: EnsembleConfig,
     indexes: list[int] | None = None,

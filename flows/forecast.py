@@ -3,22 +3,37 @@
 A cycle's time is the `cycle` parameter, or else the flow run's scheduled start time (the
 cron instant of a deployment schedule), floored to the cycle interval. The cycle runs the
 pipeline as a subflow, hot-started from the newest earlier cycle's restart valid at the
-cycle time. A completed cycle is not run again unless `force`; a cycle older than
-`max_lateness` is recorded as skipped. Backfill runs missing cycles oldest first, so each
+cycle time. A completed cycle is not run again unless `force`. A run the scheduler created
+for a cycle older than `max_lateness` records it as skipped; a cycle asked for by name runs.
+Backfill runs the missing, failed and skipped cycles of a range oldest first, so each
 hot-starts from the one before.
+
+Catch-up after an outage is serial and oldest first: the deployment runs one cycle at a time
+(concurrency limit 1), and a cycle's run first runs, oldest first, the earlier cycles whose
+runs are still waiting (late or queued), so each hot-starts from its predecessor whichever
+waiting run the worker happens to start first; those runs then find their cycle done.
 """
 
 import traceback
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_client, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
 from flows.heartbeats import crash_if_this_process_dies, subflow_context
-from flows.pipeline import model_pipeline, overridden
+from flows.pipeline import model_pipeline, overridden, overridden_value
 from flows.postprocess import artifact_key
 from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.core.time import as_utc, parse_duration
@@ -51,12 +66,10 @@ def _cycle_run_name() -> str:
 
 
 def _cycle_name_from(params: dict[str, Any]) -> str:
-    forecast, cycle = params.get("forecast"), params.get("cycle")
-    if isinstance(forecast, dict):  # parameters as the API sent them
-        default = ForecastConfig.model_fields["cycle_interval"].default
-        name, interval = forecast["name"], parse_duration(forecast.get("cycle_interval", default))
-    else:
-        name, interval = forecast.name, forecast.cycle_interval
+    cycle = params.get("cycle")
+    name = overridden_value(params, "forecast", "name")
+    interval = overridden_value(params, "forecast", "cycle_interval")
+    interval = ForecastConfig.model_fields["cycle_interval"].default if interval is None else parse_duration(interval)
     when = cycle or flow_run.scheduled_start_time
     return f"{name}-{cycle_id(floor_cycle(datetime.fromisoformat(when) if isinstance(when, str) else when, interval))}"
 
@@ -94,29 +107,76 @@ def forecast_cycle(
     cycle_time = resolve_cycle(forecast, cycle)
     if cycle is not None and as_utc(cycle) != cycle_time:
         logger.warning("cycle %s is not a cycle time; using %s", as_utc(cycle).isoformat(), cycle_time.isoformat())
-    # One run of a cycle at a time (a cron run and a click): the second is refused, records intact.
-    lock = cycles_dir(forecast) / f".{cycle_id(cycle_time)}.lock"
-    with exclusive(lock, f"forecast {forecast.name} cycle {cycle_id(cycle_time)}"):
-        record = _run_cycle(forecast, cycle_time, force)
+    for earlier, by_name in waiting_earlier_cycles(forecast, cycle_time):
+        logger.info("cycle %s first: its run is still waiting and this cycle hot-starts after it", cycle_id(earlier))
+        _run_cycle_locked(forecast, earlier, force=False, lateness_applies=not by_name)
+    record = _run_cycle_locked(forecast, cycle_time, force, lateness_applies=cycle is None)
     if record.status == "skipped":
         return Completed(name="Skipped", message=f"cycle {record.run_id} skipped: {record.reason}", data=record)
     return record
 
 
-def _run_cycle(forecast: ForecastConfig, cycle_time: datetime, force: bool) -> CycleRecord:
-    """The cycle, under its lock: skip if done or late, else hot start, pipeline, record, retention."""
+def waiting_earlier_cycles(forecast: ForecastConfig, cycle_time: datetime) -> list[tuple[datetime, bool]]:
+    """Earlier cycles of this run's deployment whose runs are due but waiting, oldest first.
+
+    Each with whether it was asked for by name (its run has a `cycle` parameter) rather than
+    created by the scheduler. Cycles already completed are left out. Outside a deployment: none.
+    """
+    context = FlowRunContext.get()
+    this_run = context.flow_run if context else None
+    if this_run is None or this_run.deployment_id is None:
+        return []
+    waiting = FlowRunFilter(
+        deployment_id=FlowRunFilterDeploymentId(any_=[this_run.deployment_id]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])),
+        expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(UTC)),
+    )
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=waiting)
+    cycles: dict[datetime, bool] = {}
+    for run in runs:
+        named = run.parameters.get("cycle")
+        when = datetime.fromisoformat(named) if isinstance(named, str) else run.expected_start_time
+        earlier = floor_cycle(when, forecast.cycle_interval)
+        done = read_cycle(forecast, earlier)
+        if run.id != this_run.id and earlier < cycle_time and not (done and done.status == "completed"):
+            cycles[earlier] = cycles.get(earlier, False) or named is not None
+    return sorted(cycles.items())
+
+
+def _run_cycle_locked(
+    forecast: ForecastConfig, cycle_time: datetime, force: bool, lateness_applies: bool
+) -> CycleRecord:
+    """`_run_cycle` holding the cycle's lock: a second run of the same cycle (a cron run and a
+    click) is refused at once, records intact."""
+    lock = cycles_dir(forecast) / f".{cycle_id(cycle_time)}.lock"
+    with exclusive(lock, f"forecast {forecast.name} cycle {cycle_id(cycle_time)}"):
+        return _run_cycle(forecast, cycle_time, force, lateness_applies)
+
+
+def _run_cycle(forecast: ForecastConfig, cycle_time: datetime, force: bool, lateness_applies: bool) -> CycleRecord:
+    """The cycle: skip if done (or late and scheduled), else hot start, pipeline, record, retention."""
     logger = get_run_logger()
     previous = read_cycle(forecast, cycle_time)
-    if previous is not None and previous.status == "completed" and not force:
+    late = lateness_applies and not force and is_late(forecast, cycle_time)
+    if (
+        previous is not None
+        and not force
+        and (previous.status == "completed" or (previous.status, late) == ("skipped", True))
+    ):
         logger.info(
-            "cycle %s already completed (%s); nothing to do (force re-runs it)",
+            "cycle %s already %s (%s); nothing to do (force re-runs it)",
             previous.run_id,
+            previous.status,
             previous.written.isoformat(),
         )
         return previous
     record = CycleRecord.begin(forecast, cycle_time)
-    if not force and is_late(forecast, cycle_time):
-        record.status, record.reason = "skipped", f"older than max_lateness ({forecast.max_lateness}); not run"
+    if late:
+        record.status, record.reason = (
+            "skipped",
+            f"the scheduler's run came later than max_lateness ({forecast.max_lateness}); not run",
+        )
         logger.warning("cycle %s skipped: %s", record.run_id, record.reason)
         save_cycle(forecast, record)
         _publish(forecast, record)

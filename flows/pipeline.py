@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from flows.heartbeats import crash_if_this_process_dies, subflow_context
 from flows.policy import enforce_deployment_policy
@@ -36,6 +37,26 @@ from rompy_tasks.tasks import generate_inputs, run_model
 
 PipelineConfig = pipeline_config_class()
 T = TypeVar("T")
+
+
+def overridden_value(parameters: dict[str, Any], config: str, path: str) -> Any:
+    """The value at dotted `path` of the `config` parameter, after the run's `overrides`.
+
+    For run names, which Prefect computes from the parameters before the flow applies
+    overrides. Parameters are API JSON or, in-process, the config objects themselves.
+    """
+    overrides = parameters.get("overrides") or {}
+    if path in overrides:
+        return overrides[path]
+    value = parameters.get(config)
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+    return value
+
+
+def _pipeline_run_name() -> str:
+    """The run id (after overrides): a run named `veros-acc` must not hide `config.run_id=storm`."""
+    return str(overridden_value(flow_run.parameters or {}, "pipeline", "config.run_id") or "model-pipeline")
 
 
 def overridden(
@@ -110,7 +131,7 @@ def postprocess_stage(model_run: ModelRun, processor: BasePostprocessorConfig) -
         return postprocess_flow(processor.processor)(model_run, processor)
 
 
-@flow(name="model-pipeline", flow_run_name="{pipeline.config.run_id}")
+@flow(name="model-pipeline", flow_run_name=_pipeline_run_name)
 def model_pipeline(
     pipeline: PipelineConfig,
     first_stage: Stage = "generate",

@@ -13,7 +13,7 @@ import re
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -56,6 +56,11 @@ class ForecastConfig(BaseModel):
     )
     cycle_interval: Duration = Field(timedelta(hours=12), description="Time between cycles (whole hours)")
     forecast_length: Duration = Field(timedelta(hours=48), description="Model period of each cycle")
+    forecast_length_by_hour: dict[Annotated[int, Field(ge=0, le=23)], Duration] = Field(
+        default_factory=dict,
+        description="A different forecast_length for cycles at these UTC hours (e.g. {0: 72h}); "
+        "applies however the cycle was started (schedule, UI, API, CLI)",
+    )
     spinup: Duration = Field(timedelta(0), description="A cold start begins this long before the cycle time")
     restart: RestartRules = Field(default_factory=RestartRules)
     cold_start_ok: bool = Field(
@@ -65,7 +70,9 @@ class ForecastConfig(BaseModel):
         None, ge=1, description="Cycle directories kept after a successful cycle (default: all)"
     )
     max_lateness: Duration | None = Field(
-        None, description="Cycles older than this (against the wall clock) are skipped, not run"
+        None,
+        description="A run the scheduler created is skipped, not run, when its cycle is older than this "
+        "(against the wall clock); a cycle asked for by name (cycle parameter, --cycle, backfill) always runs",
     )
 
     @field_validator("cycle_interval")
@@ -77,8 +84,11 @@ class ForecastConfig(BaseModel):
 
     @model_validator(mode="after")
     def _can_cycle(self) -> "ForecastConfig":
-        if self.forecast_length < self.cycle_interval:
+        if min([self.forecast_length, *self.forecast_length_by_hour.values()]) < self.cycle_interval:
             raise ValueError("'forecast_length' must reach the next cycle ('cycle_interval') to hot-start it")
+        never = [h for h in self.forecast_length_by_hour if timedelta(hours=h) % self.cycle_interval]
+        if never and timedelta(days=1) % self.cycle_interval == timedelta(0):
+            raise ValueError(f"'forecast_length_by_hour': no cycle starts at hour(s) {never}")
         if self.spinup < timedelta(0):
             raise ValueError("'spinup' must not be negative")
         try:
@@ -90,6 +100,10 @@ class ForecastConfig(BaseModel):
     @property
     def directory(self) -> Path:
         return self.pipeline.config.output_dir.expanduser().absolute() / self.name
+
+    def length_at(self, cycle: datetime) -> timedelta:
+        """The forecast length of the cycle at `cycle` (its UTC hour may have its own)."""
+        return self.forecast_length_by_hour.get(as_utc(cycle).hour, self.forecast_length)
 
 
 def load_forecast(path: str | Path, overrides: list[str] | None = None) -> ForecastConfig:
@@ -283,7 +297,7 @@ def cycle_pipeline(forecast: ForecastConfig, cycle: datetime, hot_start: HotStar
     run.update(run_id=cycle_id(cycle), output_dir=str(forecast.directory), delete_existing=True, run_id_subdir=True)
     run["period"] = {
         "start": (cycle - spinup).isoformat(),
-        "duration": (forecast.forecast_length + spinup).total_seconds(),
+        "duration": (forecast.length_at(cycle) + spinup).total_seconds(),
         "interval": forecast.pipeline.config.period.interval.total_seconds(),
         "include_end": forecast.pipeline.config.period.include_end,
     }

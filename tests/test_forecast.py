@@ -2,6 +2,9 @@
 real NetCDF file (also over HTTP), backfill with max_lateness, idempotent re-runs, retention."""
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,13 +12,15 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import run_cli
+from conftest import REPO, run_cli
 from helpers import BBOX
 
 from rompy_tasks.core.errors import ConfigError
 from rompy_tasks.forecast import (
     ForecastConfig,
+    HotStart,
     cycle_id,
+    cycle_pipeline,
     cycle_times,
     floor_cycle,
     is_late,
@@ -77,6 +82,19 @@ def test_lateness_is_measured_against_the_wall_clock(tmp_path):
     assert not is_late(config, now - timedelta(days=1, hours=23), now)
     unlimited = ForecastConfig.model_validate(forecast_doc(tmp_path, tmp_path / "f.nc"))
     assert not is_late(unlimited, now - timedelta(days=3650), now)
+
+
+def test_a_cycle_hour_can_have_its_own_forecast_length_however_the_cycle_starts(tmp_path):
+    """Issue 14.6: the 00Z cycle's 72 h is part of the forecast, not of one schedule's parameters."""
+    config = validate_forecast(forecast_doc(tmp_path, tmp_path / "f.nc", forecast_length_by_hour={0: "72h"}))
+    midnight = datetime(2026, 3, 1, tzinfo=UTC)
+    for cycle, hours in ((midnight, 72), (midnight + timedelta(hours=12), 24)):
+        period = cycle_pipeline(config, cycle, HotStart(cycle="20260228T12", restart="r.h5")).config.period
+        assert period.end - period.start == timedelta(hours=hours)
+    with pytest.raises(ConfigError, match=r"no cycle starts at hour\(s\) \[3\]"):
+        validate_forecast(forecast_doc(tmp_path, tmp_path / "f.nc", forecast_length_by_hour={3: "72h"}))
+    with pytest.raises(ConfigError, match="must reach the next cycle"):
+        validate_forecast(forecast_doc(tmp_path, tmp_path / "f.nc", forecast_length_by_hour={0: "6h"}))
 
 
 def test_invalid_forecasts_list_every_problem_with_its_path(tmp_path):
@@ -195,7 +213,7 @@ def test_no_restart_and_no_cold_start_fails_clearly(prefect_api, tmp_path, janua
 
 
 @pytest.mark.veros
-def test_backfill_over_a_gap_skips_late_cycles_hot_starts_across_the_gap_and_is_idempotent(prefect_api, tmp_path):
+def test_backfill_runs_what_is_missing_oldest_first_and_named_cycles_run_however_late(prefect_api, tmp_path):
     now = datetime.now(UTC)
     c0 = floor_cycle(now, timedelta(hours=12)) - timedelta(hours=48)
     forcing = write_synthetic_wind(tmp_path / "wind.nc", c0 - timedelta(days=2), now + timedelta(days=3))
@@ -205,9 +223,14 @@ def test_backfill_over_a_gap_skips_late_cycles_hot_starts_across_the_gap_and_is_
     env = {"PREFECT_API_URL": prefect_api}
     c1, c2, c3 = (c0 + k * timedelta(hours=12) for k in (1, 2, 3))
 
-    # c0 ran long ago (forced past its lateness); then the suite was down for one cycle
-    first = run_cli("forecast", "run", str(path), "--cycle", c0.isoformat(), "--force", env=env)
-    assert first.returncode == 0, first.stderr[-3000:]
+    # c0 and c2 asked for by name run although older than max_lateness (36 h); c1 is missing
+    for cycle in (c0, c2):
+        ran = run_cli("forecast", "run", str(path), "--cycle", cycle.isoformat(), env=env)
+        assert ran.returncode == 0, ran.stderr[-3000:]
+    r2 = json.loads((tmp_path / "runs/acc-fc/cycles" / f"{cycle_id(c2)}.json").read_text())
+    assert (r2["status"], r2["start"], r2["restart_cycle"]) == ("completed", "hot", cycle_id(c0)), "across the gap"
+    c2_log = tmp_path / "runs/acc-fc" / cycle_id(c2) / "logs" / "run.log"
+    c2_written = c2_log.stat().st_mtime_ns
     backfill = run_cli("forecast", "backfill", str(path), "--from", c1.isoformat(), "--to", c3.isoformat(), env=env)
     assert backfill.returncode == 0, backfill.stderr[-3000:]
 
@@ -215,13 +238,12 @@ def test_backfill_over_a_gap_skips_late_cycles_hot_starts_across_the_gap_and_is_
         cid: json.loads((tmp_path / "runs/acc-fc/cycles" / f"{cid}.json").read_text())
         for cid in map(cycle_id, (c0, c1, c2, c3))
     }
-    r0, r1, r2, r3 = records.values()
-    assert r1["status"] == "skipped" and "max_lateness" in r1["reason"]
-    assert not (tmp_path / "runs/acc-fc" / cycle_id(c1)).exists()
-    assert (r2["status"], r2["start"], r2["restart_cycle"]) == ("completed", "hot", cycle_id(c0)), "across the gap"
+    r0, r1, r2_after, r3 = records.values()
+    assert (r1["status"], r1["start"], r1["restart_cycle"]) == ("completed", "hot", cycle_id(c0)), "the gap filled"
+    assert r2_after == r2 and c2_log.stat().st_mtime_ns == c2_written, "a completed cycle is left as it is"
     assert (r3["status"], r3["start"], r3["restart_cycle"]) == ("completed", "hot", cycle_id(c2))
-    # keep_cycles=2: c0 went once c3 no longer needed it
-    assert r2["removed_cycles"] == [] and r3["removed_cycles"] == [cycle_id(c0)]
+    # keep_cycles=2: c0 stayed while c1 hot-started from it; c3 keeps only c2 and itself
+    assert r1["removed_cycles"] == [] and r3["removed_cycles"] == [cycle_id(c0), cycle_id(c1)]
     assert sorted(p.name for p in (tmp_path / "runs/acc-fc").iterdir()) == sorted(
         [cycle_id(c2), cycle_id(c3), "cycles"]
     )
@@ -239,23 +261,40 @@ def test_backfill_over_a_gap_skips_late_cycles_hot_starts_across_the_gap_and_is_
     assert log.stat().st_mtime_ns != mtime
 
 
-def test_a_late_cycle_ends_in_a_state_named_skipped_and_says_so(prefect_api, tmp_path):
-    """Issue 14.3: not a green Completed; the record, history.log and the CLI say skipped too."""
+def test_a_late_scheduled_cycle_ends_in_a_state_named_skipped_and_says_so(prefect_api, tmp_path):
+    """Issue 14.3: not a green Completed; the record and history.log say skipped too.
+
+    The run is created as the scheduler creates one (a scheduled time 3 days ago, no `cycle`)
+    and executed as a worker's process executes it (`python -m prefect.engine <id>`, a fresh process).
+    """
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.states import Scheduled
+
+    from flows.forecast import forecast_cycle
 
     old = floor_cycle(datetime.now(UTC), timedelta(hours=12)) - timedelta(days=3)
     doc = forecast_doc(tmp_path, tmp_path / "unused.nc", max_lateness="1d")
-    path = tmp_path / "fc.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    result = run_cli("forecast", "run", str(path), "--cycle", old.isoformat(), env={"PREFECT_API_URL": prefect_api})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"Cycle {cycle_id(old)} skipped: older than max_lateness (1 day, 0:00:00); not run" in result.stderr
+    with get_client(sync_client=True) as client:
+        created = client.create_flow_run(
+            forecast_cycle, parameters={"forecast": doc}, state=Scheduled(scheduled_time=old)
+        )
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT__FLOW_ENTRYPOINT": "flows/forecast.py:forecast_cycle"}
+    executed = subprocess.run(
+        [sys.executable, "-m", "prefect.engine", str(created.id)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert executed.returncode == 0, executed.stdout[-2000:] + executed.stderr[-2000:]
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(created.id)
+    assert run.state.name == "Skipped", run.state.message
+    assert (run.name, run.state.type.value, run.state.name) == (f"acc-fc-{cycle_id(old)}", "COMPLETED", "Skipped")
+    assert "the scheduler's run came later than max_lateness (1 day, 0:00:00); not run" in run.state.message
     history = (tmp_path / "runs/acc-fc/cycles/history.log").read_text()
     assert f"{cycle_id(old)} skipped" in history
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=cycle_id(old))))
-    assert [(run.state.type.value, run.state.name) for run in runs] == [("COMPLETED", "Skipped")]
 
 
 def test_the_example_forecast_file_is_valid():

@@ -39,14 +39,14 @@ def test_pipeline_deployment_run_with_field_overrides(operated):
 @pytest.mark.veros
 def test_the_scheduled_start_time_drives_the_cycle_then_a_shell_run_hot_starts_from_it(operated):
     deployment = operated.deployment("model-forecast/veros-acc-forecast")
-    # the schedules from prefect.yaml: 00Z (with its own parameters) and 12Z, in UTC
+    # the schedules from prefect.yaml: 00Z and 12Z, in UTC (the 00Z length is in the forecast itself)
     schedules = {s["schedule"]["cron"]: s for s in deployment["schedules"]}
     assert set(schedules) == {"0 0 * * *", "0 12 * * *"}
     assert all(s["schedule"]["timezone"] == "UTC" and s["active"] for s in schedules.values())
-    assert schedules["0 0 * * *"]["parameters"] == {"overrides": {"forecast_length": "72h"}}
+    assert deployment["parameters"]["forecast"]["forecast_length_by_hour"] == {"0": "72h"}
     limit = deployment["global_concurrency_limit"]
     assert limit["limit"] == 1 and deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
-    # the server's scheduler creates the coming runs: 00Z and 12Z, the 00Z ones with their parameters
+    # the server's scheduler creates the coming runs: 00Z and 12Z
     deadline = time.monotonic() + 120
     while not (upcoming := _scheduled_runs(operated, deployment["id"])):
         assert time.monotonic() < deadline, "the scheduler created no runs (see the server log)"
@@ -54,7 +54,6 @@ def test_the_scheduled_start_time_drives_the_cycle_then_a_shell_run_hot_starts_f
     for run in upcoming:
         start = datetime.fromisoformat(run["expected_start_time"])
         assert (start.hour, start.minute, start.second) in {(0, 0, 0), (12, 0, 0)} and start > datetime.now(UTC)
-        assert run["parameters"]["overrides"] == ({"forecast_length": "72h"} if start.hour == 0 else {})
 
     # a run scheduled 20 h ago (a late one the worker picks up at once): its cycle is that time,
     # floored to 12 h, not the wall clock
@@ -76,9 +75,9 @@ def test_the_scheduled_start_time_drives_the_cycle_then_a_shell_run_hot_starts_f
     forecast_dir = operated.runs / "acc-forecast"
     record = json.loads((forecast_dir / "cycles" / f"{cycle_id(cycle)}.json").read_text())
     assert record["status"] == "completed" and record["start"] == "cold"
-    # the derived period: a cold start spins up for a day (spinup: 1d) and runs 48 h past the cycle
+    # the derived period: a cold start spins up for a day (spinup: 1d) and runs 48 h past the cycle (00Z: 72 h)
     assert datetime.fromisoformat(record["period_start"]) == cycle - timedelta(days=1)
-    assert datetime.fromisoformat(record["period_end"]) == cycle + timedelta(hours=48)
+    assert datetime.fromisoformat(record["period_end"]) == cycle + timedelta(hours=72 if cycle.hour == 0 else 48)
     assert (forecast_dir / cycle_id(cycle) / "plots" / "acc.snapshot.surface_taux.png").is_file()
 
     # the next cycle from the shell: it hot-starts from the scheduled one
