@@ -95,7 +95,8 @@ def api_request(
     """One call to the Prefect REST API, retried like Prefect's own client.
 
     The server answers 503 for errors a client should retry (e.g. SQLite busy while the
-    scheduler inserts runs), and 429/502 under load. `auth`: the server's auth string.
+    scheduler inserts runs), and 429/502 under load; a busy SQLite server may also not answer
+    within the timeout. `auth`: the server's auth string.
     """
     request = urllib.request.Request(
         f"{api_url}{path}",
@@ -111,3 +112,6 @@ def api_request(
             if error.code not in {429, 502, 503} or attempt == attempts - 1:
                 raise
             time.sleep(0.5 * 2**attempt)
+        except TimeoutError:
+            if attempt == attempts - 1:
+                raise

@@ -36,10 +36,12 @@ from rompy_tasks.plugins import (
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Prefect-native ocean/wave/coastal model runs")
 backends_app = typer.Typer(no_args_is_help=True, help="Inspect and validate backend configs")
 app.add_typer(backends_app, name="backends")
-forecast_app = typer.Typer(no_args_is_help=True, help="Operational forecast cycles: run, backfill, validate")
+forecast_app = typer.Typer(no_args_is_help=True, help="Operational forecast cycles: run, backfill, status, validate")
 app.add_typer(forecast_app, name="forecast")
 server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server that commands reuse")
 app.add_typer(server_app, name="server")
+deployments_app = typer.Typer(no_args_is_help=True, help="Prefect deployment files (prefect.yaml)")
+app.add_typer(deployments_app, name="deployments")
 
 out = Console()
 err = Console(stderr=True)
@@ -349,7 +351,7 @@ def _print_cycles(records: list[Any]) -> None:
 def forecast_run(
     file: Annotated[Path, typer.Argument(help="Forecast YAML/JSON file")],
     cycle: Annotated[str | None, typer.Option(help="Cycle time (default: now, floored to the cycle interval)")] = None,
-    force: Annotated[bool, typer.Option(help="Re-run a completed (or late) cycle")] = False,
+    force: Annotated[bool, typer.Option(help="Re-run a completed cycle")] = False,
     set_: SetOption = None,
 ) -> None:
     """Run one forecast cycle, hot-started from the previous one."""
@@ -363,9 +365,6 @@ def forecast_run(
     title = f"rompy-tasks forecast: {config.name}"
     record = _run_flow(lambda **kw: forecast_cycle(forecast=config, cycle=when, force=force, **kw), title, title)
     _print_cycles([record])
-    if record.status == "skipped":
-        err.print(f"[bold yellow]Cycle {record.run_id} skipped[/]: ", end="")
-        err.print(f"{record.reason} (--force runs it)", highlight=False, markup=False, soft_wrap=True)
     out.print(f"Cycle directory: {record.run_dir}")
 
 
@@ -374,10 +373,10 @@ def forecast_backfill(
     file: Annotated[Path, typer.Argument(help="Forecast YAML/JSON file")],
     start: Annotated[str, typer.Option("--from", help="First cycle time (ISO 8601)")],
     end: Annotated[str, typer.Option("--to", help="Last cycle time (ISO 8601)")],
-    force: Annotated[bool, typer.Option(help="Re-run completed (and late) cycles too")] = False,
+    force: Annotated[bool, typer.Option(help="Re-run completed cycles too")] = False,
     set_: SetOption = None,
 ) -> None:
-    """Run the missing cycles from --from to --to in order; cycles past max_lateness are skipped."""
+    """Run what is missing from --from to --to (missing, failed, skipped cycles), oldest first."""
     config = _load_forecast(file, set_)
     first, last = _time("--from", start), _time("--to", end)
     if first > last:
@@ -390,6 +389,47 @@ def forecast_backfill(
         lambda **kw: backfill_flow(forecast=config, start=first, end=last, force=force, **kw), title, title
     )
     _print_cycles(records)
+
+
+@forecast_app.command("status")
+def forecast_status(
+    file: Annotated[Path, typer.Argument(help="Forecast YAML/JSON file")],
+    last: Annotated[int, typer.Option(min=1, max=1000, help="How many cycles to show, newest first")] = 8,
+    grace: Annotated[str, typer.Option(help="Cycles due less than this long ago are not checked yet")] = "0h",
+    set_: SetOption = None,
+) -> None:
+    """The morning check: the newest cycles, read from their records (no server needed).
+
+    Exits 1 if the newest due cycle is missing, failed or skipped, so cron or a monitor can alert.
+    """
+    from rompy_tasks.core.time import clock_text, parse_duration
+    from rompy_tasks.forecast import cycle_id, recent_cycles
+
+    config = _load_forecast(file, set_)
+    try:
+        wait = parse_duration(grace)
+    except ValueError as error:
+        raise _invalid(ConfigError.single("--grace", str(error))) from None
+    rows = recent_cycles(config, last, grace=wait)
+    table = Table("cycle", "status", "start", "late by", "seconds", "outputs", "note", title=f"Forecast {config.name}")
+    for cycle, record in rows:
+        if record is None:
+            table.add_row(cycle_id(cycle), "[red]missing[/]", "", "", "", "", "")
+            continue
+        colour = {"completed": "green", "running": "cyan"}.get(record.status, "red")
+        start = {"hot": f"hot from {record.restart_cycle}", "cold": "cold"}.get(record.start or "", "-")
+        late = clock_text((record.started - cycle).total_seconds()) if record.started else "-"
+        seconds = f"{record.timings['total']:.1f}" if "total" in record.timings else ""
+        outputs = str(len(record.outputs)) if record.status == "completed" else ""
+        note = escape((record.reason or "")[:60])
+        table.add_row(record.run_id, f"[{colour}]{record.status}[/]", start, late, seconds, outputs, note)
+    out.print(table)
+    out.print(f"Forecast directory: {config.directory}", soft_wrap=True)
+    newest, record = rows[0]
+    problem = "missing" if record is None else record.status if record.status in {"failed", "skipped"} else None
+    if problem:
+        err.print(f"[bold red]The newest cycle {cycle_id(newest)} is {problem}[/]", highlight=False)
+        raise typer.Exit(1)
 
 
 @forecast_app.command("validate")
@@ -422,6 +462,25 @@ def forecast_forcing(
         raise _invalid(ConfigError.single("--start", f"{start} is not before --end {end}"))
     path = write_synthetic_wind(output, first, last, timedelta(hours=interval_hours))
     out.print(f"wrote {path} ({first.isoformat()} to {last.isoformat()}, every {interval_hours} h)")
+
+
+@deployments_app.command("render")
+def deployments_render(
+    file: Annotated[Path, typer.Argument(help="A prefect.yaml that uses !include or ${VAR}")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the plain prefect.yaml")],
+) -> None:
+    """Resolve `!include` and `${VAR}` in a prefect.yaml for `prefect deploy`, which reads neither.
+
+    So a deployment and the CLI share one file (deployments/prefect.yaml includes the forecast
+    of examples/veros-forecast/forecast.yaml). Prefect's own `{{ ... }}` templates are kept.
+    """
+    import yaml
+
+    data = _valid(load_document, file)
+    output.write_text(f"# Rendered from {file} by `rompy-tasks deployments render`; edit that file.\n")
+    with output.open("a") as handle:
+        yaml.safe_dump(data, handle, sort_keys=False, width=120)
+    out.print(f"wrote {output}", soft_wrap=True)
 
 
 @server_app.command("start")

@@ -186,12 +186,19 @@ class CycleRecord(BaseModel):
     plots: list[str] = Field(default_factory=list)
     removed_cycles: list[str] = Field(default_factory=list)
     reason: str | None = None
+    started: datetime | None = Field(None, description="When the cycle was taken up (its lateness: started - cycle)")
     written: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
     def begin(cls, forecast: "ForecastConfig", cycle: datetime) -> "CycleRecord":
         """The record of a cycle about to be decided on (run, skipped)."""
-        return cls(cycle=cycle, run_id=cycle_id(cycle), status="running", run_dir=cycle_run_dir(forecast, cycle))
+        return cls(
+            cycle=cycle,
+            run_id=cycle_id(cycle),
+            status="running",
+            run_dir=cycle_run_dir(forecast, cycle),
+            started=datetime.now(UTC),
+        )
 
     def note_start(self, pipeline: PipelineBase, hot: "HotStart | None") -> None:
         """How the cycle starts: hot (from which restart and cycle) or cold, its period and forcing."""
@@ -254,6 +261,15 @@ def cycle_run_dir(forecast: ForecastConfig, cycle: datetime) -> Path:
 def read_cycle(forecast: ForecastConfig, cycle: datetime) -> CycleRecord | None:
     data = read_record(cycles_dir(forecast) / f"{cycle_id(cycle)}.json")
     return CycleRecord.model_validate(data) if data else None
+
+
+def recent_cycles(
+    forecast: ForecastConfig, count: int, now: datetime | None = None, grace: timedelta = timedelta(0)
+) -> list[tuple[datetime, CycleRecord | None]]:
+    """The `count` newest cycles due by `now - grace`, newest first, with their records (None: missing)."""
+    newest = floor_cycle((now or datetime.now(UTC)) - grace, forecast.cycle_interval)
+    times = [newest - k * forecast.cycle_interval for k in range(count)]
+    return [(cycle, read_cycle(forecast, cycle)) for cycle in times]
 
 
 def save_cycle(forecast: ForecastConfig, record: CycleRecord) -> Path:

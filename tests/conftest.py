@@ -5,8 +5,10 @@ handed to CLI subprocesses, so they use it instead of each starting a temporary 
 """
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,13 +131,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="module")
-def operated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operated]:
+def operated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operated]:
     """scripts/operate start (server with auth, pool, deployments, worker) for the module.
 
+    A module that sets `OPERATE_DATABASE = "postgres"` gets the server on PostgreSQL; its state
+    then lives in a directory under /tmp the `postgres` user can traverse (pytest's are 0700).
     Stopped afterwards, checking nothing is left running.
     """
-    op = Operated(tmp_path_factory.mktemp("operate"), free_port())
-    started = subprocess.run([OPERATE, "start"], env=op.env, capture_output=True, text=True, timeout=300)
+    database = getattr(request.module, "OPERATE_DATABASE", "sqlite")
+    if database == "postgres":
+        base = Path(tempfile.mkdtemp(prefix="rompy-operate-", dir="/tmp"))
+        base.chmod(0o711)
+    else:
+        base = tmp_path_factory.mktemp("operate")
+    op = Operated(base, free_port())
+    op.env["ROMPY_TASKS_PG_PORT"] = str(free_port())
+    started = subprocess.run(
+        [OPERATE, "start", "--database", database], env=op.env, capture_output=True, text=True, timeout=600
+    )
     try:
         assert started.returncode == 0, started.stderr[-3000:]
         yield op
@@ -144,3 +157,5 @@ def operated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operated]:
         assert stopped.returncode == 0
         status = subprocess.run([OPERATE, "status"], env=op.env, capture_output=True)
         assert status.returncode != 0, "nothing left running"
+        if database == "postgres":
+            shutil.rmtree(base)

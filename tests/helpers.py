@@ -91,3 +91,8 @@ def python_script(tmp_path: Path, body: str) -> list[str]:
     path = tmp_path / "model.py"
     path.write_text(textwrap.dedent(body))
     return [sys.executable, str(path)]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of a rich table the CLI printed (run it with a wide COLUMNS), cells stripped."""
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in text.splitlines() if line.startswith("│ 2")]

@@ -1,6 +1,7 @@
 """The operational stack of scripts/operate, as tests drive it (see the `operated` fixture)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,10 @@ class Operated:
             args += ["--param", param]
         env = {**self.client_env, "PREFECT_API_AUTH_STRING": self.auth}
         return subprocess.run(args, env=env, capture_output=True, text=True, timeout=400)
+
+    def flow_run_of(self, ran: subprocess.CompletedProcess) -> dict:
+        """The flow run a `deployment_run` created (from the id it printed)."""
+        return self.api("GET", f"/flow_runs/{re.search(r'UUID: ([0-9a-f-]{36})', ran.stdout).group(1)}")
 
     def worker_log(self) -> str:
         return (self.tmp / "op" / "worker.log").read_text()[-3000:]

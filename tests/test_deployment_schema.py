@@ -32,7 +32,7 @@ DEPLOYMENT_FILES = sorted((REPO / "deployments").rglob("prefect.yaml"))
 
 def deployments():
     for path in DEPLOYMENT_FILES:
-        for deployment in yaml.safe_load(path.read_text())["deployments"]:
+        for deployment in load_document(path, environ={"ROMPY_TASKS_RUNS": "/tmp/rompy-runs"})["deployments"]:
             yield pytest.param(deployment, id=f"{path.parent.name}/{deployment['name']}")
 
 

@@ -13,10 +13,11 @@ import pytest
 import xarray as xr
 import yaml
 from conftest import REPO, run_cli
-from helpers import BBOX
+from helpers import BBOX, table_rows
 
 from rompy_tasks.core.errors import ConfigError
 from rompy_tasks.forecast import (
+    CycleRecord,
     ForecastConfig,
     HotStart,
     cycle_id,
@@ -24,7 +25,9 @@ from rompy_tasks.forecast import (
     cycle_times,
     floor_cycle,
     is_late,
+    load_forecast,
     prune_cycles,
+    save_cycle,
     validate_forecast,
 )
 from rompy_tasks.synthetic import synthetic_wind, write_synthetic_wind
@@ -295,6 +298,39 @@ def test_a_late_scheduled_cycle_ends_in_a_state_named_skipped_and_says_so(prefec
     assert "the scheduler's run came later than max_lateness (1 day, 0:00:00); not run" in run.state.message
     history = (tmp_path / "runs/acc-fc/cycles/history.log").read_text()
     assert f"{cycle_id(old)} skipped" in history
+
+
+def test_forecast_status_lists_the_newest_cycles_and_fails_when_the_newest_is_missing_or_failed(tmp_path):
+    """Issue 14.8: the morning check reads the records; exit 1 names the newest cycle's problem."""
+    path = tmp_path / "fc.yaml"
+    path.write_text(yaml.safe_dump(forecast_doc(tmp_path, tmp_path / "f.nc")))
+    config = load_forecast(path)
+    newest = floor_cycle(datetime.now(UTC), timedelta(hours=12))
+    earlier = CycleRecord.begin(config, newest - timedelta(hours=12))
+    earlier.status, earlier.start, earlier.restart_cycle = "completed", "hot", cycle_id(newest - timedelta(hours=24))
+    earlier.timings, earlier.outputs = {"total": 12.5}, ["acc.snapshot.nc", "acc.energy.nc"]
+    earlier.started = earlier.cycle + timedelta(seconds=90)  # taken up 90 s after its cycle time
+    save_cycle(config, earlier)
+    env = {"COLUMNS": "200"}
+
+    missing = run_cli("forecast", "status", str(path), "--last", "3", env=env)
+    assert missing.returncode == 1 and f"The newest cycle {cycle_id(newest)} is missing" in missing.stderr
+    rows = table_rows(missing.stdout)
+    assert [row[:2] for row in rows] == [
+        [cycle_id(newest), "missing"],
+        [earlier.run_id, "completed"],
+        [cycle_id(newest - timedelta(hours=24)), "missing"],
+    ]
+    assert rows[1][2:6] == [f"hot from {cycle_id(newest - timedelta(hours=24))}", "00:01:30", "12.5", "2"]
+    # the check can wait for a cycle still being run: --grace looks one cycle back
+    assert run_cli("forecast", "status", str(path), "--grace", "12h", env=env).returncode == 0
+
+    failed = CycleRecord.begin(config, newest)
+    failed.status, failed.reason = "failed", "ModelRunError: the model exited with code 1"
+    save_cycle(config, failed)
+    result = run_cli("forecast", "status", str(path), env=env)
+    assert result.returncode == 1 and f"The newest cycle {cycle_id(newest)} is failed" in result.stderr
+    assert "ModelRunError: the model exited with code 1" in result.stdout
 
 
 def test_the_example_forecast_file_is_valid():

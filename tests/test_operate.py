@@ -31,6 +31,7 @@ def test_pipeline_deployment_run_with_field_overrides(operated):
         "model-pipeline/veros-acc", 'overrides={"config.period.duration": "2d", "config.run_id": "from-the-shell"}'
     )
     assert ran.returncode == 0 and "Completed" in ran.stdout, ran.stdout[-1500:] + operated.worker_log()
+    assert operated.flow_run_of(ran)["name"] == "from-the-shell", "the run is named after its overridden run id"
     staging = operated.runs / "from-the-shell"
     assert "runlen 172800" in (staging / "logs" / "run.log").read_text(), "the override reached the model"
     assert sorted(p.name for p in (staging / "plots").glob("*.png")) == ["acc.energy.k_m.png", "acc.snapshot.temp.png"]

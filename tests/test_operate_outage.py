@@ -1,5 +1,5 @@
-"""A forecaster's outage and recovery, end to end (issue 14): scripts/operate's real server and
-worker, the `model-forecast/veros-acc-forecast` deployment, real Veros cycles.
+"""A forecaster's outage and recovery, end to end (issue 14): scripts/operate's real server (on
+PostgreSQL) and worker, the `model-forecast/veros-acc-forecast` deployment, real Veros cycles.
 
 Cycles c0..c5 run in order; then the worker dies for four days of cycles, and the runs the
 scheduler would have created are created through the API, late. When a worker is back, the
@@ -16,12 +16,14 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import wait_for
+from conftest import run_cli
+from helpers import table_rows, wait_for
 from operated import OPERATE, Operated
 
 from rompy_tasks.forecast import cycle_id, floor_cycle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.veros]
+OPERATE_DATABASE = "postgres"  # operational use: the server on PostgreSQL (SQLite locks under this load)
 
 DEPLOYMENT = "model-forecast/veros-acc-forecast"
 TWELVE_HOURS = timedelta(hours=12)
@@ -39,8 +41,9 @@ def create_run(operated: Operated, deployment_id: str, due: datetime, cycle: dat
 def final_states(operated: Operated, run_ids: list[str], seconds: float) -> dict[str, dict]:
     """Each run's final state, waiting up to `seconds` for all of them."""
     deadline = time.monotonic() + seconds
+    query = {"flow_runs": {"id": {"any_": run_ids}}, "limit": len(run_ids)}
     while True:
-        runs = {run_id: operated.api("GET", f"/flow_runs/{run_id}") for run_id in run_ids}
+        runs = {run["id"]: run for run in operated.api("POST", "/flow_runs/filter", query)}
         if all(run["state"]["type"] in FINAL for run in runs.values()):
             return runs
         assert time.monotonic() < deadline, [r["state"]["name"] for r in runs.values()] + [operated.worker_log()]
@@ -113,3 +116,14 @@ def test_after_an_outage_late_cycles_run_serially_oldest_first_each_from_its_pre
     assert sorted(ran) == sorted(set(ran)) and len(ran) == 10
     kept = sorted(p.name for p in (operated.runs / "acc-forecast").iterdir() if p.name != "cycles")
     assert kept == sorted(cycle_id(c) for c in cycles[4:6] + cycles[10:])
+
+    # the morning check, from the shell, on the same forecast file the deployment includes
+    status = run_cli(
+        "forecast", "status", "examples/veros-forecast/forecast.yaml", "--last", "8",
+        env={"ROMPY_TASKS_RUNS": str(operated.runs), "COLUMNS": "200"},
+    )  # fmt: skip
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = {row[0]: row for row in table_rows(status.stdout)}
+    assert list(rows) == [cycle_id(c) for c in reversed(cycles[6:])]
+    assert rows[cycle_id(cycles[13])][1:3] == ["completed", f"hot from {cycle_id(cycles[12])}"]
+    assert all(rows[cycle_id(c)][1] == "skipped" for c in cycles[6:10])

@@ -6,7 +6,6 @@ deployment's backend command through `--param` or `overrides`.
 """
 
 import json
-import re
 import urllib.error
 
 import pytest
@@ -43,8 +42,7 @@ def test_a_locked_deployment_refuses_what_it_does_not_allow(operated):
     for what, (param, reason) in attempts.items():
         ran = operated.deployment_run("model-pipeline/veros-acc", param)
         assert ran.returncode != 0 and "Failed" in ran.stdout, f"{what}: {ran.stdout[-1500:]}"
-        flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", ran.stdout).group(1)
-        message = operated.api("GET", f"/flow_runs/{flow_run_id}")["state"]["message"]
+        message = operated.flow_run_of(ran)["state"]["message"]
         assert reason in message, f"{what}: {message}"
     assert not marker.exists()
     assert not (operated.runs / "locked-1").exists() and not (operated.runs / "veros-acc").exists()
