@@ -42,6 +42,9 @@ server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server th
 app.add_typer(server_app, name="server")
 deployments_app = typer.Typer(no_args_is_help=True, help="Prefect deployment files (prefect.yaml)")
 app.add_typer(deployments_app, name="deployments")
+alerts_app = typer.Typer(no_args_is_help=True, help="Alerts on forecast cycles (Prefect automations)")
+app.add_typer(alerts_app, name="alerts")
+REPO = Path(__file__).resolve().parent.parent
 
 out = Console()
 err = Console(stderr=True)
@@ -481,6 +484,33 @@ def deployments_render(
     with output.open("a") as handle:
         yaml.safe_dump(data, handle, sort_keys=False, width=120)
     out.print(f"wrote {output}", soft_wrap=True)
+
+
+@alerts_app.command("install")
+def alerts_install(
+    webhook: Annotated[str, typer.Argument(help="URL that receives a JSON POST {subject, body} per alert")],
+    file: Annotated[Path, typer.Option(help="The automations, as code")] = REPO / "deployments" / "alerts.yaml",
+    forecast: Annotated[Path, typer.Option(help="The forecast (its cycle interval sets the overdue window)")] = (
+        REPO / "examples" / "veros-forecast" / "forecast.yaml"
+    ),
+    deployment: Annotated[str, typer.Option(help="The forecast deployment's name")] = "veros-acc-forecast",
+    overdue_after: Annotated[
+        str | None, typer.Option(help="Alert when no cycle completed for this long (default: 1.5 cycle intervals)")
+    ] = None,
+) -> None:
+    """Notify WEBHOOK when a forecast cycle fails, crashes or is skipped, or none completes in time."""
+    from rompy_tasks.core.time import parse_duration
+
+    config = _load_forecast(forecast, None)
+    try:
+        overdue = parse_duration(overdue_after) if overdue_after else 1.5 * config.cycle_interval
+    except ValueError as error:
+        raise _invalid(ConfigError.single("--overdue-after", str(error))) from None
+    _connect_api()
+    from flows.alerts import install_alerts
+
+    for name in _valid(install_alerts, webhook, file, overdue, deployment):
+        out.print(f"installed automation: {escape(name)}", soft_wrap=True)
 
 
 @server_app.command("start")

@@ -131,7 +131,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="module")
-def operated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operated]:
+def operate_env() -> dict[str, str]:
+    """Extra environment for scripts/operate start (a module overrides this fixture to add some)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def operated(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, operate_env: dict[str, str]
+) -> Iterator[Operated]:
     """scripts/operate start (server with auth, pool, deployments, worker) for the module.
 
     A module that sets `OPERATE_DATABASE = "postgres"` gets the server on PostgreSQL; its state
@@ -145,7 +153,7 @@ def operated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     else:
         base = tmp_path_factory.mktemp("operate")
     op = Operated(base, free_port())
-    op.env["ROMPY_TASKS_PG_PORT"] = str(free_port())
+    op.env.update(ROMPY_TASKS_PG_PORT=str(free_port()), **operate_env)
     started = subprocess.run(
         [OPERATE, "start", "--database", database], env=op.env, capture_output=True, text=True, timeout=600
     )

@@ -8,11 +8,14 @@ past `max_lateness` (2 d) end in a state named Skipped; no cycle runs twice; ret
 the newest six cycle directories.
 """
 
+import http.server
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,6 +31,44 @@ OPERATE_DATABASE = "postgres"  # operational use: the server on PostgreSQL (SQLi
 DEPLOYMENT = "model-forecast/veros-acc-forecast"
 TWELVE_HOURS = timedelta(hours=12)
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class AlertReceiver(http.server.ThreadingHTTPServer):
+    """The webhook the alerts go to: keeps every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.alerts: list[dict] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.alerts.append(json.loads(body or b"{}"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/alerts"
+
+
+@pytest.fixture(scope="module")
+def alert_receiver() -> Iterator[AlertReceiver]:
+    receiver = AlertReceiver()
+    yield receiver
+    receiver.shutdown()
+
+
+@pytest.fixture(scope="module")
+def operate_env(alert_receiver: AlertReceiver) -> dict[str, str]:
+    """scripts/operate installs the alerts (deployments/alerts.yaml) for this receiver."""
+    return {"ROMPY_TASKS_ALERT_WEBHOOK": alert_receiver.url}
 
 
 def create_run(operated: Operated, deployment_id: str, due: datetime, cycle: datetime | None = None) -> str:
@@ -67,7 +108,7 @@ def kill_worker(operated: Operated) -> None:
     assert wait_for(lambda: subprocess.run([OPERATE, "status"], env=operated.env).returncode != 0, 30)
 
 
-def test_after_an_outage_late_cycles_run_serially_oldest_first_each_from_its_predecessor(operated):
+def test_after_an_outage_late_cycles_run_serially_oldest_first_each_from_its_predecessor(operated, alert_receiver):
     deployment = operated.deployment(DEPLOYMENT)
     for schedule in deployment["schedules"]:  # no real cron run may join in while the test runs
         operated.api("PATCH", f"/deployments/{deployment['id']}/schedules/{schedule['id']}", {"active": False})
@@ -127,3 +168,34 @@ def test_after_an_outage_late_cycles_run_serially_oldest_first_each_from_its_pre
     assert list(rows) == [cycle_id(c) for c in reversed(cycles[6:])]
     assert rows[cycle_id(cycles[13])][1:3] == ["completed", f"hot from {cycle_id(cycles[12])}"]
     assert all(rows[cycle_id(c)][1] == "skipped" for c in cycles[6:10])
+
+    # a cycle that fails (an override it cannot run with) alerts too
+    failed = operated.deployment_run(
+        DEPLOYMENT, f"cycle={cycles[13].isoformat()}", 'overrides={"forecast_length": "1h"}'
+    )
+    assert "Failed" in failed.stdout, failed.stdout[-2000:]
+    # the alert receiver got exactly one notification per skipped or failed cycle, nothing else
+    expected = sorted(
+        [f"Forecast cycle acc-forecast-{cycle_id(c)}: Skipped" for c in cycles[6:10]]
+        + [f"Forecast cycle acc-forecast-{cycle_id(cycles[13])}: Failed"]
+    )
+    assert wait_for(lambda: len(alert_receiver.alerts) >= len(expected), 120), alert_receiver.alerts
+    time.sleep(10)  # anything more would arrive by now
+    assert sorted(alert["subject"] for alert in alert_receiver.alerts) == expected
+    assert all("ended" in alert["body"] for alert in alert_receiver.alerts)
+
+
+def test_a_forecast_with_no_completed_cycle_for_too_long_alerts_as_overdue(operated, alert_receiver):
+    """The proactive automation: installed again from the shell with a 20 s window instead of 18 h."""
+    alert_receiver.alerts.clear()
+    env = {**operated.client_env, "PREFECT_API_AUTH_STRING": operated.auth}
+    installed = run_cli("alerts", "install", alert_receiver.url, "--overdue-after", "20s", env=env)
+    assert installed.returncode == 0, installed.stdout + installed.stderr[-2000:]
+    assert installed.stdout.count("installed automation") == 2
+    overdue = "Forecast overdue: veros-acc-forecast"
+    assert wait_for(lambda: any(a["subject"] == overdue for a in alert_receiver.alerts), 120), alert_receiver.alerts
+    assert "No cycle of veros-acc-forecast completed in the last 20 s" in alert_receiver.alerts[0]["body"]
+    automations = operated.api("POST", "/automations/filter", {})
+    assert sorted(a["name"] for a in automations) == sorted(
+        ["rompy-tasks: forecast cycle failed, crashed or skipped", "rompy-tasks: forecast overdue"]
+    ), "installing again replaced the automations"
