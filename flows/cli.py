@@ -247,10 +247,13 @@ def validate(
 ) -> None:
     """Validate a pipeline file; list every problem with its field path."""
     pipeline = _load(file, set_)
+    period = pipeline.config.period
     out.print(
         f"[green]valid[/]: run {pipeline.config.run_id}, model {pipeline.config.config.model_type}, "
         f"backend {pipeline.backend.type}, postprocessors "
-        f"{', '.join(p.processor for p in pipeline.postprocessor) or 'none'}"
+        f"{', '.join(p.processor for p in pipeline.postprocessor) or 'none'}; "
+        f"period {period.start.isoformat()} to {period.end.isoformat()} every {period.interval}",
+        soft_wrap=True,
     )
 
 

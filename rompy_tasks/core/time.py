@@ -4,13 +4,15 @@ Durations accept ISO 8601 (`PT1H`, `P2D`), rompy-style shorthands (`1h`, `15m`, 
 `1w`), SLURM's clock forms (`HH:MM:SS`, `D-HH:MM:SS`), plain seconds, or a `timedelta` — the
 same forms in every duration field (`timeout`, `time_limit`, `*_seconds`, forecast durations);
 a field keeps its unit (seconds for `timeout`) and each backend renders its own format.
-`TimeRange` follows rompy: `start` plus `end` or `duration`, an output `interval` and
-`include_end`. Times without a zone are UTC (as model times usually are) and are stored
-timezone-aware, so they compare with Prefect's schedule times and serialise as RFC 3339.
+`TimeRange` follows rompy: two of `start`, `end` and `duration`, an output `interval` and
+`include_end`. Times are ISO 8601 or rompy's compact forms (`20230101`, `20230101T00`,
+`20230101.000000`, `2023-01-01T00`); a number is never a Unix time. Times without a zone are
+UTC (as model times usually are, and as rompy treats them) and are stored timezone-aware, so
+they compare with Prefect's schedule times and serialise as RFC 3339.
 """
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -102,23 +104,75 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-UTCDateTime = Annotated[datetime, AfterValidator(as_utc)]
+# rompy's compact forms (rompy.core.time.TimeRange), tried before ISO 8601.
+ROMPY_TIME_FORMATS = (
+    "%Y%m%d",
+    "%Y%m%dT%H",
+    "%Y%m%dT%H%M",
+    "%Y%m%dT%H%M%S",
+    "%Y%m%d.%H",
+    "%Y%m%d.%H%M",
+    "%Y%m%d.%H%M%S",
+    "%Y-%m-%d",
+    "%Y-%m-%dT%H",
+    "%Y-%m-%dT%H%M",
+)
+_NUMBER = re.compile(r"[+-]?\d+(\.\d*)?")
+
+
+def parse_time(value: Any) -> Any:
+    """A time as rompy users write it: rompy's compact forms or ISO 8601.
+
+    A number is never read as a Unix time (pydantic would read `"20230101"` as 1970-08-23):
+    YAML turns `20230101` into an int and `20230101.000000` into a float, so those are read
+    as rompy's compact forms, and any other number is an error.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a time must not be a boolean")
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, int):
+        value = str(value)
+    elif isinstance(value, float):
+        value = f"{value:.6f}"
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    for fmt in ROMPY_TIME_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    if _NUMBER.fullmatch(text):
+        raise ValueError(
+            f"{value!r} is not a time (a number is never read as a Unix time): "
+            "write it as 20230101, 20230101T06, 20230101.060000 or 2023-01-01T06:00"
+        )
+    return text
+
+
+UTCDateTime = Annotated[datetime, BeforeValidator(parse_time), AfterValidator(as_utc)]
 
 
 class TimeRange(BaseModel):
-    """The model period: `start` and either `end` or `duration`."""
+    """The model period: two of `start`, `end` and `duration` (rompy's rule; all three if they agree)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    start: UTCDateTime
+    start: UTCDateTime | None = None
     end: UTCDateTime | None = None
     duration: Duration | None = None
     interval: Duration = timedelta(hours=1)
     include_end: bool = True
-    _derived: str | None = PrivateAttr(None)  # "end" or "duration": computed, not given
+    _derived: str | None = PrivateAttr(None)  # "start", "end" or "duration": computed, not given
 
     @model_validator(mode="after")
     def _resolve_end(self) -> "TimeRange":
+        if self.start is None:
+            if self.end is None or self.duration is None:
+                raise ValueError("give two of 'start', 'end' and 'duration'")
+            self._derived = "start"
+            self.start = self.end - self.duration
         if self.end is None and self.duration is None:
             raise ValueError("give either 'end' or 'duration'")
         if self.end is not None and self.duration is not None and self.end - self.start != self.duration:
