@@ -44,7 +44,8 @@ def select_stages(first_stage: str, last_stage: str) -> list[str]:
 
 
 def expand_shorthands(data: dict[str, Any]) -> dict[str, Any]:
-    """File conveniences, expanded before validation: `postprocessor: archive` or a list of names.
+    """File conveniences, expanded before validation: `postprocessor: archive` or a list of names,
+    and rompy's `type: noop` for our `processor: noop`.
 
     The model (and so the JSON schema the Prefect API enforces) takes only the explicit
     form: a list of `{processor: name, ...}`.
@@ -53,7 +54,15 @@ def expand_shorthands(data: dict[str, Any]) -> dict[str, Any]:
     if value is None:
         return data
     items = value if isinstance(value, list) else [value]
-    return {**data, "postprocessor": [{"processor": i} if isinstance(i, str) else i for i in items]}
+    return {**data, "postprocessor": [_explicit_processor(item) for item in items]}
+
+
+def _explicit_processor(item: Any) -> Any:
+    if isinstance(item, str):
+        return {"processor": item}
+    if isinstance(item, dict) and "type" in item and "processor" not in item:  # rompy's key
+        return {"processor": item["type"], **{k: v for k, v in item.items() if k != "type"}}
+    return item
 
 
 def nested_pipeline_type() -> Any:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from rompy_tasks.backends import guard
 from rompy_tasks.backends.base import (
@@ -97,13 +97,24 @@ def parse_volume(spec: str) -> tuple[Path, str, str]:
     return host.absolute(), container, mode
 
 
+def resolve_dockerfile(dockerfile: Path, build_context: Path | None) -> Path:
+    """rompy's rule: a relative Dockerfile is under the build context when one is given."""
+    dockerfile = dockerfile.expanduser()
+    if build_context is not None and not dockerfile.is_absolute():
+        return build_context.expanduser() / dockerfile
+    return dockerfile
+
+
 class DockerConfig(BaseBackendConfig):
     """Run the model in a Docker container (an image, or one built from a Dockerfile)."""
 
     type: Literal["docker"] = "docker"
     image: str | None = Field(None, min_length=1, description="Image to run (give this or dockerfile)")
-    dockerfile: Path | None = Field(None, description="Dockerfile to build the image from")
     build_context: Path | None = Field(None, description="Build context (default: the Dockerfile's folder)")
+    dockerfile: Path | None = Field(
+        None,
+        description="Dockerfile to build the image from; relative to build_context when that is given (as in rompy)",
+    )
     build_args: dict[str, str] = Field(default_factory=dict, description="Build arguments")
     cpu: int = Field(1, ge=1, le=128, description="CPUs for the container (1..128), a hard limit")
     memory: str | None = Field(None, pattern=r"^\d+[bkmgBKMG]?$", description="Memory limit such as 512m, 2g, 4G")
@@ -131,10 +142,23 @@ class DockerConfig(BaseBackendConfig):
 
     @field_validator("dockerfile")
     @classmethod
-    def _dockerfile_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.expanduser().is_file():
-            raise ValueError(f"dockerfile {value} does not exist")
+    def _dockerfile_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None:
+            path = resolve_dockerfile(value, info.data.get("build_context"))
+            if not path.is_file():
+                where = " (relative to build_context, as in rompy)" if path != value.expanduser() else ""
+                raise ValueError(f"dockerfile {path}{where} does not exist")
         return value
+
+    @property
+    def dockerfile_path(self) -> Path:
+        """The Dockerfile: under `build_context` when it is given and the path is relative (rompy's rule)."""
+        return resolve_dockerfile(self.dockerfile, self.build_context)
+
+    @property
+    def context_path(self) -> Path:
+        """The build context: `build_context`, else the Dockerfile's folder."""
+        return (self.build_context.expanduser() if self.build_context else self.dockerfile_path.parent).absolute()
 
     @field_validator("build_context")
     @classmethod
@@ -221,8 +245,7 @@ def _give_run_dir_to(run_dir: Path, user: str) -> None:
 
 def build_tag(config: DockerConfig) -> str:
     """A tag derived from the Dockerfile, build args and context, so an unchanged build is reused."""
-    dockerfile = config.dockerfile.expanduser().absolute()
-    context = (config.build_context or dockerfile.parent).expanduser().absolute()
+    dockerfile, context = config.dockerfile_path.absolute(), config.context_path
     digest = hashlib.sha256(dockerfile.read_bytes())
     digest.update(repr(sorted(config.build_args.items())).encode())
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
@@ -267,8 +290,7 @@ def _local_image(client: "docker.DockerClient", name: str) -> Any:
 def _build(
     client: "docker.DockerClient", config: DockerConfig, tag: str, log_path: Path, on_line: LineSink | None
 ) -> Any:
-    dockerfile = config.dockerfile.expanduser().absolute()
-    context = (config.build_context or dockerfile.parent).expanduser().absolute()
+    dockerfile, context = config.dockerfile_path.absolute(), config.context_path
     with open_for_append(log_path) as log:
         log.write(f"# {datetime.now(UTC).isoformat()} building {tag} from {dockerfile}\n")
         for chunk in client.api.build(
