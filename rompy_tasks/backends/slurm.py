@@ -55,6 +55,18 @@ class SlurmConfig(BaseBackendConfig):
     )
     time_limit: str = Field("01:00:00", description="Walltime per job: HH:MM:SS, D-HH:MM:SS or any duration (2h)")
     job_extra_directives: list[str] = Field(default_factory=list, description="Extra #SBATCH options, e.g. --exclusive")
+    # rompy's SLURM keys, with rompy's meaning
+    additional_options: list[str] = Field(default_factory=list, description="rompy's name for extra sbatch options")
+    reservation: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="Reservation to run in")
+    job_name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Job name (a unique suffix is added: -<8 hex>)"
+    )
+    output_file: str | None = Field(None, pattern=r"^[^\s'\"]+$", description="sbatch --output (job stdout)")
+    error_file: str | None = Field(None, pattern=r"^[^\s'\"]+$", description="sbatch --error (job stderr)")
+    mail_type: str | None = Field(
+        None, pattern=r"^[A-Z_0-9]+(,[A-Z_0-9]+)*$", description="sbatch --mail-type, e.g. END,FAIL"
+    )
+    mail_user: str | None = Field(None, pattern=r"^[^\s@'\"]+@[^\s@'\"]+$", description="sbatch --mail-user")
     job_script_prologue: list[str] = Field(
         default_factory=list, description="Shell lines run before the worker starts, e.g. module load ..."
     )
@@ -71,7 +83,7 @@ class SlurmConfig(BaseBackendConfig):
             raise ValueError(f"time_limit {value!r} must be at least a second")
         return clock_text(seconds)
 
-    @field_validator("job_extra_directives", "job_script_prologue")
+    @field_validator("job_extra_directives", "additional_options", "job_script_prologue")
     @classmethod
     def _single_lines(cls, value: list[str]) -> list[str]:
         for line in value:
@@ -79,7 +91,7 @@ class SlurmConfig(BaseBackendConfig):
                 raise ValueError(f"{line!r} must be one non-empty line")
         return value
 
-    @field_validator("job_extra_directives")
+    @field_validator("job_extra_directives", "additional_options")
     @classmethod
     def _directives_are_options(cls, value: list[str]) -> list[str]:
         for line in value:
@@ -103,9 +115,18 @@ class SlurmConfig(BaseBackendConfig):
 
     def cluster_kwargs(self, api_url: str, log_directory: Path) -> dict[str, Any]:
         """SLURMCluster arguments: one single-threaded Dask worker per job, our resources per job."""
-        directives = [f"--nodes={self.nodes}", f"--ntasks={self.ntasks}", *self.job_extra_directives]
-        if self.qos:
-            directives.append(f"--qos={self.qos}")
+        directives = [f"--nodes={self.nodes}", f"--ntasks={self.ntasks}"]
+        for option, value in (
+            ("--qos", self.qos),
+            ("--reservation", self.reservation),
+            ("--mail-type", self.mail_type),
+            ("--mail-user", self.mail_user),
+            ("--output", self.output_file),  # after dask-jobqueue's own -o/-e, so these win
+            ("--error", self.error_file),
+        ):
+            if value:
+                directives.append(f"{option}={value}")
+        directives += [*self.job_extra_directives, *self.additional_options]
         skip = ["-n 1"] + ([] if self.memory else ["--mem"])
         return {
             "queue": self.queue,
@@ -128,7 +149,7 @@ class SlurmConfig(BaseBackendConfig):
 
     def dask_cluster(self, api_url: str, log_directory: Path) -> DaskCluster:
         """Worker jobs on demand, at most `max_jobs` in the queue; none left when idle."""
-        job_name = f"rompy-tasks-{secrets.token_hex(4)}"  # this cluster's jobs only, for scancel --name
+        job_name = f"{self.job_name or 'rompy-tasks'}-{secrets.token_hex(4)}"  # this cluster's only: scancel --name
         return DaskCluster(
             cluster_class="dask_jobqueue.SLURMCluster",
             cluster_kwargs={**self.cluster_kwargs(api_url, log_directory), "job_name": job_name},
