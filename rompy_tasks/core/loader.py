@@ -3,7 +3,8 @@
 - `!include other.yaml` inserts another document (path relative to the including file).
 - `${VAR}` and `${VAR:-default}` in string values are replaced from the environment after
   parsing, so a variable's value can never change the document's structure; `$${...}`
-  keeps a literal `${...}`.
+  keeps a literal `${...}`. rompy's filters apply too: `${CYCLE|strftime:%Y%m%d}`,
+  `${CYCLE|as_datetime|shift:-1d}` (core/variable_filters.py).
 - `set_path` applies `a.b=c` overrides (the CLI's `--set`, ensemble members).
 
 Every failure is a `ConfigError` naming where it happened. Loading is bounded, so a small
@@ -22,6 +23,7 @@ import yaml
 from pydantic import BaseModel
 
 from rompy_tasks.core.errors import ConfigError, Problem
+from rompy_tasks.core.variable_filters import apply_filters
 
 T = TypeVar("T")
 
@@ -29,7 +31,7 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_INCLUDES = 1000
 MAX_VALUES = 1_000_000
 
-_VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}|]*))?(?:\|([^}]+))?\}")
 
 
 def load_document(path: str | Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -148,7 +150,11 @@ def _load_with_includes(path: Path, stack: tuple[Path, ...], includes: list[int]
 
 
 def substitute_variables(value: Any, environ: Mapping[str, str], problems: list[Problem], path: str = "") -> Any:
-    """Replace `${VAR}` / `${VAR:-default}` in every string; record unset variables."""
+    """Replace `${VAR}`, `${VAR:-default}` and rompy's `${VAR|filter|...}` in every string.
+
+    Unset variables and failing filters are recorded as problems. A string that is exactly one
+    expression whose filters end in a time (`${CYCLE|shift:-1d}`) becomes that time, as in rompy.
+    """
     if isinstance(value, dict):
         return {k: substitute_variables(v, environ, problems, _join(path, k)) for k, v in value.items()}
     if isinstance(value, list):
@@ -156,18 +162,29 @@ def substitute_variables(value: Any, environ: Mapping[str, str], problems: list[
     if not isinstance(value, str):
         return value
 
-    def replace(match: re.Match) -> str:
-        escaped, name, default = match.groups()
+    def resolve(match: re.Match) -> Any:
+        escaped, name, default, chain = match.groups()
         if escaped:
             return match.group(0)[1:]
         if name in environ:
-            return environ[name]
-        if default is not None:
-            return default
-        problems.append(Problem(path, f"environment variable {name} is not set and has no default"))
-        return match.group(0)
+            found: Any = environ[name]
+        elif default is not None:
+            found = default
+        else:
+            problems.append(Problem(path, f"environment variable {name} is not set and has no default"))
+            return match.group(0)
+        if not chain:
+            return found
+        try:
+            return apply_filters(found, chain)
+        except ValueError as err:
+            problems.append(Problem(path, f"${{{name}|{chain}}}: {err}"))
+            return match.group(0)
 
-    return _VAR.sub(replace, value)
+    whole = _VAR.fullmatch(value)
+    if whole is not None:
+        return resolve(whole)
+    return _VAR.sub(lambda match: str(resolve(match)), value)
 
 
 def _join(path: str, key: Any) -> str:
