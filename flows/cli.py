@@ -165,7 +165,35 @@ def run(
         select_stages(first_stage, last_stage)
     except ConfigError as error:
         raise _invalid(error) from None
+    _run_pipeline(pipeline, first_stage, last_stage, cleanup_on_failure, validate_stages)
 
+
+@app.command("pipeline")
+def rompy_pipeline(
+    file: Annotated[Path, typer.Argument(help="Pipeline YAML/JSON file (config, backend, postprocessor)")],
+    backend_config: Annotated[
+        Path | None, typer.Option("--backend-config", help="A backend file replacing the pipeline's backend")
+    ] = None,
+    processor_config: Annotated[
+        Path | None, typer.Option("--processor-config", help="A postprocessor file replacing its postprocessors")
+    ] = None,
+    cleanup_on_failure: Annotated[
+        bool, typer.Option("--cleanup-on-failure/--no-cleanup", help="Remove model outputs if the run fails")
+    ] = False,
+    validate_stages: Annotated[
+        bool, typer.Option("--validate-stages/--no-validate", help="Check inputs/outputs between stages")
+    ] = True,
+    set_: SetOption = None,
+) -> None:
+    """rompy's `pipeline` verb: generate, run, postprocess, with rompy's flags (else as `run`)."""
+    pipeline = _valid(load_pipeline, file, set_, backend_config, processor_config)
+    _run_pipeline(pipeline, "generate", "postprocess", cleanup_on_failure, validate_stages)
+
+
+def _run_pipeline(
+    pipeline: Any, first_stage: str, last_stage: str, cleanup_on_failure: bool, validate_stages: bool
+) -> None:
+    """Run the pipeline flow on the reused (or configured) Prefect API, with progress, and print the result."""
     _connect_api()
     from flows.pipeline import model_pipeline  # imports Prefect: only when something will run
     from flows.progress import pipeline_progress

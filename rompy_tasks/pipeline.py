@@ -94,9 +94,20 @@ def apply_overrides(pipeline: PipelineBase, overrides: dict[str, Any]) -> Pipeli
     return apply_field_overrides(pipeline, overrides, validate_data)
 
 
-def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineBase:
-    """Read, override (`a.b=c`) and validate a pipeline file."""
-    return validate_data(load_with_assignments(path, overrides), source=str(path))
+def load_pipeline(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    backend_file: Path | None = None,
+    processor_file: Path | None = None,
+) -> PipelineBase:
+    """Read, override (`a.b=c`) and validate a pipeline file.
+
+    rompy's `--backend-config` and `--processor-config` files replace the `backend` and
+    `postprocessor` sections (a processor file is one mapping, as in rompy).
+    """
+    sections = {"backend": backend_file, "postprocessor": processor_file}
+    chosen = {key: file for key, file in sections.items() if file is not None}
+    return validate_data(load_with_assignments(path, overrides, chosen), source=str(path))
 
 
 def redacted(pipeline: PipelineBase) -> dict[str, Any]:

@@ -230,9 +230,14 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
             raise ConfigError.single(dotted, f"cannot set a field inside a {type(current).__name__}")
 
 
-def load_with_assignments(path: str | Path, assignments: list[str] | None = None) -> dict[str, Any]:
-    """Read a document and apply the CLI's `--set path.to.field=value` assignments to it."""
+def load_with_assignments(
+    path: str | Path, assignments: list[str] | None = None, sections: Mapping[str, Path] | None = None
+) -> dict[str, Any]:
+    """Read a document, replace whole `sections` from their own files, then apply the CLI's
+    `--set path.to.field=value` assignments to it."""
     data = load_document(path)
+    for key, section_file in (sections or {}).items():
+        data[key] = load_document(section_file)
     for text in assignments or []:
         set_path(data, *parse_assignment(text))
     return data
