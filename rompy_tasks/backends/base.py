@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from rompy_tasks.core.errors import ModelRunError
+from rompy_tasks.core.os_limits import argument_limit_message
 from rompy_tasks.core.secrets import SECRET_REF_HELP, SecretRef, resolve_secrets
 from rompy_tasks.core.time import seconds_type
 
@@ -92,6 +93,8 @@ class BaseBackendConfig(BaseModel):
         bad = [name for name in value if not ENV_NAME.match(name)]
         if bad:
             raise ValueError(f"not environment variable names (letters, digits, _; not first a digit): {bad}")
+        if problem := argument_limit_message("a variable", (f"{k}={v}" for k, v in value.items())):
+            raise ValueError(problem)
         return value
 
     @field_validator("working_dir")

@@ -7,6 +7,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult
 from rompy_tasks.backends.process import execute_process
+from rompy_tasks.core.os_limits import argument_limit_message
 
 if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
@@ -68,6 +69,8 @@ class LocalConfig(BaseBackendConfig):
                     f"the command {what}, which is only interpreted with shell: true "
                     "(rompy runs every command through a shell; here it would be split into plain arguments)"
                 )
+            if problem := argument_limit_message("an argument of the command", shlex.split(value)):
+                raise ValueError(problem)
         return value
 
     def resolve_command(self, run: "ModelRun") -> list[str] | str:

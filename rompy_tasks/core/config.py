@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from rompy_tasks.core.templates import plan_tree, render_tree
 
@@ -82,11 +82,26 @@ class BaseModelConfig(BaseModel):
         return {"runtime": runtime, "config": plain_data(self.model_dump())}
 
 
+def home_expanded(path: Path) -> Path:
+    """`path` with `~` expanded; ValueError (invalid input, not a crash) for an unknown `~user`."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        raise ValueError(f"{path}: no such user's home directory") from None
+
+
 class TemplateConfig(BaseModelConfig):
     """A model whose inputs are a directory of Jinja2 templates rendered into the staging dir."""
 
     template: Path | None = Field(None, description="Directory of templates rendered into the staging dir")
     parameters: dict[str, Any] = Field(default_factory=dict, description="Free values for the templates")
+
+    @field_validator("template")
+    @classmethod
+    def _template_is_a_directory(cls, value: Path | None) -> Path | None:
+        if value is not None and not home_expanded(value).is_dir():
+            raise ValueError(f"template {value} is not a directory")
+        return value
 
     def check(self, run: "ModelRun") -> None:
         super().check(run)

@@ -1,13 +1,14 @@
 """The model run: what to run (config), when (period), where (output_dir/run_id)."""
 
+import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, StringConstraints, field_validator
 
-from rompy_tasks.core.config import BaseModelConfig
+from rompy_tasks.core.config import BaseModelConfig, home_expanded
 from rompy_tasks.core.errors import ConfigError
 from rompy_tasks.core.time import TimeRange
 
@@ -33,6 +34,18 @@ class ModelRun(BaseModel):
     config: SerializeAsAny[BaseModelConfig]
     delete_existing: bool = Field(False, description="Remove an existing run directory before generating")
     run_id_subdir: bool = Field(True, description="Use output_dir/run_id as the run directory")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir_usable(cls, value: Path) -> Path:
+        """The run directory can be made there: the nearest existing ancestor is a writable directory."""
+        path = home_expanded(value).absolute()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            raise ValueError(f"{existing} is a file, so no run directory can be made under {value}")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"{existing} is not writable, so no run directory can be made under {value}")
+        return value
 
     @property
     def staging_dir(self) -> Path:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator
 
 from rompy_tasks.core.config import RunDirGlob, TemplateConfig
+from rompy_tasks.core.errors import ConfigError
+from rompy_tasks.core.os_limits import argument_limit_message
 from rompy_tasks.core.templates import render_string
 
 if TYPE_CHECKING:
@@ -32,7 +34,8 @@ class ShellConfig(TemplateConfig):
 
     def check(self, run: "ModelRun") -> None:
         super().check(run)
-        self.run_command(run)
+        if problem := argument_limit_message("an argument of the command", self.run_command(run)):
+            raise ConfigError.single("config.config.command", problem)
 
     def run_command(self, run: "ModelRun") -> list[str]:
         context = self.template_context(run)
