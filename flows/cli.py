@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from rompy_tasks.core.errors import ConfigError
 from rompy_tasks.core.loader import load_document
@@ -36,6 +37,24 @@ from rompy_tasks.plugins import (
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Prefect-native ocean/wave/coastal model runs")
 backends_app = typer.Typer(no_args_is_help=True, help="Inspect and validate backend configs")
 app.add_typer(backends_app, name="backends")
+
+
+class RunsByDefault(TyperGroup):
+    """A command group whose first argument may be a file: `ensemble FILE` runs it (the `run`
+    subcommand), while `ensemble validate FILE` validates, as `forecast validate` does."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+ensemble_app = typer.Typer(
+    cls=RunsByDefault,
+    no_args_is_help=True,
+    help="Ensembles: `ensemble FILE` runs one, `ensemble validate FILE` checks it",
+)
+app.add_typer(ensemble_app, name="ensemble")
 forecast_app = typer.Typer(no_args_is_help=True, help="Operational forecast cycles: run, backfill, status, validate")
 app.add_typer(forecast_app, name="forecast")
 server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server that commands reuse")
@@ -215,7 +234,7 @@ def _run_pipeline(
     _print_result(result)
 
 
-@app.command()
+@ensemble_app.command("run")
 def ensemble(
     file: Annotated[Path, typer.Argument(help="Ensemble YAML/JSON file")],
     set_: SetOption = None,
@@ -256,6 +275,23 @@ def ensemble(
         table.add_row(str(m.index), m.run_id, m.status, str(m.attempts), seconds)
     out.print(table)
     out.print(f"Ensemble directory: {result.ensemble_dir}")
+
+
+@ensemble_app.command("validate")
+def ensemble_validate(
+    file: Annotated[Path, typer.Argument(help="Ensemble YAML/JSON file")],
+    set_: SetOption = None,
+) -> None:
+    """Validate an ensemble file and every member; list every problem with its field path."""
+    from rompy_tasks.ensemble import load_ensemble
+
+    config, members = _valid(load_ensemble, file, set_)
+    out.print(
+        f"[green]valid[/]: ensemble {config.name}, {len(members)} member(s) "
+        f"({', '.join(m.run_id for m in members[:5])}{', ...' if len(members) > 5 else ''}), "
+        f"model {config.pipeline.config.config.model_type} on {config.pipeline.backend.type}",
+        soft_wrap=True,
+    )
 
 
 def _print_result(result: Any) -> None:
