@@ -409,6 +409,16 @@ def _time(option: str, text: str) -> Any:
         raise _invalid(ConfigError.single(option, f"{text!r} is not an ISO 8601 time such as 2026-01-02T12")) from None
 
 
+def _duration(option: str, text: str) -> Any:
+    """A duration option (`2h`, `PT30M`, `01:30:00`, seconds), or exit 2 naming the option."""
+    from rompy_tasks.core.time import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise _invalid(ConfigError.single(option, str(error))) from None
+
+
 def _print_cycles(records: list[Any]) -> None:
     table = Table("cycle", "status", "start", "restart from", "seconds", "note", title="Forecast cycles")
     for r in records:
@@ -472,15 +482,11 @@ def forecast_status(
 
     Exits 1 if the newest due cycle is missing, failed or skipped, so cron or a monitor can alert.
     """
-    from rompy_tasks.core.time import clock_text, parse_duration
+    from rompy_tasks.core.time import clock_text
     from rompy_tasks.forecast import cycle_id, recent_cycles
 
     config = _load_forecast(file, set_)
-    try:
-        wait = parse_duration(grace)
-    except ValueError as error:
-        raise _invalid(ConfigError.single("--grace", str(error))) from None
-    rows = recent_cycles(config, last, grace=wait)
+    rows = recent_cycles(config, last, grace=_duration("--grace", grace))
     table = Table("cycle", "status", "start", "late by", "seconds", "outputs", "note", title=f"Forecast {config.name}")
     for cycle, record in rows:
         if record is None:
@@ -566,13 +572,8 @@ def alerts_install(
     ] = None,
 ) -> None:
     """Notify WEBHOOK when a forecast cycle fails, crashes or is skipped, or none completes in time."""
-    from rompy_tasks.core.time import parse_duration
-
     config = _load_forecast(forecast, None)
-    try:
-        overdue = parse_duration(overdue_after) if overdue_after else 1.5 * config.cycle_interval
-    except ValueError as error:
-        raise _invalid(ConfigError.single("--overdue-after", str(error))) from None
+    overdue = _duration("--overdue-after", overdue_after) if overdue_after else 1.5 * config.cycle_interval
     _connect_api()
     from flows.alerts import install_alerts
 

@@ -28,12 +28,12 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
-from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
 from flows.heartbeats import crash_if_this_process_dies, subflow_context
 from flows.pipeline import model_pipeline, overridden, overridden_value
+from flows.policy import deployment_run
 from flows.postprocess import artifact_key
 from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.core.time import as_utc, parse_duration
@@ -122,9 +122,8 @@ def waiting_earlier_cycles(forecast: ForecastConfig, cycle_time: datetime) -> li
     Each with whether it was asked for by name (its run has a `cycle` parameter) rather than
     created by the scheduler. Cycles already completed are left out. Outside a deployment: none.
     """
-    context = FlowRunContext.get()
-    this_run = context.flow_run if context else None
-    if this_run is None or this_run.deployment_id is None:
+    this_run = deployment_run()
+    if this_run is None:
         return []
     waiting = FlowRunFilter(
         deployment_id=FlowRunFilterDeploymentId(any_=[this_run.deployment_id]),
@@ -162,7 +161,7 @@ def _run_cycle(forecast: ForecastConfig, cycle_time: datetime, force: bool, late
     if (
         previous is not None
         and not force
-        and (previous.status == "completed" or (previous.status, late) == ("skipped", True))
+        and (previous.status == "completed" or (previous.status == "skipped" and late))
     ):
         logger.info(
             "cycle %s already %s (%s); nothing to do (force re-runs it)",

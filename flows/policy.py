@@ -17,6 +17,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
 
 from rompy_tasks.core.errors import ConfigError, Problem
@@ -42,13 +43,18 @@ def refused_parameters(run: dict[str, Any], deployed: dict[str, Any]) -> list[Pr
     ]
 
 
+def deployment_run() -> FlowRun | None:
+    """This flow run, if it was created from a deployment (by the scheduler, the UI or the API)."""
+    context = FlowRunContext.get()
+    flow_run = context.flow_run if context else None
+    return flow_run if flow_run is not None and flow_run.deployment_id is not None else None
+
+
 def enforce_deployment_policy(overrides: dict[str, Any] | None, allowed_overrides: list[str] | None) -> None:
     """Raise ConfigError, listing every refused change, if this run breaks its deployment's lock."""
     allowed = allowed_overrides
     problems: list[Problem] = []
-    context = FlowRunContext.get()
-    flow_run = context.flow_run if context else None
-    if flow_run is not None and flow_run.deployment_id is not None:
+    if (flow_run := deployment_run()) is not None:
         with get_client(sync_client=True) as client:
             deployed = client.read_deployment(flow_run.deployment_id).parameters
         if deployed.get("allowed_overrides") is not None:
