@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 
 from flows.heartbeats import crash_if_this_process_dies, subflow_context
 from flows.pipeline import overridden, overridden_value
-from flows.postprocess import artifact_key
+from flows.postprocess import artifact_key, process_within_timeout
 from flows.runners import members_runner, result_or_lost
 from rompy_tasks.backends.process import allow_starting, child_environment, run_process, terminate_running
 from rompy_tasks.core.errors import StageError, WorkerLostError
@@ -106,7 +106,7 @@ def run_member(member: Member, where: Path, flow_pid: int) -> MemberOutcome:
     calls = StageCalls(
         generate=lambda run, forcing: generate(run, forcing, logger.debug),
         run=lambda run, backend: execute(run, backend, logger.info),
-        postprocess=lambda run, processor: processor.process(run),
+        postprocess=process_within_timeout,
     )
     try:
         execute_stages(member.pipeline, result, calls, log=logger.debug)

@@ -10,6 +10,11 @@ from typing import Any
 
 from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.utilities.timeout import timeout
+
+from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.model_run import ModelRun
+from rompy_tasks.postprocess.base import BasePostprocessorConfig
 
 
 def artifact_key(*parts: str) -> str:
@@ -26,13 +31,30 @@ def _publish(result: dict[str, Any], name: str, run_id: str) -> None:
         )
 
 
+def process_within_timeout(processor: BasePostprocessorConfig, model_run: ModelRun) -> dict[str, Any]:
+    """`processor.process(model_run)`, stopped with a StageError when it overruns `processor.timeout`.
+
+    Prefect's cancellation raises inside the postprocessor's thread (an alarm in the main
+    thread), so an ensemble member's postprocessor is bounded as well as a pipeline's.
+    """
+    if processor.timeout is None:
+        return processor.process(model_run)
+    try:
+        with timeout(processor.timeout):
+            return processor.process(model_run)
+    except TimeoutError:
+        raise StageError(
+            f"postprocessor {processor.processor!r} did not finish within its timeout of {processor.timeout} s"
+        ) from None
+
+
 @cache
 def postprocess_flow(name: str) -> Flow:
     """The subflow for postprocessor `name` (created once per process)."""
 
     def run_postprocessor(model_run: Any, processor: Any) -> dict[str, Any]:
         logger = get_run_logger()
-        result = processor.process(model_run)
+        result = process_within_timeout(processor, model_run)
         logger.info("%s: %s", name, result.get("message", "done"))
         _publish(result, name, model_run.run_id)
         return {k: v for k, v in result.items() if k not in {"table", "markdown"}}

@@ -111,11 +111,12 @@ def load_pipeline(
 
 
 def redacted(pipeline: PipelineBase) -> dict[str, Any]:
-    """The pipeline as JSON data with values that may be secrets hidden: env_vars, URL credentials."""
+    """The pipeline as JSON data with values that may be secrets hidden: env_vars (backend and
+    postprocessors), URL credentials."""
     data = pipeline.model_dump(mode="json")
-    backend = data.get("backend") or {}
-    if backend.get("env_vars"):
-        backend["env_vars"] = {key: REDACTED for key in backend["env_vars"]}
+    for section in [data.get("backend") or {}, *(data.get("postprocessor") or [])]:
+        if section.get("env_vars"):
+            section["env_vars"] = {key: REDACTED for key in section["env_vars"]}
     for source in data.get("forcing") or []:
         source["url"] = redact_url(source["url"])
     return data
