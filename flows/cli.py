@@ -26,7 +26,6 @@ from rompy_tasks.core.errors import ConfigError
 from rompy_tasks.core.loader import load_document
 from rompy_tasks.pipeline import STAGES, load_pipeline
 from rompy_tasks.plugins import (
-    GROUPS,
     available,
     backend_union,
     pipeline_config_class,
@@ -167,19 +166,38 @@ def _run_flow(call: Callable[..., Any], rule: str, title: str, *around: Abstract
     return _outcome(state, title)
 
 
+BackendConfigOption = Annotated[
+    Path | None, typer.Option("--backend-config", help="A backend file (rompy's) replacing the file's backend")
+]
+
+
 @app.command()
 def run(
-    file: Annotated[Path, typer.Argument(help="Pipeline YAML/JSON file")],
+    file: Annotated[Path, typer.Argument(help="Pipeline file, or a rompy model-run file")],
     set_: SetOption = None,
+    backend_config: BackendConfigOption = None,
     first_stage: Annotated[str, typer.Option(help=f"First stage: {', '.join(STAGES)}")] = "generate",
     last_stage: Annotated[str, typer.Option(help=f"Last stage: {', '.join(STAGES)}")] = "postprocess",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="rompy's: generate inputs only")] = False,
+    skip_generate: Annotated[
+        bool, typer.Option("--skip-generate", help="rompy's: run on inputs generated before")
+    ] = False,
     cleanup_on_failure: Annotated[bool, typer.Option(help="Remove model outputs if the run fails")] = False,
     validate_stages: Annotated[bool, typer.Option(help="Check inputs/outputs between stages")] = True,
 ) -> None:
-    """Run a pipeline: generate inputs, run the model, postprocess."""
+    """Run a pipeline: generate inputs, run the model, postprocess.
+
+    As `rompy run CONFIG --backend-config B`, FILE may be a rompy model-run file (run_id,
+    period, output_dir, config) and B its backend; `--dry-run` stops after generate and
+    `--skip-generate` starts at the run stage.
+    """
     from rompy_tasks.pipeline import select_stages
 
-    pipeline = _load(file, set_)
+    if dry_run and skip_generate:
+        raise _invalid(ConfigError.single("--skip-generate", "cannot be used with --dry-run"))
+    first_stage = "run" if skip_generate else first_stage
+    last_stage = "generate" if dry_run else last_stage
+    pipeline = _valid(load_pipeline, file, set_, backend_config)
     try:
         select_stages(first_stage, last_stage)
     except ConfigError as error:
@@ -187,12 +205,54 @@ def run(
     _run_pipeline(pipeline, first_stage, last_stage, cleanup_on_failure, validate_stages)
 
 
+OutputDirOption = Annotated[
+    Path | None, typer.Option("--output-dir", help="Override the model run's output_dir (rompy's flag)")
+]
+
+
+def _output_dir_set(set_: list[str] | None, output_dir: Path | None) -> list[str]:
+    """`--set` assignments plus rompy's `--output-dir`, for a pipeline or a model-run file alike."""
+    return [*(set_ or []), *([f"config.output_dir={output_dir}"] if output_dir else [])]
+
+
+@app.command()
+def generate(
+    file: Annotated[Path, typer.Argument(help="Pipeline file, or a rompy model-run file")],
+    output_dir: OutputDirOption = None,
+    set_: SetOption = None,
+) -> None:
+    """rompy's `generate`: write the model's inputs into the run directory, run nothing."""
+    pipeline = _valid(load_pipeline, file, _output_dir_set(set_, output_dir))
+    _run_pipeline(pipeline, "generate", "generate", False, True)
+
+
+@app.command()
+def postprocess(
+    file: Annotated[Path, typer.Argument(help="Pipeline file, or a rompy model-run file")],
+    processor_config: Annotated[
+        Path | None, typer.Option("--processor-config", help="A postprocessor file (rompy's) replacing the file's")
+    ] = None,
+    output_dir: OutputDirOption = None,
+    validate_outputs: Annotated[
+        bool, typer.Option("--validate-outputs/--no-validate", help="Fail when the model left no outputs")
+    ] = True,
+    set_: SetOption = None,
+) -> None:
+    """rompy's `postprocess`: run the postprocessors on a finished run's outputs."""
+    pipeline = _valid(load_pipeline, file, _output_dir_set(set_, output_dir), None, processor_config)
+    if not validate_outputs:
+        processors = [
+            p.model_copy(update={"validate_outputs": False}) if "validate_outputs" in type(p).model_fields else p
+            for p in pipeline.postprocessor
+        ]
+        pipeline = pipeline.model_copy(update={"postprocessor": processors})
+    _run_pipeline(pipeline, "postprocess", "postprocess", False, validate_outputs)
+
+
 @app.command("pipeline")
 def rompy_pipeline(
     file: Annotated[Path, typer.Argument(help="Pipeline YAML/JSON file (config, backend, postprocessor)")],
-    backend_config: Annotated[
-        Path | None, typer.Option("--backend-config", help="A backend file replacing the pipeline's backend")
-    ] = None,
+    backend_config: BackendConfigOption = None,
     processor_config: Annotated[
         Path | None, typer.Option("--processor-config", help="A postprocessor file replacing its postprocessors")
     ] = None,
@@ -356,26 +416,119 @@ def backends_list() -> None:
 
 
 @backends_app.command("validate")
-def backends_validate(file: Annotated[Path, typer.Argument(help="Backend config YAML/JSON")]) -> None:
-    """Validate a backend config file (a mapping with `type`)."""
+def backends_validate(
+    file: Annotated[Path, typer.Argument(help="Backend (or postprocessor) config YAML/JSON")],
+    backend_type: Annotated[
+        str | None, typer.Option("--backend-type", help="Validate as this backend (the file may omit `type`)")
+    ] = None,
+    processor_type: Annotated[
+        str | None, typer.Option("--processor-type", help="Validate as this postprocessor instead (rompy's flag)")
+    ] = None,
+) -> None:
+    """Validate a backend config file (a mapping with `type`), or with `--processor-type` a postprocessor file."""
+    from rompy_tasks.pipeline import _explicit_processor
+
+    if backend_type and processor_type:
+        raise _invalid(ConfigError.single("--processor-type", "give --backend-type or --processor-type, not both"))
+    kind, group, key, forced = (
+        ("postprocessor", "postprocess", "processor", processor_type)
+        if processor_type
+        else ("backend", "run", "type", backend_type)
+    )
+    if forced is not None and forced not in available(group):
+        raise _invalid(ConfigError.single(f"--{kind}-type", f"unknown {kind} {forced!r}; {_choices(group)}"))
     try:
         data = load_document(file)
-        config = TypeAdapter(backend_union()).validate_python(data)
+        if kind == "postprocessor":
+            data = _explicit_processor(data)
+        if forced is None and key not in data:
+            raise ConfigError.single(
+                key, f"missing: name the {kind} in the file or with --{kind}-type; {_choices(group)}"
+            )
+        if forced is not None:
+            if data.get(key, forced) != forced:
+                raise ConfigError.single(key, f"the file says {data[key]!r} but --{kind}-type is {forced!r}")
+            data = {**data, key: forced}
+        union = postprocessor_union() if kind == "postprocessor" else backend_union()
+        config = TypeAdapter(union).validate_python(data)
     except ConfigError as error:
         raise _invalid(error) from None
     except ValidationError as error:
         raise _invalid(ConfigError.from_validation(error, data=data, source=str(file))) from None
-    out.print(f"[green]valid[/] {config.type} backend config")
+    out.print(f"[green]valid[/] {getattr(config, key)} {kind} config")
+
+
+def _choices(group: str) -> str:
+    return f"available: {', '.join(available(group))}"
+
+
+def _backend_class(positional: str | None, option: str | None) -> Any:
+    """The backend class named by `schema TYPE` or rompy's `--backend-type TYPE`, or exit 2."""
+    name = option or positional
+    backends = available("run")
+    if name is None or name not in backends:
+        what = f"unknown backend {name!r}" if name else "give a backend type"
+        raise _invalid(ConfigError.single("--backend-type", f"{what}; {_choices('run')}"))
+    return backends[name]
+
+
+FormatOption = Annotated[str, typer.Option("--format", help="json or yaml (rompy's flag)")]
+
+
+def _write_data(data: Any, output_format: str, output: Path | None = None) -> None:
+    if output_format not in ("json", "yaml"):
+        raise _invalid(ConfigError.single("--format", f"{output_format!r} is not json or yaml"))
+    import yaml
+
+    text = json.dumps(data, indent=2) + "\n" if output_format == "json" else yaml.safe_dump(data, sort_keys=False)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        err.print(f"Wrote {output}", highlight=False)
 
 
 @backends_app.command("schema")
-def backends_schema(backend_type: Annotated[str, typer.Argument(help="Backend type, e.g. local")]) -> None:
-    """Print the JSON schema of one backend config."""
-    backends = available("run")
-    if backend_type not in backends:
-        err.print(f"[red]unknown backend {backend_type!r}[/]; available: {', '.join(backends)}")
-        raise typer.Exit(EXIT_INVALID)
-    sys.stdout.write(json.dumps(backends[backend_type].model_json_schema(), indent=2) + "\n")
+def backends_schema(
+    backend_type: Annotated[str | None, typer.Argument(help="Backend type, e.g. local")] = None,
+    backend_type_option: Annotated[str | None, typer.Option("--backend-type", help="rompy's way to name it")] = None,
+    output_format: FormatOption = "json",
+) -> None:
+    """Print the JSON schema of one backend config (as JSON or YAML)."""
+    _write_data(_backend_class(backend_type, backend_type_option).model_json_schema(), output_format)
+
+
+BACKEND_EXAMPLES: dict[str, dict[str, Any]] = {
+    "local": {"timeout": 7200, "env_vars": {"OMP_NUM_THREADS": "4"}, "command": "python run_model.py"},
+    "docker": {"image": "swan:latest", "timeout": 7200, "cpu": 4, "memory": "2g", "env_vars": {"DOCKER_ENV": "value"}},
+    "slurm": {"queue": "general", "ntasks": 4, "time_limit": "02:00:00", "timeout": 7200},
+}
+REQUIRED_PLACEHOLDERS: dict[str, dict[str, Any]] = {"docker": {"image": "your-image:latest"}}
+
+
+@backends_app.command("create")
+def backends_create(
+    backend_type: Annotated[str, typer.Option("--backend-type", help="Backend type to write a file for")],
+    output: Annotated[Path | None, typer.Option("--output", help="File to write (default: stdout)")] = None,
+    output_format: FormatOption = "yaml",
+    with_examples: Annotated[bool, typer.Option("--with-examples", help="Example values instead of defaults")] = False,
+) -> None:
+    """rompy's `backends create`: a backend file to start from, every field at its default.
+
+    The file written validates as it is (`backends validate`); `--with-examples` fills in
+    typical values instead.
+    """
+    cls = _backend_class(None, backend_type)
+    data: dict[str, Any] = {"type": backend_type}
+    for name, field in cls.model_fields.items():
+        if name != "type" and not field.is_required():
+            default = field.get_default(call_default_factory=True)
+            data[name] = default.model_dump(mode="json") if hasattr(default, "model_dump") else default
+    data.update(REQUIRED_PLACEHOLDERS.get(backend_type, {}))
+    if with_examples:
+        data.update(BACKEND_EXAMPLES.get(backend_type, {}))
+    data = json.loads(json.dumps({k: v for k, v in data.items() if v is not None}, default=str))
+    _write_data(data, output_format, output)
 
 
 @app.command()
@@ -385,7 +538,7 @@ def plugins() -> None:
     table = Table("group", "name", "target", "status")
     for key, names in reg.targets.items():
         for name, target in names.items():
-            failed = next((f for f in reg.failures if f.name == name and f.group == GROUPS[key]), None)
+            failed = next((f for f in reg.failures if f.name == name and f.target == target), None)
             status = f"[red]failed: {failed.error}[/]" if failed else "[green]ok[/]"
             table.add_row(f"rompy_tasks.{key}", name, target, status)
     out.print(table)
@@ -548,11 +701,14 @@ def deployments_render(
     """Resolve `!include` and `${VAR}` in a prefect.yaml for `prefect deploy`, which reads neither.
 
     So a deployment and the CLI share one file (deployments/prefect.yaml includes the forecast
-    of examples/veros-forecast/forecast.yaml). Prefect's own `{{ ... }}` templates are kept.
+    of examples/veros-forecast/forecast.yaml). Prefect's own `{{ ... }}` templates are kept, and
+    so is a forecast's `${CYCLE...}`, set when each cycle runs.
     """
     import yaml
 
-    data = _valid(load_document, file)
+    from rompy_tasks.forecast import CYCLE_VARIABLE
+
+    data = _valid(load_document, file, None, (CYCLE_VARIABLE,))
     output.write_text(f"# Rendered from {file} by `rompy-tasks deployments render`; edit that file.\n")
     with output.open("a") as handle:
         yaml.safe_dump(data, handle, sort_keys=False, width=120)

@@ -31,7 +31,7 @@ def _publish(result: dict[str, Any], name: str, run_id: str) -> None:
         )
 
 
-def process_within_timeout(processor: BasePostprocessorConfig, model_run: ModelRun) -> dict[str, Any]:
+def process_within_timeout(model_run: ModelRun, processor: BasePostprocessorConfig) -> dict[str, Any]:
     """`processor.process(model_run)`, stopped with a StageError when it overruns `processor.timeout`.
 
     Prefect's cancellation raises inside the postprocessor's thread (an alarm in the main
@@ -54,7 +54,7 @@ def postprocess_flow(name: str) -> Flow:
 
     def run_postprocessor(model_run: Any, processor: Any) -> dict[str, Any]:
         logger = get_run_logger()
-        result = process_within_timeout(processor, model_run)
+        result = process_within_timeout(model_run, processor)
         logger.info("%s: %s", name, result.get("message", "done"))
         _publish(result, name, model_run.run_id)
         return {k: v for k, v in result.items() if k not in {"table", "markdown"}}

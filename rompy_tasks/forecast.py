@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rompy_tasks.core.errors import ConfigError, Problem, StageError
-from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
+from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments, substitute_variables
 from rompy_tasks.core.model_run import RunId, files_matching, output_files
 from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.core.time import Duration, as_utc
@@ -106,9 +106,16 @@ class ForecastConfig(BaseModel):
         return self.forecast_length_by_hour.get(as_utc(cycle).hour, self.forecast_length)
 
 
+CYCLE_VARIABLE = "CYCLE"  # rompy's `${CYCLE|strftime:%Y%m%d}`: the cycle time, set when each cycle runs
+
+
 def load_forecast(path: str | Path, overrides: list[str] | None = None) -> ForecastConfig:
-    """Read, override (`a.b=c`) and validate a forecast file; one ConfigError lists every problem."""
-    return validate_forecast(load_with_assignments(path, overrides), source=str(path))
+    """Read, override (`a.b=c`) and validate a forecast file; one ConfigError lists every problem.
+
+    `${CYCLE...}` stays as written until a cycle runs (`cycle_pipeline`), whatever the environment says.
+    """
+    data = load_with_assignments(path, overrides, kept=(CYCLE_VARIABLE,))
+    return validate_forecast(data, source=str(path))
 
 
 def validate_forecast(data: dict[str, Any], source: str | None = None) -> ForecastConfig:
@@ -318,6 +325,10 @@ def cycle_pipeline(forecast: ForecastConfig, cycle: datetime, hot_start: HotStar
         "include_end": forecast.pipeline.config.period.include_end,
     }
     run["config"].update(restart_fields)
+    problems: list[Problem] = []
+    data = substitute_variables(data, {CYCLE_VARIABLE: cycle_id(cycle)}, problems, only=(CYCLE_VARIABLE,))
+    if problems:
+        raise ConfigError(problems, f"cycle {cycle_id(cycle)}")
     return validate_data(data, source=f"cycle {cycle_id(cycle)}")
 
 

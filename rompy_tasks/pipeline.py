@@ -86,6 +86,13 @@ def validate_data(data: dict[str, Any], source: str | None = None) -> PipelineBa
         raise type(err)(err.problems, source) from None
     if problem := pipeline.config.deletion_problem():
         raise ConfigError.single("config.delete_existing", problem, source)
+    field = pipeline.backend.command_field
+    if field is None or getattr(pipeline.backend, field) is None:
+        try:
+            pipeline.config.config.run_command(pipeline.config)
+        except NotImplementedError as err:  # a model without a command of its own (rompy's base, swan)
+            fix = f"give the backend's `{field}`" if field else f"the {pipeline.backend.type} backend cannot give one"
+            raise ConfigError.single(f"backend.{field or 'type'}", f"{err}: {fix}", source) from None
     return pipeline
 
 
@@ -94,20 +101,31 @@ def apply_overrides(pipeline: PipelineBase, overrides: dict[str, Any]) -> Pipeli
     return apply_field_overrides(pipeline, overrides, validate_data)
 
 
+def as_pipeline_document(data: dict[str, Any]) -> dict[str, Any]:
+    """A rompy model-run file (`run_id`, `period`, `output_dir`, `config: {model_type: ...}`,
+    what `rompy run|generate|postprocess CONFIG` read) as a pipeline with only its `config`;
+    a pipeline file as it is. In a pipeline, `config` is a model run, never a model config."""
+    if isinstance(data.get("config"), dict) and "model_type" in data["config"]:
+        model_run = {k: v for k, v in data.items() if not (k == "model_type" and v == "modelrun")}
+        return {"config": model_run}
+    return data
+
+
 def load_pipeline(
     path: str | Path,
     overrides: list[str] | None = None,
     backend_file: Path | None = None,
     processor_file: Path | None = None,
 ) -> PipelineBase:
-    """Read, override (`a.b=c`) and validate a pipeline file.
+    """Read, override (`a.b=c`) and validate a pipeline file, or a rompy model-run file.
 
     rompy's `--backend-config` and `--processor-config` files replace the `backend` and
     `postprocessor` sections (a processor file is one mapping, as in rompy).
     """
     sections = {"backend": backend_file, "postprocessor": processor_file}
     chosen = {key: file for key, file in sections.items() if file is not None}
-    return validate_data(load_with_assignments(path, overrides, chosen), source=str(path))
+    data = load_with_assignments(path, overrides, chosen, shape=as_pipeline_document)
+    return validate_data(data, source=str(path))
 
 
 def redacted(pipeline: PipelineBase) -> dict[str, Any]:
@@ -309,8 +327,11 @@ def _execute_stages_locked(
     finally:
         result.timings.append(StageTiming(stage="total", seconds=time.monotonic() - started))
         try:
-            manifest = write_manifest(result, pipeline)
-            log(f"pipeline {result.status}: stages {result.stages_completed}; manifest {manifest}")
+            if result.staging_dir.is_dir():
+                manifest = write_manifest(result, pipeline)
+                log(f"pipeline {result.status}: stages {result.stages_completed}; manifest {manifest}")
+            else:  # e.g. the run stage before any generate: a manifest would make an unmarked directory
+                log(f"pipeline {result.status}: no run directory {result.staging_dir}, so no manifest")
         except OSError as err:  # e.g. a full disk: say so, but keep the run's own outcome
             log(f"could not write the run manifest {result.staging_dir / MANIFEST_NAME}: {err.strerror or err}")
     return result

@@ -63,3 +63,13 @@ def test_backends_postprocessors_and_models_do_not_import_the_orchestration_laye
     layer = ("rompy_tasks.pipeline", "rompy_tasks.tasks", "rompy_tasks.ensemble", "rompy_tasks.forecast")
     found = {**modules("rompy_tasks/backends"), **modules("rompy_tasks/postprocess"), **modules("rompy_tasks/models")}
     assert offenders(found, layer) == {}
+
+
+def test_only_the_rompy_bridge_imports_rompy():
+    """The core install stays rompy-free: rompy is imported by the [rompy] extra's child process only
+    (rompy_run); rompy_models gets rompy's classes from the entry points and imports rompy where it runs."""
+    found = {**modules("rompy_tasks"), **modules("flows")}
+    found.pop("rompy_tasks/models/rompy_run.py")
+    found.pop("rompy_tasks/models/rompy_models.py")
+    assert offenders(found, ("rompy",)) == {}
+    assert offenders(modules("rompy_tasks/models"), ("rompy",)), "rompy_run imports rompy: the check must see it"

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
@@ -73,6 +73,7 @@ class BaseBackendConfig(BaseModel):
     """Settings common to all backends."""
 
     model_config = ConfigDict(extra="forbid")
+    command_field: ClassVar[str | None] = None  # the field that can replace a model's command, if any
 
     type: str
     timeout: seconds_type(60, 86400, whole=True) = Field(  # type: ignore[valid-type]

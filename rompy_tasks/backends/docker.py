@@ -19,7 +19,7 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
 
 MOUNT_POINT = "/rompy/run"
+VOLUME_OPTIONS = {"ro", "rw", "z", "Z"}  # Z/z: SELinux relabelling, as rompy's `:Z` mounts
 DEFAULT_NON_ROOT_USER = "1000:1000"
 STOP_GRACE_SECONDS = 10
 RUN_LABEL = "rompy-tasks.run-id"
@@ -84,8 +85,15 @@ def parse_volume(spec: str) -> tuple[Path, str, str]:
         raise ValueError(f"volume {spec!r} must look like host:container[:mode]")
     host, container = Path(parts[0]).expanduser(), parts[1]
     mode = parts[2] if len(parts) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise ValueError(f"volume {spec!r}: mode must be ro or rw, not {mode!r}")
+    options = mode.split(",")
+    if (
+        not set(options) <= VOLUME_OPTIONS
+        or sum(o in ("ro", "rw") for o in options) > 1
+        or len(set(options)) < len(options)
+    ):
+        raise ValueError(
+            f"volume {spec!r}: mode must be ro or rw, optionally with SELinux z or Z (e.g. ro,Z), not {mode!r}"
+        )
     if not container.startswith("/"):
         raise ValueError(f"volume {spec!r}: the container path must be absolute")
     if container.rstrip("/") == MOUNT_POINT or container.startswith(MOUNT_POINT + "/"):
@@ -108,6 +116,8 @@ def resolve_dockerfile(dockerfile: Path, build_context: Path | None) -> Path:
 class DockerConfig(BaseBackendConfig):
     """Run the model in a Docker container (an image, or one built from a Dockerfile)."""
 
+    command_field: ClassVar[str | None] = "executable"
+
     type: Literal["docker"] = "docker"
     image: str | None = Field(None, min_length=1, description="Image to run (give this or dockerfile)")
     build_context: Path | None = Field(None, description="Build context (default: the Dockerfile's folder)")
@@ -125,7 +135,11 @@ class DockerConfig(BaseBackendConfig):
         " root); running as root must be asked for with user: root",
     )
     remove_container: bool = Field(True, description="Remove the container when the run ends")
-    executable: str | None = Field(None, description="Replace the model command's executable")
+    executable: str | None = Field(
+        None,
+        description="Replace the model command's executable; for a model without a command (rompy's), the"
+        " command itself, run by /bin/sh in the container",
+    )
     mpiexec: str | None = Field(None, description="MPI launcher: runs `mpiexec -n <cpu> <command>`")
     pull_policy: Literal["never", "if-missing", "always"] = "if-missing"
     network: Literal["none", "host"] = Field("none", description="Container network (models rarely need one)")
@@ -191,14 +205,26 @@ class DockerConfig(BaseBackendConfig):
         return f"{uid}:{gid}" if uid != 0 else DEFAULT_NON_ROOT_USER
 
     def container_command(self, run: "ModelRun") -> list[str]:
-        """The model command as the container sees it (run-dir paths mapped to the mount)."""
+        """The model command as the container sees it (run-dir paths mapped to the mount).
+
+        `executable` replaces the model command's executable; for a model without a command of
+        its own (rompy's models) it is the whole command, run by the container's /bin/sh as rompy
+        runs it with `bash -c`.
+        """
         staging = str(run.staging_dir)
+        try:
+            model_command = run.config.run_command(run)
+        except NotImplementedError:
+            if not self.executable:
+                raise
+            model_command = ["/bin/sh", "-c", self.executable]
+        else:
+            if self.executable:
+                model_command[0] = self.executable
         command = [
             MOUNT_POINT + arg[len(staging) :] if arg == staging or arg.startswith(staging + "/") else arg
-            for arg in run.config.run_command(run)
+            for arg in model_command
         ]
-        if self.executable:
-            command[0] = self.executable
         if self.mpiexec:
             command = [*shlex.split(self.mpiexec), "-n", str(self.cpu), *command]
         return command

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator
 
 from rompy_tasks.backends.base import BaseBackendConfig, DaskCluster, LineSink, RunResult
+from rompy_tasks.backends.command import CommandOverride
 from rompy_tasks.backends.process import child_environment, execute_process, resolve_executable
 from rompy_tasks.core.errors import BackendError, RunTimeoutError
 from rompy_tasks.core.run_files import write_text
@@ -40,7 +41,7 @@ def walltime_seconds(text: str) -> int:
     return int(parse_duration(text).total_seconds())
 
 
-class SlurmConfig(BaseBackendConfig):
+class SlurmConfig(CommandOverride, BaseBackendConfig):
     """Run the model in SLURM jobs (Dask workers started by dask-jobqueue)."""
 
     type: Literal["slurm"] = "slurm"
@@ -72,7 +73,9 @@ class SlurmConfig(BaseBackendConfig):
     )
     max_jobs: int = Field(1, ge=1, le=1000, description="Upper bound of concurrently running worker jobs")
     interface: str = Field("lo", pattern=r"^[A-Za-z0-9_.:-]+$", description="Network interface for Dask")
-    launcher: Literal["srun", "mpiexec", "none"] = Field("srun", description="How the model starts in the job")
+    launcher: Literal["srun", "mpiexec", "none"] = Field(
+        "srun", description="How the model starts in the job (a `command` of the backend runs as written)"
+    )
 
     @field_validator("time_limit", mode="before")
     @classmethod
@@ -169,7 +172,9 @@ class SlurmConfig(BaseBackendConfig):
 
     def shared_settings(self) -> dict[str, Any]:
         """Everything that shapes the worker jobs: members of one ensemble share one cluster."""
-        return self.model_dump(exclude={"timeout", "env_vars", "secret_env", "working_dir", "launcher"})
+        return self.model_dump(
+            exclude={"timeout", "env_vars", "secret_env", "working_dir", "launcher", "command", "shell"}
+        )
 
     # --- where the model runs (a Dask worker inside a SLURM job) --------------------------------
 
@@ -192,13 +197,15 @@ class SlurmConfig(BaseBackendConfig):
         record_job(run, job_id)
         if on_line is not None:
             on_line(f"running in SLURM job {job_id} on {os.uname().nodename}")
-        model = run.config.run_command(run)
+        model = self.resolve_command(run)
         model[0] = resolve_executable(model[0], child_environment(self.env_vars))  # before the launcher hides it
+        # rompy's `command` is its job script's own line: run once, the author writes srun/mpiexec
+        launched = model if self.command is not None else self.launch_command(model)
         try:
             return execute_process(
                 self,
                 run,
-                self.launch_command(model),
+                launched,
                 on_line=on_line,
                 timeout=limit,
                 details={"slurm_job_id": job_id, "node": os.uname().nodename},

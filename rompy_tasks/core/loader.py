@@ -15,7 +15,7 @@ expanded, holds at most MAX_VALUES values (a 695-byte alias bomb would expand to
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel
 
 from rompy_tasks.core.errors import ConfigError, Problem
-from rompy_tasks.core.variable_filters import apply_filters
+from rompy_tasks.core.variable_filters import apply_filters, unknown_filters
 
 T = TypeVar("T")
 
@@ -34,8 +34,10 @@ MAX_VALUES = 1_000_000
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}|]*))?(?:\|([^}]+))?\}")
 
 
-def load_document(path: str | Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Read a YAML or JSON mapping from `path`, resolving includes and variables."""
+def load_document(
+    path: str | Path, environ: Mapping[str, str] | None = None, kept: Container[str] = ()
+) -> dict[str, Any]:
+    """Read a YAML or JSON mapping from `path`, resolving includes and variables (but `kept` ones)."""
     path = Path(path)
     try:
         data = _load_with_includes(path, stack=(), includes=[0])
@@ -45,7 +47,7 @@ def load_document(path: str | Path, environ: Mapping[str, str] | None = None) ->
     if not isinstance(data, dict):
         raise ConfigError.single("", f"the document must be a mapping, not {type(data).__name__}", str(path))
     problems: list[Problem] = []
-    data = substitute_variables(data, os.environ if environ is None else environ, problems)
+    data = substitute_variables(data, os.environ if environ is None else environ, problems, kept=kept)
     if problems:
         raise ConfigError(problems, str(path))
     return data
@@ -149,21 +151,34 @@ def _load_with_includes(path: Path, stack: tuple[Path, ...], includes: list[int]
         raise ConfigError.single("", _yaml_message(err), str(path)) from None
 
 
-def substitute_variables(value: Any, environ: Mapping[str, str], problems: list[Problem], path: str = "") -> Any:
+def substitute_variables(
+    value: Any,
+    environ: Mapping[str, str],
+    problems: list[Problem],
+    path: str = "",
+    kept: Container[str] = (),
+    only: Container[str] | None = None,
+) -> Any:
     """Replace `${VAR}`, `${VAR:-default}` and rompy's `${VAR|filter|...}` in every string.
 
     Unset variables and failing filters are recorded as problems. A string that is exactly one
     expression whose filters end in a time (`${CYCLE|shift:-1d}`) becomes that time, as in rompy.
+    Expressions naming a `kept` variable, or any but `only` ones, stay as written (a forecast
+    file's `CYCLE` is known only when a cycle runs); a kept one's filter names are still checked.
     """
     if isinstance(value, dict):
-        return {k: substitute_variables(v, environ, problems, _join(path, k)) for k, v in value.items()}
+        return {k: substitute_variables(v, environ, problems, _join(path, k), kept, only) for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute_variables(v, environ, problems, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [substitute_variables(v, environ, problems, f"{path}[{i}]", kept, only) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
     def resolve(match: re.Match) -> Any:
         escaped, name, default, chain = match.groups()
+        if name in kept or (only is not None and name not in only):
+            if chain and not escaped and (unknown := unknown_filters(chain)):
+                problems.append(Problem(path, f"${{{name}|{chain}}}: unknown filter(s) {unknown}"))
+            return match.group(0)
         if escaped:
             return match.group(0)[1:]
         if name in environ:
@@ -231,11 +246,17 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def load_with_assignments(
-    path: str | Path, assignments: list[str] | None = None, sections: Mapping[str, Path] | None = None
+    path: str | Path,
+    assignments: list[str] | None = None,
+    sections: Mapping[str, Path] | None = None,
+    shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    kept: Container[str] = (),
 ) -> dict[str, Any]:
-    """Read a document, replace whole `sections` from their own files, then apply the CLI's
-    `--set path.to.field=value` assignments to it."""
-    data = load_document(path)
+    """Read a document (reshaped by `shape`, if given; `kept` variables left as written), replace
+    whole `sections` from their own files, then apply the CLI's `--set path.to.field=value` assignments."""
+    data = load_document(path, kept=kept)
+    if shape is not None:
+        data = shape(data)
     for key, section_file in (sections or {}).items():
         data[key] = load_document(section_file)
     for text in assignments or []:

@@ -16,6 +16,12 @@ _SHIFT = re.compile(r"^([+-]?)(\d+)([dhms])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
 
+def unknown_filters(chain: str) -> list[str]:
+    """The names in a `|`-separated filter chain that are not filters."""
+    names = [part.partition(":")[0].strip() for part in chain.split("|") if part.strip()]
+    return [name for name in names if name not in FILTERS]
+
+
 def apply_filters(value: Any, chain: str) -> Any:
     """`value` through each `|`-separated filter of `chain`."""
     for spec in (part.strip() for part in chain.split("|")):

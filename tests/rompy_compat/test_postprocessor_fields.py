@@ -36,9 +36,7 @@ def test_a_rompy_file_with_the_base_fields_runs(tmp_path):
 
 def test_the_base_fields_follow_rompys_rules_every_problem_listed(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(
-        "type: noop\ntimeout: 5\nenv_vars: {'': x}\nworking_dir: " + str(tmp_path / "missing") + "\n"
-    )
+    bad.write_text("type: noop\ntimeout: 5\nenv_vars: {'': x}\nworking_dir: " + str(tmp_path / "missing") + "\n")
     result = run_cli("validate", str(_pipeline_with_processor(tmp_path, bad)))
     assert result.returncode == 2
     for expected in (
@@ -66,7 +64,7 @@ def test_timeout_stops_an_overrunning_postprocessor(where):
     def call() -> None:
         started = time.monotonic()
         try:
-            process_within_timeout(slow, None)
+            process_within_timeout(None, slow)
         except StageError as err:
             outcome["error"] = str(err)
         outcome["seconds"] = time.monotonic() - started
