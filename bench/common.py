@@ -33,6 +33,17 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     return elapsed
 
 
+def wait_warm(env: dict[str, str], timeout: float = 60.0) -> None:
+    """Wait until the first command's warm command process (flows/warm.py) answers, as it will
+    for a user's next command: it starts in the background when a command ends."""
+    commands = Path(env["ROMPY_TASKS_DATA_DIR"]) / "rompy-tasks" / "commands"
+    deadline = time.monotonic() + timeout
+    while not any(commands.glob("*.sock")):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no warm command process in {commands} after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def stop_server(env: dict[str, str]) -> None:
     subprocess.run([RT, "server", "stop"], env=env, stdout=subprocess.DEVNULL, check=False)
 

@@ -7,5 +7,11 @@ enough for the temporary API server on a fresh database.
 
 import os
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+def set_prefect_defaults() -> None:
+    """Our defaults, unless the environment says otherwise (again in each warm command: flows/warm.py)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+set_prefect_defaults()

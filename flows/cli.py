@@ -66,6 +66,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 out = Console()
 err = Console(stderr=True)
+EXIT_HOOKS: list[Callable[[int], None]] = []  # called with the exit code, last (flows/entry.py, flows/warm.py)
+
+
+def reset_consoles() -> None:
+    """New consoles for this terminal and environment (a warm command inherits the ones made at import)."""
+    global out, err
+    out, err = Console(), Console(stderr=True)
+
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -144,6 +152,10 @@ def _connect_api() -> None:
             highlight=False,
         )
     os.environ["PREFECT_API_URL"] = info.api_url
+    if "prefect.context" in sys.modules:  # imported already (a warm command process): read the API URL again
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()
 
 
 def _run_flow(call: Callable[..., Any], rule: str, title: str, *around: AbstractContextManager) -> Any:
@@ -759,9 +771,11 @@ def server_prepare() -> None:
 
 @server_app.command("stop")
 def server_stop() -> None:
-    """Stop the local Prefect server (run history stays in its database)."""
+    """Stop the local Prefect server (run history stays in its database) and the warm command processes."""
+    from flows import warm
     from rompy_tasks import local_server
 
+    warm.stop_all()
     info = local_server.stop()
     out.print(
         f"stopped the local Prefect server (pid {info.pid})" if info else "the local Prefect server was not running"
@@ -794,6 +808,8 @@ def _exit_now(code: int) -> None:
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
+    for hook in EXIT_HOOKS:
+        hook(code)
     os._exit(code)
 
 

@@ -22,16 +22,19 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 
 REPO = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "flows.cli"]
+CLI = [sys.executable, "-m", "flows.entry"]  # what the `rompy-tasks` script runs: warm commands too
 
 
 @pytest.fixture(scope="session", autouse=True)
 def own_data_dir(tmp_path_factory: pytest.TempPathFactory):
     """Commands that start the reused local Prefect server keep it in a temp dir, stopped at the end."""
     os.environ["ROMPY_TASKS_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+    os.environ["ROMPY_TASKS_WARM_IDLE"] = "120"  # warm command processes of other data dirs end soon after
     yield
+    from flows import warm
     from rompy_tasks import local_server
 
+    warm.stop_all()
     local_server.stop()
 
 

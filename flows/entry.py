@@ -1,0 +1,150 @@
+"""The `rompy-tasks` command: hand the command to the warm command process, or run it here.
+
+Importing Prefect and our flows costs a command about 1.2 s, most of a short run's overhead.
+A warm command process (flows/warm.py, one per data directory and Python environment) keeps
+them imported and forks a fresh process for each command, which gets this terminal (stdin,
+stdout, stderr), environment, working directory and umask. Ctrl-C and SIGTERM here are passed
+on to it; if this process dies, that process kills itself, as this one would have died.
+
+Only stdlib is imported here, so a warm command starts in a few tens of milliseconds. Without a
+warm process (the first command, or `ROMPY_TASKS_WARM=0`) the command runs in this process as
+before and starts one in the background when it ends. Commands that run no flow always run here.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+from pathlib import Path
+
+WARM_COMMANDS = {"run", "pipeline", "generate", "postprocess", "ensemble", "forecast"}
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+HEADER = struct.Struct("!Q")  # the request's length, before the request (JSON)
+# what decides which modules (our code, plugins) a command imports, besides the interpreter
+IMPORT_ENVIRONMENT = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
+
+
+def commands_dir() -> Path:
+    """Beside the local server's directory (local_server.server_dir), under the user's data directory."""
+    base = os.environ.get("ROMPY_TASKS_DATA_DIR") or os.environ.get("XDG_DATA_HOME")
+    root = Path(base) if base else Path.home() / ".local" / "share"
+    return root / "rompy-tasks" / "commands"
+
+
+def environment_key() -> str:
+    """One warm process per Python environment: a command must run with its own installation and plugins."""
+    parts = [sys.executable, sys.prefix, *(os.environ.get(name, "") for name in IMPORT_ENVIRONMENT)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def socket_path() -> Path:
+    return commands_dir() / f"{environment_key()}.sock"
+
+
+def wants_warm(argv: list[str]) -> bool:
+    return (
+        os.environ.get("ROMPY_TASKS_WARM", "1") != "0"
+        and bool(argv)
+        and argv[0] in WARM_COMMANDS
+        and not {"--help", "-h"} & set(argv)
+    )
+
+
+def run_warm(argv: list[str]) -> int | None:
+    """The command's exit code from the warm process, or None when there is none to take it."""
+    path = socket_path()
+    if len(str(path)) > 100:  # AF_UNIX paths are at most 108 bytes
+        return None
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(str(path))
+        request = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "umask": _umask()}).encode()
+        socket.send_fds(connection, [HEADER.pack(len(request)) + request], [0, 1, 2])
+        reply = _read_line(connection)
+    except OSError:
+        connection.close()
+        return None
+    if reply.get("pid") is None:  # refused: stale code or a busy process; run here
+        connection.close()
+        return None
+    return _follow(connection, int(reply["pid"]))
+
+
+def _follow(connection: socket.socket, pid: int) -> int:
+    """Pass signals on to the command's process and wait for its exit code."""
+
+    def forward(signum: int, frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, forward)
+    while True:
+        try:
+            ended = _read_line(connection)
+            break
+        except InterruptedError:
+            continue
+        except OSError:
+            ended = {}
+            break
+    if "exit" not in ended:
+        sys.stderr.write("rompy-tasks: the command's process ended without an exit code (killed?)\n")
+        return 1
+    return int(ended["exit"])
+
+
+def _read_line(connection: socket.socket) -> dict:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = connection.recv(4096)
+        if not chunk:
+            return {}
+        data += chunk
+    return json.loads(data)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if wants_warm(argv):
+        code = run_warm(argv)
+        if code is not None:
+            sys.exit(code)
+    from flows import cli
+
+    if wants_warm(argv):  # none answered: start one for the next command, once this one has ended
+        cli.EXIT_HOOKS.append(lambda code: start_warm_process())
+    cli.main()
+
+
+def start_warm_process() -> None:
+    """Start the warm command process in the background, in its own session; it exits when idle."""
+    import subprocess
+
+    directory = commands_dir()
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = open(directory / f"{environment_key()}.log", "ab")  # noqa: SIM115 - handed to the child
+    subprocess.Popen(  # noqa: S603 - our interpreter and module
+        [sys.executable, "-P", "-m", "flows.warm", str(socket_path())],  # -P: not the cwd's modules
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        env={**os.environ, "ROMPY_TASKS_WARM": "0"},
+    )
+    log.close()
+
+
+if __name__ == "__main__":
+    main()
