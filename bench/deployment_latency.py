@@ -55,6 +55,7 @@ def main() -> None:
             PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
         )
         subprocess.run([str(REPO / "scripts" / "operate"), "start"], env=env, check=True, stderr=subprocess.DEVNULL)
+        env["PREFECT_API_AUTH_STRING"] = (work / "operate" / "api-auth").read_text().strip()  # as operate says
         try:
             for trial in range(args.trials):
                 run_id = f"latency{trial}"

@@ -8,7 +8,8 @@
    throughout: the slowest answer must stay under 1 s.
 
 Each rompy-tasks figure is the whole `rompy-tasks ensemble FILE` process, as a user runs it
-with no Prefect configured (the reused local server is started before timing).
+with no Prefect configured (the reused local server and the warm command process are started
+before timing, as for a user's second command).
 
     .venv/bin/python bench/ensemble_overhead.py [--members 64] [--overhead-members 500] [--huge 5000]
 """
@@ -25,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-from common import RT, shell_ensemble_file, stop_server, timed, user_env
+from common import RT, shell_ensemble_file, stop_server, timed, user_env, wait_warm
 
 REPO = Path(__file__).resolve().parent.parent
 BUSY = "import time\nt = time.perf_counter() + 1\nwhile time.perf_counter() < t: pass"
@@ -116,6 +117,7 @@ def main() -> None:
         try:
             subprocess.run([RT, "server", "start"], env=env, check=True, stdout=subprocess.DEVNULL)
             ours(work, env, "warmup", 2, ["true"])
+            wait_warm(env)  # as for a user's second command
             floor = xargs(args.members, COMMAND)
             busy = ours(work, env, "busy", args.members, COMMAND)
             theirs = None if args.no_model_ensembler else model_ensembler(args.members, work)

@@ -91,6 +91,9 @@ def _outcome(member: Member, status: str, **fields: Any) -> MemberOutcome:
     )
 
 
+TERMINAL_ONLY = {"send_to_api": False}  # a log record's extra: Prefect's API log handler skips it
+
+
 @task(name="ensemble-member", task_run_name="{member.run_id}", cache_policy=NO_CACHE)
 def run_member(member: Member, where: Path, flow_pid: int) -> MemberOutcome:
     """One member: its whole pipeline (generate, run, postprocess) in this task run; then its record.
@@ -101,11 +104,13 @@ def run_member(member: Member, where: Path, flow_pid: int) -> MemberOutcome:
     attempt = task_run.get_run_count()
     started = time.monotonic()
     result = new_result(member.pipeline, list(STAGES))
-    # Bookkeeping lines (files generated, manifest written) are in the member's own files; at
-    # thousands of members every API log row counts, so only the model's lines go there.
+    # Stage lines (files generated, model started and finished, manifest written) are in the
+    # member's own files; at thousands of members every API log row counts, so the model's start
+    # and end reach only the terminal (and its progress bar), and the member's task run gets one
+    # line when it succeeds (a failure is logged by Prefect and by the flow).
     calls = StageCalls(
         generate=lambda run, forcing: generate(run, forcing, logger.debug),
-        run=lambda run, backend: execute(run, backend, logger.info),
+        run=lambda run, backend: execute(run, backend, lambda line: logger.info(line, extra=TERMINAL_ONLY)),
         postprocess=process_within_timeout,
     )
     try:
@@ -131,6 +136,9 @@ def run_member(member: Member, where: Path, flow_pid: int) -> MemberOutcome:
         attempts=attempt,
         exit_code=result.run.exit_code if result.run else None,
         duration_seconds=time.monotonic() - started,
+    )
+    logger.info(
+        "completed in %.1f s, model exit code %s, in %s", outcome.duration_seconds, outcome.exit_code, outcome.run_dir
     )
     write_member_record(
         where,
@@ -188,8 +196,14 @@ def run_members(
         outcomes.append(outcome)
         if outcome.status == "failed":  # on the terminal too: why, in one line
             logger.warning("member %s failed after %d attempt(s): %s", outcome.run_id, outcome.attempts, outcome.error)
-        else:
-            logger.info("member %s %s after %d attempt(s)", outcome.run_id, outcome.status, outcome.attempts)
+        else:  # its task run says so in the UI; the terminal's progress bar counts this line
+            logger.info(
+                "member %s %s after %d attempt(s)",
+                outcome.run_id,
+                outcome.status,
+                outcome.attempts,
+                extra=TERMINAL_ONLY,
+            )
 
     for position, member in enumerate(todo):
         while not finished.empty():
