@@ -14,13 +14,14 @@ before and starts one in the background when it ends. Commands that run no flow 
 import hashlib
 import json
 import os
+import resource
 import signal
 import socket
 import struct
 import sys
 from pathlib import Path
 
-WARM_COMMANDS = {"run", "pipeline", "generate", "postprocess", "ensemble", "forecast"}
+FLOW_COMMANDS = {"run", "pipeline", "generate", "postprocess"}  # and ensemble, forecast run|backfill
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 HEADER = struct.Struct("!Q")  # the request's length, before the request (JSON)
 # what decides which modules (our code, plugins) a command imports, besides the interpreter
@@ -35,9 +36,33 @@ def commands_dir() -> Path:
 
 
 def environment_key() -> str:
-    """One warm process per Python environment: a command must run with its own installation and plugins."""
+    """One warm process per Python environment and process context.
+
+    A command must run with its own installation and plugins, and where the caller's own process
+    would have run: in its cgroup (a SLURM allocation, a systemd slice), on its CPUs, with its
+    resource limits, priority, groups and namespaces. The warm process is started from the first
+    command's context, so a caller in another context gets (and starts) its own.
+    """
     parts = [sys.executable, sys.prefix, *(os.environ.get(name, "") for name in IMPORT_ENVIRONMENT)]
+    parts += [_read("/proc/self/cgroup"), repr(sorted(os.sched_getaffinity(0)))]
+    parts += [repr(resource.getrlimit(getattr(resource, n))) for n in dir(resource) if n.startswith("RLIMIT_")]
+    parts += [repr(os.getpriority(os.PRIO_PROCESS, 0)), repr((os.getgid(), sorted(os.getgroups())))]
+    parts += [_readlink(f"/proc/self/ns/{ns}") for ns in ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup")]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
 
 
 def socket_path() -> Path:
@@ -45,12 +70,15 @@ def socket_path() -> Path:
 
 
 def wants_warm(argv: list[str]) -> bool:
-    return (
-        os.environ.get("ROMPY_TASKS_WARM", "1") != "0"
-        and bool(argv)
-        and argv[0] in WARM_COMMANDS
-        and not {"--help", "-h"} & set(argv)
-    )
+    """Only commands that run flows; the others (validate, status, ...) need no Prefect."""
+    if os.environ.get("ROMPY_TASKS_WARM", "1") == "0" or len(argv) < 2 or {"--help", "-h"} & set(argv):
+        return False
+    command, second = argv[0], argv[1]
+    if command == "forecast":
+        return second in {"run", "backfill"}
+    if command == "ensemble":
+        return second != "validate"  # `ensemble FILE` and `ensemble run FILE` run it
+    return command in FLOW_COMMANDS
 
 
 def run_warm(argv: list[str]) -> int | None:

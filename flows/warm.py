@@ -95,6 +95,7 @@ def serve(path: Path) -> None:
             pid = os.fork()
             if pid == 0:
                 listener.close()
+                lock.close()  # the lock stays the server's alone: a command outliving it must not hold it
                 _run_command(connection, request, fds)  # never returns
             _close(fds)
             _reply(connection, {"pid": pid})

@@ -4,13 +4,16 @@ Real child processes, no Prefect. The backends' behaviour on top of this is in
 test_local_backend.py; faults that kill the orchestrator itself are in faults/.
 """
 
+import signal
+import subprocess
+import threading
 import time
 from pathlib import Path
 
 from conftest import process_gone
 from helpers import python_script
 
-from rompy_tasks.backends.process import run_process
+from rompy_tasks.backends.process import kill_group, run_process
 
 
 def test_timeout_kills_the_whole_tree_including_grandchildren(tmp_path):
@@ -74,3 +77,16 @@ def test_orphans_are_killed_when_the_model_exits(tmp_path):
     while not process_gone(orphan) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert process_gone(orphan)
+
+
+def test_a_leaked_popen_wait_lock_never_hangs_the_kill():
+    """CPython's `Popen.wait(timeout)` polls holding its waitpid lock; a SIGTERM or Ctrl-C handled
+    just after the lock is taken leaks it. The kill must still reap the model: it once hung for
+    ever (a SIGTERM'd command in CI, its model a zombie)."""
+    proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    proc._waitpid_lock.acquire()  # as the interrupted wait left it
+    killer = threading.Thread(target=kill_group, args=(proc.pid, proc, 1.0), daemon=True)
+    killer.start()
+    killer.join(timeout=15)
+    assert not killer.is_alive(), "kill_group hung on Popen's waitpid lock"
+    assert proc.returncode == -signal.SIGTERM

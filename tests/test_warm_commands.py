@@ -16,7 +16,7 @@ import pytest
 from conftest import CLI, REPO, process_gone
 from helpers import shell_doc, wait_for, write_yaml
 
-from flows.entry import socket_path
+from flows.entry import socket_path, wants_warm
 
 
 def _report_doc(tmp_path: Path, run_id: str, command: str) -> Path:
@@ -80,6 +80,28 @@ def test_a_warm_command_is_the_callers_own_in_all_but_its_process(tmp_path, pref
     assert failing.returncode == 1 and "exited with code 3" in failing.stderr
 
 
+def test_a_caller_in_another_process_context_is_not_served_by_this_one(tmp_path, prefect_api):
+    """`nice rompy-tasks run` (or taskset, ulimit, a SLURM allocation's cgroup): the model runs
+    with the caller's context, never the warm process's."""
+    env = {"PREFECT_API_URL": prefect_api}
+    nice_field = "cut -d' ' -f19 /proc/self/stat > nice.txt"
+    assert _run(["run", str(_report_doc(tmp_path, "plain", nice_field))], tmp_path, env).returncode == 0
+    _wait_warm()
+    for run_id in ("niced", "niced-again"):  # in its own process, then from its own warm process
+        niced = subprocess.run(
+            [*CLI, "run", str(_report_doc(tmp_path, run_id, nice_field))],
+            cwd=tmp_path,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=lambda: os.nice(5),  # noqa: PLW1509 - one syscall
+        )
+        assert niced.returncode == 0, niced.stderr[-2000:]
+        assert (tmp_path / "runs" / run_id / "nice.txt").read_text().strip() == "5", run_id
+    assert (tmp_path / "runs" / "plain" / "nice.txt").read_text().strip() == "0"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_signal_to_the_caller_reaches_the_model(tmp_path, prefect_api, sig):
     env = {"PREFECT_API_URL": prefect_api}
@@ -113,6 +135,25 @@ def test_changed_code_is_never_served_stale(tmp_path, prefect_api):
         os.utime(source, ns=(times.st_atime_ns, times.st_mtime_ns))
 
 
+def test_a_command_outliving_its_warm_process_does_not_keep_the_next_from_starting(tmp_path, prefect_api):
+    env = {"PREFECT_API_URL": prefect_api}
+    assert _run(["run", str(_report_doc(tmp_path, "one", "true"))], tmp_path, env).returncode == 0
+    warm = _wait_warm()
+    path = _report_doc(tmp_path, "long", "echo $$ > model.pid; exec sleep 300")
+    long = subprocess.Popen([*CLI, "run", str(path)], cwd=tmp_path, env={**os.environ, **env})
+    try:
+        pid_file = tmp_path / "runs" / "long" / "model.pid"
+        assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 120), "the model started"
+        os.kill(warm, signal.SIGTERM)  # idle timeout, upgrade, server stop: the forked command runs on
+        assert wait_for(lambda: process_gone(warm), 30)
+        assert _run(["run", str(_report_doc(tmp_path, "two", "true"))], tmp_path, env).returncode == 0
+        assert wait_for(lambda: _warm_pid() not in (None, warm), 60), "a new warm process took over"
+        assert long.poll() is None, "the long command still runs"
+    finally:
+        long.send_signal(signal.SIGTERM)
+        long.wait(timeout=60)
+
+
 def test_server_stop_stops_the_warm_process(tmp_path, prefect_api):
     env = {"PREFECT_API_URL": prefect_api}
     assert _run(["run", str(_report_doc(tmp_path, "one", "true"))], tmp_path, env).returncode == 0
@@ -124,3 +165,10 @@ def test_server_stop_stops_the_warm_process(tmp_path, prefect_api):
     assert off.returncode == 0
     time.sleep(3)
     assert _warm_pid() is None, "ROMPY_TASKS_WARM=0: commands run in their own process and start none"
+
+
+def test_only_commands_that_run_flows_use_a_warm_process():
+    warm = [["run", "f.yaml"], ["pipeline", "f.yaml"], ["ensemble", "f.yaml"], ["forecast", "backfill", "f.yaml"]]
+    cold = [["validate", "f.yaml"], ["ensemble", "validate", "f.yaml"], ["forecast", "status"], ["run", "--help"]]
+    assert all(wants_warm(argv) for argv in warm)
+    assert not any(wants_warm(argv) for argv in cold)

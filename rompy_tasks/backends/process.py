@@ -15,6 +15,7 @@ orchestrator costs milliseconds per model) and runs no Python code in the forked
 
 import ctypes
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -151,10 +152,7 @@ def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = T
         return "nothing left to stop"
     deadline = time.monotonic() + grace
     if proc is not None:
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
+        exited_within(proc, grace)
     while time.monotonic() < deadline and _group_alive(pgid):
         time.sleep(0.05)
     outcome = "stopped by SIGTERM"
@@ -165,8 +163,36 @@ def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = T
     except ProcessLookupError:
         pass
     if proc is not None:
-        proc.wait()
+        exited_within(proc, None)
     return outcome
+
+
+def exited_within(proc: subprocess.Popen, timeout: float | None) -> bool:
+    """Wait up to `timeout` s (None: for ever) for `proc` to exit, and reap it if it did.
+
+    Never takes Popen's waitpid lock: `Popen.wait(timeout)` polls with that lock taken, and a
+    signal (SIGTERM, Ctrl-C) handled just after it is taken leaks it, after which every
+    `Popen.wait` (the one that reaps the killed model) hangs for ever. So: a pidfd to wait on,
+    and `os.waitpid` to reap.
+    """
+    if proc.returncode is not None:
+        return True
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:  # reaped already (by Popen itself: it set returncode)
+        return True
+    try:
+        readable, _, _ = select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)
+    if not readable:
+        return False
+    try:
+        _, status = os.waitpid(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    except ChildProcessError:  # reaped meanwhile by Popen itself, which sets returncode
+        pass
+    return True
 
 
 def _group_alive(pgid: int) -> bool:
@@ -249,9 +275,8 @@ def _start(
 def _wait_owning(proc: subprocess.Popen, timeout: float | None, grace: float, log_handle: IO[str]) -> bool:
     """Wait for the model; whatever ends the wait, no process of its group outlives it. Timed out?"""
     try:
-        proc.wait(timeout=timeout)
-        return False
-    except subprocess.TimeoutExpired:
+        if exited_within(proc, timeout):
+            return False
         kill_group(proc.pid, proc, grace)
         return True
     except BaseException as err:
