@@ -21,6 +21,8 @@ import struct
 import sys
 from pathlib import Path
 
+from rompy_tasks.data_dir import data_dir
+
 FLOW_COMMANDS = {"run", "pipeline", "generate", "postprocess"}  # and ensemble, forecast run|backfill
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 HEADER = struct.Struct("!Q")  # the request's length, before the request (JSON)
@@ -30,9 +32,7 @@ IMPORT_ENVIRONMENT = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSE
 
 def commands_dir() -> Path:
     """Beside the local server's directory (local_server.server_dir), under the user's data directory."""
-    base = os.environ.get("ROMPY_TASKS_DATA_DIR") or os.environ.get("XDG_DATA_HOME")
-    root = Path(base) if base else Path.home() / ".local" / "share"
-    return root / "rompy-tasks" / "commands"
+    return data_dir() / "commands"
 
 
 def environment_key() -> str:

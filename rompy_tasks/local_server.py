@@ -34,6 +34,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rompy_tasks.data_dir import data_dir
+
 STARTUP_TIMEOUT_SECONDS = 180.0
 STOP_GRACE_SECONDS = 20.0
 
@@ -55,9 +57,7 @@ class ServerInfo:
 
 def server_dir() -> Path:
     """Where the local server keeps its home, log and state."""
-    base = os.environ.get("ROMPY_TASKS_DATA_DIR") or os.environ.get("XDG_DATA_HOME")
-    root = Path(base) if base else Path.home() / ".local" / "share"
-    return root / "rompy-tasks" / "server"
+    return data_dir() / "server"
 
 
 def log_path() -> Path:
