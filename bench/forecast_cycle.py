@@ -14,7 +14,7 @@ Then, for consecutive hot-started cycles of `model-forecast/veros-acc-forecast`:
 
 The first (cold) cycle warms up and is not counted. Medians of the hot cycles.
 
-    .venv/bin/python bench/forecast_cycle.py [--cycles 3] [--poll 5]
+    .venv/bin/python bench/forecast_cycle.py [--cycles 3] [--poll 1]
 """
 
 import argparse
@@ -73,15 +73,15 @@ def run_cycle(cycle: datetime, runs: Path, env: dict[str, str]) -> tuple[float, 
     return (started - called).total_seconds(), (finished - called).total_seconds(), record
 
 
-def scheduled_latency(cycle: datetime, runs: Path, api: str) -> float:
+def scheduled_latency(cycle: datetime, runs: Path, api: str, auth: str) -> float:
     """Schedule the cycle 20 s ahead through the API, as the scheduler does; scheduled time -> model start."""
-    deployment = api_request(api, "GET", f"/deployments/name/{DEPLOYMENT}")
+    deployment = api_request(api, "GET", f"/deployments/name/{DEPLOYMENT}", auth=auth)
     when = datetime.now(UTC) + timedelta(seconds=20)
     body = {
         "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": when.isoformat()}},
         "parameters": {"cycle": cycle.isoformat()},
     }
-    api_request(api, "POST", f"/deployments/{deployment['id']}/create_flow_run", body)
+    api_request(api, "POST", f"/deployments/{deployment['id']}/create_flow_run", body, auth=auth)
     record = wait_for(runs / "acc-forecast" / "cycles" / f"{cycle_id(cycle)}.json")
     return (model_started(Path(record["run_dir"]) / "logs" / "run.log") - when).total_seconds()
 
@@ -105,7 +105,7 @@ def bare_veros(record: dict, work: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cycles", type=int, default=3, help="hot cycles measured")
-    parser.add_argument("--poll", type=int, default=5, help="worker poll interval, seconds")
+    parser.add_argument("--poll", type=int, default=1, help="worker poll interval, seconds (operate's default)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rompy-bench-forecast-") as tmp:
         work = Path(tmp)
@@ -125,6 +125,7 @@ def main() -> None:
         }
         operate = REPO / "scripts" / "operate"
         subprocess.run([operate, "start"], env=env, check=True, stderr=subprocess.DEVNULL)
+        client["PREFECT_API_AUTH_STRING"] = (work / "op" / "api-auth").read_text().strip()  # as operate says
         try:
             first = floor_cycle(datetime.now(UTC), timedelta(hours=12)) - timedelta(days=1)
             run_cycle(first, work / "runs", client)  # cold start, warm-up
@@ -136,7 +137,10 @@ def main() -> None:
                 cycles.append(wall)
                 bare.append(bare_veros(record, work))
             scheduled = scheduled_latency(
-                first + (args.cycles + 1) * timedelta(hours=12), work / "runs", client["PREFECT_API_URL"]
+                first + (args.cycles + 1) * timedelta(hours=12),
+                work / "runs",
+                client["PREFECT_API_URL"],
+                client["PREFECT_API_AUTH_STRING"],
             )
         finally:
             subprocess.run([operate, "stop"], env=env, stderr=subprocess.DEVNULL)
