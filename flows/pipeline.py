@@ -69,7 +69,7 @@ def overridden(
 
     First, the run must keep to its deployment's lock (`allowed_overrides`, flows/policy.py).
     """
-    enforce_deployment_policy(overrides, allowed_overrides)
+    enforce_deployment_policy(config, overrides, allowed_overrides)
     if not overrides:
         return config
     config = apply(config, overrides)

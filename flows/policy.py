@@ -19,6 +19,7 @@ from typing import Any
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
+from pydantic import BaseModel, ValidationError
 
 from rompy_tasks.core.errors import ConfigError, Problem
 
@@ -34,12 +35,27 @@ def refused_overrides(overrides: dict[str, Any], allowed: list[str]) -> list[Pro
     ]
 
 
-def refused_parameters(run: dict[str, Any], deployed: dict[str, Any]) -> list[Problem]:
-    """The locked parameters a run changed from its deployment's values."""
+def canonical(value: Any, model: type[BaseModel]) -> Any:
+    """`value` as the flow sees it: validated by `model` (defaults filled in), dumped as JSON data.
+
+    Prefect's run form submits every schema default that the stored parameters leave out
+    (`run_retries: 0`, `period.end: null`, ...): such a run changes nothing, so values are
+    compared after validation, never as raw dicts. A value that does not validate stays raw.
+    """
+    if isinstance(value, dict):
+        try:
+            return model.model_validate(value).model_dump(mode="json")
+        except ValidationError:
+            pass
+    return value
+
+
+def refused_parameters(run: dict[str, Any], deployed: dict[str, Any], model: type[BaseModel]) -> list[Problem]:
+    """The locked parameters a run changed from its deployment's values (compared as validated by `model`)."""
     return [
         Problem(name, "differs from the deployment's value: this deployment accepts changes only through overrides")
         for name in LOCKED_PARAMETERS
-        if (name in run or name in deployed) and run.get(name) != deployed.get(name)
+        if (name in run or name in deployed) and canonical(run.get(name), model) != canonical(deployed.get(name), model)
     ]
 
 
@@ -50,15 +66,20 @@ def deployment_run() -> FlowRun | None:
     return flow_run if flow_run is not None and flow_run.deployment_id is not None else None
 
 
-def enforce_deployment_policy(overrides: dict[str, Any] | None, allowed_overrides: list[str] | None) -> None:
-    """Raise ConfigError, listing every refused change, if this run breaks its deployment's lock."""
+def enforce_deployment_policy(
+    config: BaseModel, overrides: dict[str, Any] | None, allowed_overrides: list[str] | None
+) -> None:
+    """Raise ConfigError, listing every refused change, if this run breaks its deployment's lock.
+
+    `config` is the run's validated config parameter: its class validates the deployed value.
+    """
     allowed = allowed_overrides
     problems: list[Problem] = []
     if (flow_run := deployment_run()) is not None:
         with get_client(sync_client=True) as client:
             deployed = client.read_deployment(flow_run.deployment_id).parameters
         if deployed.get("allowed_overrides") is not None:
-            problems += refused_parameters(flow_run.parameters, deployed)
+            problems += refused_parameters(flow_run.parameters, deployed, type(config))
             allowed = deployed["allowed_overrides"]
     if allowed is not None:
         problems += refused_overrides(overrides or {}, allowed)

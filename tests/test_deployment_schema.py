@@ -5,6 +5,7 @@ The API validates a deployment's parameters against the flow's parameter schema
 accepts and what the schema declares must agree.
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,27 @@ def test_the_schema_rejects_what_the_model_rejects():
         }
     }
     assert validate(bad, SCHEMA, preprocess=True)
+
+
+@pytest.mark.parametrize("deployment", list(deployments()))
+def test_the_run_forms_defaults_are_no_change_to_a_locked_deployment(deployment):
+    """The UI's custom-run form submits the stored parameters with every schema default filled in:
+    that is the deployment's own config, not a change (it was refused as one, compared raw)."""
+    from flows.pipeline import PipelineConfig
+    from flows.policy import refused_parameters
+    from rompy_tasks.forecast import ForecastConfig
+
+    text = yaml.safe_dump(deployment["parameters"]).replace("{{ $ROMPY_TASKS_RUNS }}", "/tmp/rompy-runs")
+    deployed = yaml.safe_load(text)
+    name, model = next(
+        (name, model)
+        for name, model in (("pipeline", PipelineConfig), ("ensemble", EnsembleConfig), ("forecast", ForecastConfig))
+        if name in deployed
+    )
+    filled = {**deployed, name: model.model_validate(deployed[name]).model_dump(mode="json")}
+    assert filled[name] != deployed[name], "the form's parameters differ as raw data"
+    assert refused_parameters(filled, deployed, model) == []
+    changed = json.loads(json.dumps(filled))
+    pipeline = changed[name] if name == "pipeline" else changed[name]["pipeline"]
+    pipeline["backend"]["timeout"] = 61  # what a form user might change: refused
+    assert [p.loc for p in refused_parameters(changed, deployed, model)] == [name]

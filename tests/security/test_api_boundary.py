@@ -46,3 +46,24 @@ def test_a_locked_deployment_refuses_what_it_does_not_allow(operated):
         assert reason in message, f"{what}: {message}"
     assert not marker.exists()
     assert not (operated.runs / "locked-1").exists() and not (operated.runs / "veros-acc").exists()
+
+
+@pytest.mark.veros
+def test_the_run_form_filling_in_defaults_changes_nothing(operated):
+    """Prefect's run form submits every schema default the stored parameters leave out
+    (`run_retries: 0`, `period.include_end: true`, `delete_existing: false`, ...). Compared as
+    raw dicts, every custom run of a locked deployment was refused, even with nothing changed."""
+    from flows.pipeline import PipelineConfig
+
+    deployed = operated.deployment("model-pipeline/veros-acc")["parameters"]
+    filled = PipelineConfig.model_validate(deployed["pipeline"]).model_dump(mode="json")
+    filled["config"]["period"]["end"] = None  # the form sends the unset alternative as null
+    assert filled != deployed["pipeline"], "the form's parameters differ as raw data"
+    ran = operated.deployment_run(
+        "model-pipeline/veros-acc",
+        f"pipeline={json.dumps(filled)}",
+        f"allowed_overrides={json.dumps(deployed['allowed_overrides'])}",
+        'overrides={"config.run_id": "from-the-form", "config.period.duration": "2d"}',
+    )
+    assert ran.returncode == 0 and "Completed" in ran.stdout, ran.stdout[-1500:] + operated.worker_log()
+    assert (operated.runs / "from-the-form" / "acc.snapshot.nc").is_file()
