@@ -57,7 +57,16 @@ HOST_PATHS_REFUSED = tuple(
         "/var/lib/containerd", "/usr", "/bin", "/sbin", "/lib", "/lib64",
     )
 )  # fmt: skip
+# Roots shared by every user: below them is fine (a user's data), the root itself hands over everyone's files.
+SHARED_ROOTS_REFUSED = (Path("/home"), Path("/tmp"))
 PIDS_LIMIT_DEFAULT = 4096
+VOLUME_ROOTS_VARIABLE = "ROMPY_TASKS_DOCKER_VOLUME_ROOTS"  # a site's allowlist of data roots, `:`-separated
+
+
+def allowed_volume_roots() -> list[Path]:
+    """The site's data roots (resolved) that volumes must lie under; empty when the site set none."""
+    value = os.environ.get(VOLUME_ROOTS_VARIABLE, "")
+    return [Path(root).expanduser().resolve() for root in value.split(":") if root.strip()]
 
 
 def host_access_problem(path: Path) -> str | None:
@@ -65,6 +74,8 @@ def host_access_problem(path: Path) -> str | None:
     resolved = path.expanduser().resolve()
     if resolved == Path("/"):
         return "it is the host's root directory"
+    if resolved in SHARED_ROOTS_REFUSED:
+        return f"it is {resolved} itself, which holds every user's files (mount a directory below it)"
     try:
         if stat.S_ISSOCK(resolved.stat().st_mode):
             return "it is a socket, an API into the host (such as the Docker engine's)"
@@ -79,10 +90,17 @@ def host_access_problem(path: Path) -> str | None:
 
 
 def parse_volume(spec: str) -> tuple[Path, str, str]:
-    """Split `host:container[:mode]`; raise ValueError saying what is wrong."""
+    """Split `host:container[:mode]`; raise ValueError saying what is wrong.
+
+    The host path returned is the resolved one that was checked: the engine cleans `..`
+    lexically, the kernel after following links, so `link/../..` would otherwise mount
+    something other than what was checked (even `/`). `..` is refused outright.
+    """
     parts = spec.split(":")
     if len(parts) not in (2, 3) or not all(parts):
         raise ValueError(f"volume {spec!r} must look like host:container[:mode]")
+    if ".." in Path(parts[0]).parts:
+        raise ValueError(f"volume {spec!r}: the host path must not contain '..' (give the directory itself)")
     host, container = Path(parts[0]).expanduser(), parts[1]
     mode = parts[2] if len(parts) == 3 else "rw"
     options = mode.split(",")
@@ -102,7 +120,14 @@ def parse_volume(spec: str) -> tuple[Path, str, str]:
         raise ValueError(f"volume {spec!r}: host path {host} does not exist")
     if problem := host_access_problem(host):
         raise ValueError(f"volume {spec!r}: {problem}; a model container gets data directories, not the host")
-    return host.absolute(), container, mode
+    resolved = host.resolve(strict=True)
+    roots = allowed_volume_roots()
+    if roots and not any(resolved == root or root in resolved.parents for root in roots):
+        allowed = ", ".join(map(str, roots))
+        raise ValueError(
+            f"volume {spec!r}: {resolved} is outside this site's data roots ({VOLUME_ROOTS_VARIABLE}: {allowed})"
+        )
+    return resolved, container, mode
 
 
 def resolve_dockerfile(dockerfile: Path, build_context: Path | None) -> Path:
@@ -172,7 +197,7 @@ class DockerConfig(BaseBackendConfig):
     @property
     def context_path(self) -> Path:
         """The build context: `build_context`, else the Dockerfile's folder."""
-        return (self.build_context.expanduser() if self.build_context else self.dockerfile_path.parent).absolute()
+        return (self.build_context.expanduser() if self.build_context else self.dockerfile_path.parent).resolve()
 
     @field_validator("build_context")
     @classmethod
