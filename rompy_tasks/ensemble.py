@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from rompy_tasks.core.errors import ConfigError, Problem
-from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments, set_path
+from rompy_tasks.core.loader import apply_field_overrides, given_fields, load_with_assignments, set_path
 from rompy_tasks.core.model_run import RunId
 from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.core.time import seconds_type
@@ -150,7 +150,7 @@ def ensemble_dir(ensemble: EnsembleConfig) -> Path:
 
 def resolve_members(ensemble: EnsembleConfig) -> list[Member]:
     """Every member's validated pipeline; all problems of all members reported at once."""
-    base = ensemble.pipeline.model_dump(mode="json")
+    base = given_fields(ensemble.pipeline)
     base_run_id = ensemble.pipeline.config.run_id
     out_dir = str(ensemble_dir(ensemble))
     shared = ensemble.pipeline.backend.shared_settings()

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rompy_tasks.core.errors import ConfigError, Problem, StageError
-from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments, substitute_variables
+from rompy_tasks.core.loader import apply_field_overrides, given_fields, load_with_assignments, substitute_variables
 from rompy_tasks.core.model_run import RunId, files_matching, output_files
 from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.core.time import Duration, as_utc
@@ -311,7 +311,7 @@ def cycle_pipeline(forecast: ForecastConfig, cycle: datetime, hot_start: HotStar
     """The cycle's validated pipeline: run id, directory, period and restart derived from the cycle."""
     cycle = as_utc(cycle)
     spinup = timedelta(0) if hot_start else forecast.spinup
-    data = forecast.pipeline.model_dump(mode="json")
+    data = given_fields(forecast.pipeline)
     model = forecast.pipeline.config.config
     restart_fields = model.restart_fields(
         hot_start.restart if hot_start else None, forecast.cycle_interval.total_seconds()

@@ -264,6 +264,17 @@ def load_with_assignments(
     return data
 
 
+def given_fields(model: BaseModel) -> dict[str, Any]:
+    """`model` as JSON data holding only what was given (by the file, `--set` or an override).
+
+    Every hop that re-validates a config goes through this: a full dump would mark every default
+    as given, and plugins that ask "was this set?" (`model_fields_set`, as rompy-swan's output
+    times do) would then take the default (1970) instead of deriving the value. Aliases are
+    kept, so fields whose names differ from their keys (xbeach's `break`) validate again.
+    """
+    return model.model_dump(mode="json", exclude_unset=True, by_alias=True)
+
+
 def apply_field_overrides(
     model: BaseModel, overrides: Mapping[str, Any], validate: Callable[[dict[str, Any], str], T]
 ) -> T:
@@ -272,7 +283,7 @@ def apply_field_overrides(
     Deployments take these as an `overrides` parameter: Prefect's `--param` replaces a whole
     parameter, so a user changes one field from the UI or the shell without resending the config.
     """
-    data = model.model_dump(mode="json")
+    data = given_fields(model)
     for key, value in overrides.items():
         set_path(data, key, value)
     return validate(data, "overrides")

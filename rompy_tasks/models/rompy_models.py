@@ -52,7 +52,8 @@ class RompyModelBridge(BaseModelConfig):
 
     def rompy_config(self) -> Any:
         """This config as an instance of rompy's own class."""
-        return self.rompy_class.model_validate(self.model_dump())
+        given = self.model_dump(exclude_unset=True, by_alias=True)  # see given_fields: only what was set
+        return self.rompy_class.model_validate({**given, "model_type": self.model_type})
 
     def rompy_model_run(self, run: "ModelRun") -> Any:
         """The rompy ModelRun of `run`: same id, period (naive UTC, as rompy keeps it) and run directory."""
@@ -75,7 +76,8 @@ class RompyModelBridge(BaseModelConfig):
         """rompy's own generation (its template, its `__call__`) into the run directory, in a child process."""
         before = {p for p in staging_dir.rglob("*") if p.is_file()}
         model_run_file = staging_dir / MODEL_RUN_FILE
-        model_run_file.write_text(self.rompy_model_run(run).model_dump_json())
+        # only what was given, by alias: rompy's child validates it again (see given_fields)
+        model_run_file.write_text(self.rompy_model_run(run).model_dump_json(exclude_unset=True, by_alias=True))
         done = subprocess.run(  # noqa: S603 - our interpreter and module, no shell
             [sys.executable, "-m", "rompy_tasks.models.rompy_run", "generate", MODEL_RUN_FILE],
             cwd=staging_dir,

@@ -119,3 +119,25 @@ def test_rompys_docker_executable_is_the_whole_command_for_a_rompy_model(tmp_pat
     _ok(rompy_cli("pipeline", str(FILES / "base-pipeline.yaml"), "--backend-config", str(path), env=env))
     log = (tmp_path / "runs" / "base_pipeline" / "logs" / "run.log").read_text()
     assert "INPUT" in log
+
+
+def test_swan_output_times_start_at_the_run_start_in_a_run_and_in_ensemble_members(tmp_path, env):
+    """rompy-swan takes `tbeg` from the run's start unless it was given; dumping every default on
+    the way to rompy made it look given, and SWAN wrote its outputs from 1970-01-01."""
+    check = str(FILES / "backend-swan-check.yaml")
+    _ok(rompy_cli("run", str(FILES / "swan-output-times.yaml"), "--backend-config", check, env=env))
+    text = (tmp_path / "runs" / "swan_out" / "INPUT").read_text()
+    assert "OUTPUT tbegblk=20230101.000000 deltblk=1.0 HR" in text, text
+    given = json.loads((tmp_path / "runs" / "swan_out" / "rompy_model_run.json").read_text())
+    assert "tbeg" not in given["config"]["output"]["block"]["times"], "only what the file gave is handed to rompy"
+
+    doc = yaml.safe_load((FILES / "swan-output-times.yaml").read_text())
+    pipeline = {
+        "config": {**doc, "output_dir": str(tmp_path / "runs")},
+        "backend": {"type": "local", "command": "true"},
+    }
+    members = {"matrix": {"config.config.startup.project.nr": ["0001", "0002"]}}
+    path = write_yaml(tmp_path / "ensemble.yaml", {"name": "swan_times", "pipeline": pipeline, "members": members})
+    _ok(rompy_cli("ensemble", str(path), env=env))
+    inputs = sorted((tmp_path / "runs" / "swan_times").rglob("INPUT"))
+    assert len(inputs) == 2 and all("tbegblk=20230101.000000" in p.read_text() for p in inputs)
