@@ -27,10 +27,11 @@ from prefect.runtime import flow_run, task_run
 from prefect.task_runners import TaskRunner
 from pydantic import BaseModel, Field
 
-from flows.heartbeats import crash_if_this_process_dies, subflow_context
+from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_context
 from flows.pipeline import overridden, overridden_value
 from flows.postprocess import artifact_key, process_within_timeout
-from flows.runners import members_runner, result_or_lost
+from flows.runners import deliver_worker_events, members_runner, result_or_lost
+from rompy_tasks.backends import guard
 from rompy_tasks.backends.process import allow_starting, child_environment, run_process, terminate_running
 from rompy_tasks.core.errors import StageError, WorkerLostError
 from rompy_tasks.core.run_files import exclusive
@@ -40,6 +41,7 @@ from rompy_tasks.ensemble import (
     apply_ensemble_overrides,
     ensemble_dir,
     is_complete,
+    record_path,
     resolve_members,
     write_member_record,
 )
@@ -213,6 +215,7 @@ def run_members(
         if position and ensemble.stagger_seconds:
             time.sleep(ensemble.stagger_seconds)
         future = runner.submit(member_task, {"member": member, "where": where, "flow_pid": os.getpid()})
+        guard.watch_record(future.task_run_id, record_path(where, member.run_id))
         pending[member.index] = member
         future.add_done_callback(lambda f, index=member.index: finished.put((index, f)))
     while pending:
@@ -225,7 +228,7 @@ def _ensemble_run_name() -> str:
     return str(overridden_value(flow_run.parameters or {}, "ensemble", "name") or "model-ensemble")
 
 
-@flow(name="model-ensemble", flow_run_name=_ensemble_run_name)
+@flow(name="model-ensemble", flow_run_name=_ensemble_run_name, **GUARD_HOOKS)
 def model_ensemble(
     ensemble: EnsembleConfig,
     indexes: list[int] | None = None,
@@ -270,6 +273,7 @@ def run_ensemble(ensemble: EnsembleConfig, members: list[Member], where: Path, p
         with members_runner(backend, parallel, where) as runner:
             try:
                 result.members += run_members(runner, ensemble, todo, where, parallel)
+                deliver_worker_events(runner)
             except BaseException:
                 # Ctrl-C, SIGTERM, cancellation: stop the members' models before the runner waits for them
                 stopped = terminate_running()

@@ -31,7 +31,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from flows.heartbeats import crash_if_this_process_dies, subflow_context
+from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_context
 from flows.pipeline import model_pipeline, overridden, overridden_value
 from flows.policy import deployment_run
 from flows.postprocess import artifact_key
@@ -87,7 +87,7 @@ def _publish(forecast: ForecastConfig, record: CycleRecord) -> None:
     )
 
 
-@flow(name="model-forecast", flow_run_name=_cycle_run_name)
+@flow(name="model-forecast", flow_run_name=_cycle_run_name, **GUARD_HOOKS)
 def forecast_cycle(
     forecast: ForecastConfig,
     cycle: datetime | None = None,
@@ -207,7 +207,7 @@ def _run_cycle(forecast: ForecastConfig, cycle_time: datetime, force: bool, late
     return record
 
 
-@flow(name="model-forecast-backfill", flow_run_name="{forecast.name}-backfill")
+@flow(name="model-forecast-backfill", flow_run_name="{forecast.name}-backfill", **GUARD_HOOKS)
 def forecast_backfill(
     forecast: ForecastConfig, start: datetime, end: datetime, force: bool = False
 ) -> list[CycleRecord]:

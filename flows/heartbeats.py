@@ -8,16 +8,20 @@ heartbeat (the CLI turns it off: it has its own guard, below).
 
 If the process dies without reporting (SIGKILL, OOM killer, a lost node), this process's
 guard (`rompy_tasks.backends.guard`) marks its flow runs and their unfinished children
-Crashed, so the UI does not show them Running forever.
+Crashed, so the UI does not show them Running forever. A flow run that ends (completed or
+failed) first delivers its task runs' state events, then is released from the guard: those
+states travel as events, and the API may still show a finished member Running while they
+are on the way; a forced Crashed would then overwrite its Completed.
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from prefect.client.schemas.objects import FlowRun
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-from flows.runners import current_api_url
+from flows.runners import current_api_url, drain_events
 from rompy_tasks.backends import guard
 
 
@@ -26,6 +30,15 @@ def subflow_context() -> Iterator[None]:
     """Call subflows inside this (it is per thread/context, like Prefect's settings)."""
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+def release_when_ended(flow: object, run: FlowRun, state: object) -> None:
+    """A flow's on_completion/on_failure hook: deliver this process's events, then release the run."""
+    drain_events()
+    guard.release_flow_run(run.id)
+
+
+GUARD_HOOKS = {"on_completion": [release_when_ended], "on_failure": [release_when_ended]}
 
 
 def crash_if_this_process_dies() -> None:

@@ -11,12 +11,13 @@ from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
-from flows.heartbeats import crash_if_this_process_dies, subflow_context
+from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_context
 from flows.policy import enforce_deployment_policy
 from flows.postprocess import artifact_key, postprocess_flow
-from flows.runners import attempts_made, cluster_runner, result_or_lost
+from flows.runners import attempts_made, cluster_runner, deliver_worker_events, result_or_lost
 from rompy_tasks.backends.base import BaseBackendConfig, RunResult
 from rompy_tasks.core.errors import WorkerLostError
 from rompy_tasks.core.model_run import ModelRun
@@ -95,7 +96,9 @@ def remote_run_stage(
         task = run_model.with_options(retries=attempts_left - 1, retry_delay_seconds=retry_delay_seconds)
         future = task.submit(model_run, backend)
         try:
-            return result_or_lost(future, backend, model_run)
+            result = result_or_lost(future, backend, model_run)
+            deliver_worker_events(FlowRunContext.get().task_runner)
+            return result
         except WorkerLostError as err:
             attempts_left -= attempts_made(future)
             if attempts_left <= 0:
@@ -131,7 +134,7 @@ def postprocess_stage(model_run: ModelRun, processor: BasePostprocessorConfig) -
         return postprocess_flow(processor.processor)(model_run, processor)
 
 
-@flow(name="model-pipeline", flow_run_name=_pipeline_run_name)
+@flow(name="model-pipeline", flow_run_name=_pipeline_run_name, **GUARD_HOOKS)
 def model_pipeline(
     pipeline: PipelineConfig,
     first_stage: Stage = "generate",

@@ -84,6 +84,32 @@ def cluster_runner(backend: BaseBackendConfig, owner_dir: Path) -> TaskRunner | 
     )
 
 
+EVENTS_DRAIN_SECONDS = 10  # bounded: an API that stopped answering must not hold the end
+
+
+def drain_events() -> None:
+    """Send the task run states this process still holds (Prefect sends them as events, in the
+    background) before it goes: at the end of a flow, or in a worker before its job ends.
+
+    In a thread of its own: on a Dask worker this runs on the worker's event loop, where
+    Prefect's drain would hand back a coroutine instead of waiting."""
+    from prefect.events.worker import EventsWorker
+
+    drain = threading.Thread(target=EventsWorker.drain_all, kwargs={"timeout": EVENTS_DRAIN_SECONDS, "at_exit": False})
+    drain.start()
+    drain.join()
+
+
+def deliver_worker_events(runner: TaskRunner) -> None:
+    """Before a cluster closes: every worker sends its task runs' last states.
+
+    A worker job ends with its cluster, and states still queued in it would be lost: the
+    task run would stay Running in the UI although its model finished."""
+    client = getattr(runner, "_client", None)  # a DaskTaskRunner's client, once it started
+    if client is not None:
+        client.run(drain_events)
+
+
 def members_runner(backend: BaseBackendConfig, parallel: int, ensemble_dir: Path) -> TaskRunner:
     """Where an ensemble's members run: the backend's cluster, or `parallel` threads here."""
     return cluster_runner(backend, ensemble_dir) or ThreadPoolTaskRunner(max_workers=parallel)

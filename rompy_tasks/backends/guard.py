@@ -9,13 +9,18 @@ that reads what to watch from a pipe only the orchestrator holds:
     +group <pgid>    -group <pgid>     a model's process group (local backend, SLURM worker)
     +slurm <name>    -slurm <name>     SLURM jobs named <name> (one ensemble's worker jobs)
     +container <name>  -container <name>   a model's Docker container
-    +flowrun <id> <api url>            a Prefect flow run this process orchestrates
+    +flowrun <id> <api url>  -flowrun <id>   a Prefect flow run this process orchestrates
+    +record <task run id> <time> <path>   a task run (an ensemble member) that has ended once <path>
+                                       is written after <time> (the member's submission)
 
 When the pipe ends (the orchestrator exited or died, however), it SIGKILLs every group still
 listed, cancels every SLURM job still listed, kills every container still listed (the next
 docker run removes it) and marks each listed flow run that is not yet final, its unfinished
 subflow runs and their unfinished task runs Crashed, so the UI does not show a dead run
-Running forever. After a clean run nothing is listed or everything is final.
+Running forever. A flow run that ended normally is taken off the list (after its state
+events were delivered: the API may still report a finished member as Running while its
+Completed event is in flight, and a forced Crashed would win), and a task run whose
+completion record is on disk is never marked Crashed.
 The guard runs this file as a script (`python -I -S guard.py`), so it imports nothing of ours;
 `watch`/`unwatch` are the orchestrator's side.
 """
@@ -25,6 +30,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 _lock = threading.Lock()
 _pipe: tuple[int, int] | None = None  # (pid of the orchestrator that started the guard, write end)
@@ -63,6 +69,18 @@ def watch_flow_run(flow_run_id: object, api_url: str) -> None:
     _send(f"+flowrun {flow_run_id} {api_url}")
 
 
+def watch_record(task_run_id: object, record: object) -> None:
+    """Never mark this task run Crashed once `record` is written (it ended; its state may be in flight).
+
+    Call it when the task run is submitted: a record written before then is an earlier run's."""
+    _send(f"+record {task_run_id} {time.time()} {record}")
+
+
+def release_flow_run(flow_run_id: object) -> None:
+    """This flow run ended normally: leave it and its children to their own final states."""
+    _send(f"-flowrun {flow_run_id}")
+
+
 def unwatch(kind: str, value: object) -> None:
     """Forget what `watch` registered (it ended normally)."""
     _send(f"-{kind} {value}")
@@ -73,6 +91,7 @@ def main() -> None:
     slurm_names: set[str] = set()
     containers: set[str] = set()
     flow_runs: dict[str, str] = {}
+    records: dict[str, tuple[str, float]] = {}  # task run id: (record path, when it was listed)
     for line in sys.stdin:
         op, _, arg = line.strip().partition(" ")
         if op in ("+group", "-group") and arg.isdigit():
@@ -84,6 +103,11 @@ def main() -> None:
         elif op == "+flowrun" and " " in arg:
             run_id, api_url = arg.split(" ", 1)
             flow_runs[run_id] = api_url
+        elif op == "-flowrun" and arg:
+            flow_runs.pop(arg, None)
+        elif op == "+record" and arg.count(" ") >= 2:
+            task_run_id, since, path = arg.split(" ", 2)
+            records[task_run_id] = (path, float(since))
     for pgid in groups:
         try:
             os.killpg(pgid, signal.SIGKILL)
@@ -98,9 +122,19 @@ def main() -> None:
             pass
     for run_id, api_url in flow_runs.items():
         try:
-            crash_unfinished(api_url, run_id)
+            crash_unfinished(api_url, run_id, ended={t for t, r in records.items() if _written_since(*r)})
         except OSError:  # the API is gone too: nothing to correct
             pass
+
+
+def _written_since(path: str, since: float) -> bool:
+    """True if `path` was written after `since` (a record left by an earlier run does not count).
+
+    A second of slack: file times come from the kernel's coarse clock, a little behind time.time()."""
+    try:
+        return os.stat(path).st_mtime >= since - 1
+    except OSError:
+        return False
 
 
 def kill_container(name: str) -> None:
@@ -159,8 +193,11 @@ def _api(api_url: str, method: str, path: str, body: dict | None = None) -> obje
         return json.loads(response.read() or b"null")
 
 
-def crash_unfinished(api_url: str, flow_run_id: str) -> None:
-    """Mark the flow run, its subflow runs and all their task runs Crashed where not yet final."""
+def crash_unfinished(api_url: str, flow_run_id: str, ended: set[str] = frozenset()) -> None:
+    """Mark the flow run, its subflow runs and all their task runs Crashed where not yet final.
+
+    Task runs in `ended` finished (their records are on disk): their final states may still be
+    on the way to the API, so they are left alone."""
     crashed = {"state": {"type": "CRASHED", "name": "Crashed", "message": CRASH_MESSAGE}, "force": True}
     children = _api(
         api_url, "POST", "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}}
@@ -176,7 +213,8 @@ def crash_unfinished(api_url: str, flow_run_id: str) -> None:
         {"flow_runs": {"id": {"any_": flow_ids}}, "task_runs": {"state": {"type": {"any_": UNFINISHED}}}},
     )
     for task_run in tasks:
-        _set_state(api_url, f"/task_runs/{task_run['id']}/set_state", crashed)
+        if task_run["id"] not in ended:
+            _set_state(api_url, f"/task_runs/{task_run['id']}/set_state", crashed)
 
 
 def _set_state(api_url: str, path: str, body: dict) -> None:
