@@ -11,62 +11,16 @@ warm process (the first command, or `ROMPY_TASKS_WARM=0`) the command runs in th
 before and starts one in the background when it ends. Commands that run no flow always run here.
 """
 
-import hashlib
 import json
 import os
-import resource
 import signal
 import socket
-import struct
 import sys
-from pathlib import Path
 
-from rompy_tasks.data_dir import data_dir
+from flows.command_socket import EXIT_HOOKS, HEADER, commands_dir, environment_key, socket_path
 
 FLOW_COMMANDS = {"run", "pipeline", "generate", "postprocess"}  # and ensemble, forecast run|backfill
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-HEADER = struct.Struct("!Q")  # the request's length, before the request (JSON)
-# what decides which modules (our code, plugins) a command imports, besides the interpreter
-IMPORT_ENVIRONMENT = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
-
-
-def commands_dir() -> Path:
-    """Beside the local server's directory (local_server.server_dir), under the user's data directory."""
-    return data_dir() / "commands"
-
-
-def environment_key() -> str:
-    """One warm process per Python environment and process context.
-
-    A command must run with its own installation and plugins, and where the caller's own process
-    would have run: in its cgroup (a SLURM allocation, a systemd slice), on its CPUs, with its
-    resource limits, priority, groups and namespaces. The warm process is started from the first
-    command's context, so a caller in another context gets (and starts) its own.
-    """
-    parts = [sys.executable, sys.prefix, *(os.environ.get(name, "") for name in IMPORT_ENVIRONMENT)]
-    parts += [_read("/proc/self/cgroup"), repr(sorted(os.sched_getaffinity(0)))]
-    parts += [repr(resource.getrlimit(getattr(resource, n))) for n in dir(resource) if n.startswith("RLIMIT_")]
-    parts += [repr(os.getpriority(os.PRIO_PROCESS, 0)), repr((os.getgid(), sorted(os.getgroups())))]
-    parts += [_readlink(f"/proc/self/ns/{ns}") for ns in ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup")]
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-def _readlink(path: str) -> str:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return ""
-
-
-def socket_path() -> Path:
-    return commands_dir() / f"{environment_key()}.sock"
 
 
 def wants_warm(argv: list[str]) -> bool:
@@ -149,11 +103,11 @@ def main() -> None:
         code = run_warm(argv)
         if code is not None:
             sys.exit(code)
-    from flows import cli
+    from flows.cli.root import main as run_here
 
     if wants_warm(argv):  # none answered: start one for the next command, once this one has ended
-        cli.EXIT_HOOKS.append(lambda code: start_warm_process())
-    cli.main()
+        EXIT_HOOKS.append(lambda code: start_warm_process())
+    run_here()
 
 
 def start_warm_process() -> None:

@@ -9,7 +9,7 @@ descriptors 0-2). It forks; the child takes all of those over, runs the command 
 It refuses (the client then runs the command itself) when its code or the installed plugins
 changed since it started (it exits then), and exits after `IDLE_SECONDS` without a command
 (`ROMPY_TASKS_WARM_IDLE`, default 30 minutes).
-`rompy-tasks server stop` stops it too (`stop_all`).
+`rompy-tasks server stop` stops it too (`command_socket.stop_all`).
 """
 
 import fcntl
@@ -25,7 +25,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from flows.entry import HEADER, commands_dir
+from flows.command_socket import EXIT_HOOKS, HEADER
 
 IDLE_SECONDS = float(os.environ.get("ROMPY_TASKS_WARM_IDLE", "1800"))  # then it exits
 PLUGIN_GROUPS = ("rompy_tasks.config", "rompy_tasks.run", "rompy_tasks.postprocess", "rompy.config")
@@ -47,7 +47,7 @@ def fingerprint() -> str:
 
 def warm_up() -> None:
     """Import what commands need, without starting any thread (the process forks afterwards)."""
-    import flows.cli  # noqa: F401
+    import flows.cli.root  # noqa: F401
     import flows.ensemble  # noqa: F401
     import flows.forecast  # noqa: F401
     import flows.pipeline  # noqa: F401
@@ -102,30 +102,6 @@ def serve(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def stop_all() -> int:
-    """SIGTERM the warm command processes of this data directory; how many there were.
-
-    Each holds an exclusive lock on its `<key>.lock` file: a lock that can be taken has no process.
-    """
-    stopped = 0
-    for lock_path in commands_dir().glob("*.lock"):
-        with open(lock_path) as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                continue  # nobody holds it
-            except BlockingIOError:
-                pass
-        pid_path = lock_path.with_suffix(".pid")
-        pid_text = pid_path.read_text().strip() if pid_path.exists() else ""
-        if pid_text.isdigit():
-            try:
-                os.kill(int(pid_text), signal.SIGTERM)
-                stopped += 1
-            except ProcessLookupError:
-                pass
-    return stopped
-
-
 def _receive(connection: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
     data, fds, _, _ = socket.recv_fds(connection, 1 << 16, 3)
     if len(data) < HEADER.size or len(fds) != 3:
@@ -172,13 +148,14 @@ def _run_command(connection: socket.socket, request: dict[str, Any], fds: list[i
     from prefect.context import refresh_global_settings_context
 
     import flows
-    from flows import cli
+    from flows.cli.common import reset_consoles
+    from flows.cli.root import main
 
     flows.set_prefect_defaults()
     refresh_global_settings_context()
-    cli.reset_consoles()
-    cli.EXIT_HOOKS.append(lambda code: _reply(connection, {"exit": code}))
-    cli.main()
+    reset_consoles()
+    EXIT_HOOKS.append(lambda code: _reply(connection, {"exit": code}))
+    main()
 
 
 def _die_with_client(connection: socket.socket) -> None:

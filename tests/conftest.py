@@ -31,10 +31,10 @@ def own_data_dir(tmp_path_factory: pytest.TempPathFactory):
     os.environ["ROMPY_TASKS_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
     os.environ["ROMPY_TASKS_WARM_IDLE"] = "120"  # warm command processes of other data dirs end soon after
     yield
-    from flows import warm
+    from flows import command_socket
     from rompy_tasks import local_server
 
-    warm.stop_all()
+    command_socket.stop_all()
     local_server.stop()
 
 

@@ -73,3 +73,70 @@ def test_only_the_rompy_bridge_imports_rompy():
     found.pop("rompy_tasks/models/rompy_models.py")
     assert offenders(found, ("rompy",)) == {}
     assert offenders(modules("rompy_tasks/models"), ("rompy",)), "rompy_run imports rompy: the check must see it"
+
+
+def project_imports() -> dict[str, set[str]]:
+    """Module -> the project modules it imports, counting every import: at module level, inside
+    functions and under TYPE_CHECKING; `from a import b` counts `a.b` when that is a module."""
+    paths = {
+        ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): path
+        for package in ("flows", "rompy_tasks")
+        for path in (REPO / package).rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parent, base] if base else parent)
+                for alias in node.names:
+                    edges.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in paths else base)
+        graph[name] = {module for module in edges if module in paths and module != name}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for imported in sorted(graph[module]):
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            group = []
+            while (member := stack.pop()) != module:
+                group.append(member)
+            if group:
+                circles.append(sorted([module, *group]))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return circles
+
+
+def test_no_import_circles_among_our_modules():
+    """A module in a circle cannot be read or changed alone (the CLI, its client and the warm
+    process imported each other; so did the model run and the model config)."""
+    assert import_circles(project_imports()) == []
+
+
+def test_the_circle_check_finds_circles():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_circles(graph) == [["a", "b", "c"]]
+    assert "flows.command_socket" in project_imports()["flows.entry"], "the check sees the imports"

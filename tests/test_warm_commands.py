@@ -16,7 +16,8 @@ import pytest
 from conftest import CLI, REPO, process_gone
 from helpers import shell_doc, wait_for, write_yaml
 
-from flows.entry import socket_path, wants_warm
+from flows.command_socket import socket_path
+from flows.entry import wants_warm
 
 
 def _report_doc(tmp_path: Path, run_id: str, command: str) -> Path:

@@ -8,14 +8,27 @@ registered under the `rompy_tasks.config` entry-point group; the discriminator i
 
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from rompy_tasks.core.templates import plan_tree, render_tree
+from rompy_tasks.core.time import TimeRange
 
-if TYPE_CHECKING:
-    from rompy_tasks.core.model_run import ModelRun
+
+class ModelRunView(Protocol):
+    """What a model config sees of its run: `rompy_tasks.core.model_run.ModelRun`, which holds
+    the config. Named here as an interface, so the config and the run do not import each other."""
+
+    run_id: str
+    period: TimeRange
+    output_dir: Path
+    run_id_subdir: bool
+
+    @property
+    def staging_dir(self) -> Path: ...
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]: ...
 
 
 def _inside_run_dir(pattern: str) -> str:
@@ -46,14 +59,14 @@ class BaseModelConfig(BaseModel):
 
     model_type: str
 
-    def check(self, run: "ModelRun") -> None:
+    def check(self, run: ModelRunView) -> None:
         """Catch errors that need the whole run (templates, commands) without writing anything."""
 
-    def generate(self, run: "ModelRun", staging_dir: Path) -> list[Path]:
+    def generate(self, run: ModelRunView, staging_dir: Path) -> list[Path]:
         """Write the model's inputs into `staging_dir`; return the files written."""
         return []
 
-    def run_command(self, run: "ModelRun") -> list[str]:
+    def run_command(self, run: ModelRunView) -> list[str]:
         """The argv that runs the model inside the staging directory."""
         raise NotImplementedError(f"model {self.model_type!r} does not define a command")
 
@@ -66,11 +79,11 @@ class BaseModelConfig(BaseModel):
         write a restart every `every_seconds` of model time. Forecast cycles need this."""
         raise NotImplementedError(f"model {self.model_type!r} does not support hot starts")
 
-    def restart_offsets(self, run: "ModelRun") -> dict[float, Path]:
+    def restart_offsets(self, run: ModelRunView) -> dict[float, Path]:
         """The restart files a finished run wrote, by seconds after the run's start."""
         raise NotImplementedError(f"model {self.model_type!r} does not support hot starts")
 
-    def template_context(self, run: "ModelRun") -> dict[str, Any]:
+    def template_context(self, run: ModelRunView) -> dict[str, Any]:
         """The Jinja context: `runtime` is the model run, `config` this config, as plain data.
 
         Plain values only (strings, numbers, datetimes, lists, mappings; paths as strings), never
@@ -103,12 +116,12 @@ class TemplateConfig(BaseModelConfig):
             raise ValueError(f"template {value} is not a directory")
         return value
 
-    def check(self, run: "ModelRun") -> None:
+    def check(self, run: ModelRunView) -> None:
         super().check(run)
         if self.template is not None:
             plan_tree(self.template, run.staging_dir, self.template_context(run))
 
-    def generate(self, run: "ModelRun", staging_dir: Path) -> list[Path]:
+    def generate(self, run: ModelRunView, staging_dir: Path) -> list[Path]:
         if self.template is None:
             return []
         return render_tree(self.template, staging_dir, self.template_context(run))

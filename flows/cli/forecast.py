@@ -1,0 +1,144 @@
+"""`rompy-tasks forecast`: run and backfill cycles, the morning status check, validate, the demo forcing."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from flows.cli.common import (
+    SetOption,
+    connect_api,
+    err,
+    invalid,
+    load_forecast_file,
+    out,
+    parse_duration_option,
+    parse_time,
+    run_flow,
+)
+from rompy_tasks.core.errors import ConfigError
+
+app = typer.Typer(no_args_is_help=True, help="Operational forecast cycles: run, backfill, status, validate")
+
+
+def _print_cycles(records: list[Any]) -> None:
+    table = Table("cycle", "status", "start", "restart from", "seconds", "note", title="Forecast cycles")
+    for r in records:
+        seconds = f"{r.timings['total']:.1f}" if "total" in r.timings else ""
+        table.add_row(r.run_id, r.status, r.start or "-", r.restart_cycle or "-", seconds, (r.reason or "")[:60])
+    out.print(table)
+
+
+@app.command("run")
+def forecast_run(
+    file: Annotated[Path, typer.Argument(help="Forecast YAML/JSON file")],
+    cycle: Annotated[str | None, typer.Option(help="Cycle time (default: now, floored to the cycle interval)")] = None,
+    force: Annotated[bool, typer.Option(help="Re-run a completed cycle")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Run one forecast cycle, hot-started from the previous one."""
+    from datetime import UTC, datetime
+
+    config = load_forecast_file(file, set_)
+    when = parse_time("--cycle", cycle) if cycle else datetime.now(UTC)
+    connect_api()
+    from flows.forecast import forecast_cycle
+
+    title = f"rompy-tasks forecast: {config.name}"
+    record = run_flow(lambda **kw: forecast_cycle(forecast=config, cycle=when, force=force, **kw), title, title)
+    _print_cycles([record])
+    out.print(f"Cycle directory: {record.run_dir}")
+
+
+@app.command("backfill")
+def forecast_backfill(
+    file: Annotated[Path, typer.Argument(help="Forecast YAML/JSON file")],
+    start: Annotated[str, typer.Option("--from", help="First cycle time (ISO 8601)")],
+    end: Annotated[str, typer.Option("--to", help="Last cycle time (ISO 8601)")],
+    force: Annotated[bool, typer.Option(help="Re-run completed cycles too")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Run what is missing from --from to --to (missing, failed, skipped cycles), oldest first."""
+    config = load_forecast_file(file, set_)
+    first, last = parse_time("--from", start), parse_time("--to", end)
+    if first > last:
+        raise invalid(ConfigError.single("--from", f"{start} is after --to {end}"))
+    connect_api()
+    from flows.forecast import forecast_backfill as backfill_flow
+
+    title = f"rompy-tasks forecast backfill: {config.name}"
+    records = run_flow(
+        lambda **kw: backfill_flow(forecast=config, start=first, end=last, force=force, **kw), title, title
+    )
+    _print_cycles(records)
+
+
+@app.command("status")
+def forecast_status(
+    file: Annotated[Path, typer.Argument(help="Forecast YAML/JSON file")],
+    last: Annotated[int, typer.Option(min=1, max=1000, help="How many cycles to show, newest first")] = 8,
+    grace: Annotated[str, typer.Option(help="Cycles due less than this long ago are not checked yet")] = "0h",
+    set_: SetOption = None,
+) -> None:
+    """The morning check: the newest cycles, read from their records (no server needed).
+
+    Exits 1 if the newest due cycle is missing, failed or skipped, so cron or a monitor can alert.
+    """
+    from rompy_tasks.core.time import clock_text
+    from rompy_tasks.forecast import cycle_id, recent_cycles
+
+    config = load_forecast_file(file, set_)
+    rows = recent_cycles(config, last, grace=parse_duration_option("--grace", grace))
+    table = Table("cycle", "status", "start", "late by", "seconds", "outputs", "note", title=f"Forecast {config.name}")
+    for cycle, record in rows:
+        if record is None:
+            table.add_row(cycle_id(cycle), "[red]missing[/]", "", "", "", "", "")
+            continue
+        colour = {"completed": "green", "running": "cyan"}.get(record.status, "red")
+        start = {"hot": f"hot from {record.restart_cycle}", "cold": "cold"}.get(record.start or "", "-")
+        late = clock_text((record.started - cycle).total_seconds()) if record.started else "-"
+        seconds = f"{record.timings['total']:.1f}" if "total" in record.timings else ""
+        outputs = str(len(record.outputs)) if record.status == "completed" else ""
+        note = escape((record.reason or "")[:60])
+        table.add_row(record.run_id, f"[{colour}]{record.status}[/]", start, late, seconds, outputs, note)
+    out.print(table)
+    out.print(f"Forecast directory: {config.directory}", soft_wrap=True)
+    newest, record = rows[0]
+    problem = "missing" if record is None else record.status if record.status in {"failed", "skipped"} else None
+    if problem:
+        err.print(f"[bold red]The newest cycle {cycle_id(newest)} is {problem}[/]", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command("validate")
+def forecast_validate(
+    file: Annotated[Path, typer.Argument(help="Forecast YAML/JSON file")],
+    set_: SetOption = None,
+) -> None:
+    """Validate a forecast file; list every problem with its field path."""
+    config = load_forecast_file(file, set_)
+    out.print(
+        f"[green]valid[/]: forecast {config.name}, every {config.cycle_interval}, {config.forecast_length} long, "
+        f"model {config.pipeline.config.config.model_type} on {config.pipeline.backend.type}"
+    )
+
+
+@app.command("forcing")
+def forecast_forcing(
+    output: Annotated[Path, typer.Argument(help="NetCDF file to write")],
+    start: Annotated[str, typer.Option(help="First time (ISO 8601)")],
+    end: Annotated[str, typer.Option(help="Last time (ISO 8601)")],
+    interval_hours: Annotated[int, typer.Option(min=1, help="Hours between records")] = 6,
+) -> None:
+    """Write the synthetic wind-stress forcing file the demo forecast and the tests use."""
+    from datetime import timedelta
+
+    from rompy_tasks.synthetic import write_synthetic_wind
+
+    first, last = parse_time("--start", start), parse_time("--end", end)
+    if first >= last:
+        raise invalid(ConfigError.single("--start", f"{start} is not before --end {end}"))
+    path = write_synthetic_wind(output, first, last, timedelta(hours=interval_hours))
+    out.print(f"wrote {path} ({first.isoformat()} to {last.isoformat()}, every {interval_hours} h)")

@@ -1,0 +1,59 @@
+"""The `rompy-tasks` command line: the root app, its command groups, and how a command exits.
+
+Exit codes: 0 success, 1 the run failed, 2 invalid input (every problem printed with its
+field path; nothing written, nothing started).
+"""
+
+import os
+import sys
+
+import typer
+
+from flows import command_socket
+from flows.cli import alerts, backends, deployments, ensemble, forecast, run, server
+from flows.cli.common import EXIT_FAILED
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Prefect-native ocean/wave/coastal model runs")
+app.add_typer(run.app)  # run, generate, postprocess, pipeline, validate, schema, plugins
+app.add_typer(backends.app, name="backends")
+app.add_typer(ensemble.app, name="ensemble")
+app.add_typer(forecast.app, name="forecast")
+app.add_typer(server.app, name="server")
+app.add_typer(deployments.app, name="deployments")
+app.add_typer(alerts.app, name="alerts")
+
+
+def _exit_now(code: int) -> None:
+    """Exit once Prefect's exit handlers have delivered logs and events, skipping interpreter teardown.
+
+    Tearing down the modules of Prefect and its dependencies takes about half a second.
+    """
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for hook in command_socket.EXIT_HOOKS:
+        hook(code)
+    os._exit(code)
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit as exit_:
+        code = exit_.code
+    else:
+        code = 0
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = EXIT_FAILED
+    _exit_now(code or 0)
+
+
+if __name__ == "__main__":
+    main()
