@@ -115,3 +115,120 @@ def api_request(
         except TimeoutError:
             if attempt == attempts - 1:
                 raise
+
+
+NGINX = "/usr/sbin/nginx"
+
+
+@contextmanager
+def nginx_serving(directory: Path, work: Path) -> Iterator[tuple[str, Path]]:
+    """nginx (Debian's) serving `directory` on loopback, with byte ranges as real data servers do
+    (Python's http.server has none, so fsspec would fetch whole files). Yields the base URL and
+    the access log, one line per request: `<status> <body bytes sent> <range asked>`."""
+    work.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = work / "access.log"
+    config = work / "nginx.conf"
+    config.write_text(
+        f"""pid {work / "nginx.pid"};
+error_log {work / "error.log"};
+events {{ worker_connections 64; }}
+http {{
+    log_format bytes '$status $body_bytes_sent "$http_range"';
+    access_log {log} bytes;
+    client_body_temp_path {work}/body; proxy_temp_path {work}/proxy; fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
+    server {{ listen 127.0.0.1:{port}; root {directory.resolve()}; autoindex on; }}
+}}
+"""
+    )
+    process = subprocess.Popen(  # noqa: S603 - Debian's nginx with our own config
+        [
+            NGINX,
+            "-c",
+            str(config),
+            "-p",
+            str(work),
+            "-g",
+            "daemon off; user root;" if os.getuid() == 0 else "daemon off;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "stderr.log", "wb"),  # noqa: SIM115 - the child's
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_answers(url, process, work / "stderr.log", 15)
+        log.write_text("")  # only the requests of the caller
+        yield url, log
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def bytes_served(log: Path) -> int:
+    """The body bytes an nginx access log of `nginx_serving` records."""
+    return sum(int(line.split()[1]) for line in log.read_text().splitlines() if line.strip())
+
+
+@contextmanager
+def s3_endpoint(work: Path) -> Iterator[dict[str, str]]:
+    """An S3-compatible API on loopback (moto's server mode). Yields the environment a client
+    (fsspec's s3fs, boto3) needs to reach it: endpoint and throwaway credentials."""
+    port = free_port()
+    work.mkdir(parents=True, exist_ok=True)
+    log = open(work / "moto.log", "wb")  # noqa: SIM115 - the child's
+    process = subprocess.Popen(  # noqa: S603 - moto's console script from our environment
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_answers(endpoint, process, work / "moto.log")
+        yield {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's throwaway credentials
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@contextmanager
+def opendap_server(directory: Path, work: Path) -> Iterator[str]:
+    """pydap's OPeNDAP server on loopback serving the NetCDF files of `directory`; yields its URL."""
+    port = free_port()
+    work.mkdir(parents=True, exist_ok=True)
+    log = open(work / "pydap.log", "wb")  # noqa: SIM115 - the child's
+    process = subprocess.Popen(  # noqa: S603 - pydap's console script from our environment
+        [str(Path(sys.executable).parent / "pydap"), "--data", str(directory), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=work,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_answers(url, process, work / "pydap.log")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def _wait_answers(url: str, process: subprocess.Popen, log: Path, seconds: float = 30) -> None:
+    """Until `url` answers at all (any HTTP status); the server's log if it exits or never answers."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url + "/", timeout=1).read()  # noqa: S310 - our loopback server
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer: {log.read_text()[-800:]}") from None
+            time.sleep(0.1)

@@ -1,44 +1,38 @@
 """Forcing data: the part of the generate stage that cuts a run's forcing out of a source.
 
-A source is a NetCDF dataset, local or at any fsspec URL (`https://`, `s3://`, `file://`,
-...). For each run the stage selects the run period (plus a buffer either side) and an
-optional bounding box, and writes the result into the run directory. Times are written as
-"seconds since <run start>", so a model reads its forcing clock relative to its own start
-without calendar arithmetic. A source that does not cover the run period is an error.
+A source is one NetCDF file, a glob or list of files along time, a Zarr store or an OPeNDAP
+URL, local or at any fsspec URL (`https://`, `s3://`, ...), opened lazily by the data layer
+(rompy_tasks/data). For each run the stage selects the run period (plus a buffer either side),
+the variables and an optional bounding box before anything is read, and streams the cut into
+the run directory. Times are written as "seconds since <run start>", so a model reads its
+forcing clock relative to its own start without calendar arithmetic. A source that does not
+cover the run period is an error naming both ranges.
 """
 
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.core.secrets import redact_url
 from rompy_tasks.core.templates import inside
 from rompy_tasks.core.time import Duration, TimeRange
+from rompy_tasks.data.output import write_netcdf
+from rompy_tasks.data.selection import (
+    BoundingBox,
+    naive_utc,
+    require_coordinates,
+    select_box,
+    select_variables,
+    time_span,
+)
+from rompy_tasks.data.sources import SourceFormat, open_source
+from rompy_tasks.data.threads import dask_threads
 
 FORCING_DIR = "forcing"
-
-
-class BoundingBox(BaseModel):
-    """Longitudes west..east and latitudes south..north, in the source's coordinates (degrees)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    west: float = Field(ge=-360, le=360)
-    east: float = Field(ge=-360, le=360)
-    south: float = Field(ge=-90, le=90)
-    north: float = Field(ge=-90, le=90)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "BoundingBox":
-        if self.west >= self.east:
-            raise ValueError("'west' must be less than 'east'")
-        if self.south >= self.north:
-            raise ValueError("'south' must be less than 'north'")
-        return self
+MAX_URLS = 10_000
 
 
 class ForcingSource(BaseModel):
@@ -47,7 +41,13 @@ class ForcingSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="Output file forcing/<name>.nc")
-    url: str = Field(min_length=1, description="NetCDF file: a local path or any fsspec URL")
+    url: str | list[str] = Field(
+        description="The source: a NetCDF file, a glob or list of files along time, a Zarr store or an OPeNDAP "
+        "URL (dap2://, dap4://); a local path or any fsspec URL (https://, s3://, ...)"
+    )
+    format: SourceFormat | None = Field(
+        None, description="netcdf, zarr or opendap (default: from the URL: dap2:// or dap4:// OPeNDAP, .zarr Zarr)"
+    )
     variables: list[str] | None = Field(None, description="Variables to keep (default: all)")
     time_buffer: Duration = Field(timedelta(0), description="Extra time kept before the start and after the end")
     bbox: BoundingBox | None = Field(None, description="Area to keep (default: all)")
@@ -55,81 +55,48 @@ class ForcingSource(BaseModel):
     lon_name: str = "lon"
     lat_name: str = "lat"
 
+    @field_validator("url")
+    @classmethod
+    def _urls_given(cls, value: str | list[str]) -> str | list[str]:
+        urls = [value] if isinstance(value, str) else value
+        if not urls or len(urls) > MAX_URLS or any(not u.strip() for u in urls):
+            raise ValueError(f"give one URL or a list of 1 to {MAX_URLS} non-empty URLs")
+        return value
+
     @property
     def output(self) -> str:
         return f"{FORCING_DIR}/{self.name}.nc"
 
-
-def open_source(url: str) -> Any:
-    """Open a NetCDF dataset from a path or an fsspec URL (read into memory: forcing cuts are small)."""
-    import xarray as xr
-
-    if "://" not in url or url.startswith("file://"):
-        path = Path(url.removeprefix("file://")).expanduser()
-        if not path.is_file():
-            raise StageError(f"forcing source {url!r} does not exist")
-        with xr.open_dataset(path) as ds:
-            return ds.load()
-    import fsspec
-
-    try:
-        with fsspec.open(url, "rb") as handle, xr.open_dataset(handle, engine="h5netcdf") as ds:
-            return ds.load()
-    except (OSError, ValueError, ImportError) as err:
-        shown = redact_url(url)
-        raise StageError(f"cannot open forcing source {shown!r}: {str(err).replace(url, shown)}") from None
-
-
-def _coordinate_slice(values: np.ndarray, low: float, high: float) -> slice:
-    """A label slice for `low..high` that works whether the coordinate ascends or descends."""
-    return slice(low, high) if values[0] <= values[-1] else slice(high, low)
+    @property
+    def shown_url(self) -> str:
+        """The URL(s) for messages and records, credentials hidden."""
+        urls = [self.url] if isinstance(self.url, str) else self.url
+        return ", ".join(redact_url(u) for u in urls[:3]) + (f", ... ({len(urls)} files)" if len(urls) > 3 else "")
 
 
 def cut(source: ForcingSource, ds: Any, period: TimeRange) -> Any:
-    """The part of `ds` the run needs: its period plus the buffer, and the bounding box."""
-    for name in (source.time_name,) + ((source.lon_name, source.lat_name) if source.bbox else ()):
-        if name not in ds.coords:
-            raise StageError(f"forcing {source.name!r}: no coordinate {name!r} in {source.url}")
-    if source.variables:
-        missing = sorted(set(source.variables) - set(ds.data_vars))
-        if missing:
-            raise StageError(f"forcing {source.name!r}: variables {missing} are not in {source.url}")
-        ds = ds[source.variables]
-    times = ds[source.time_name].values.astype("datetime64[s]")
-    start, end = _naive(period.start), _naive(period.end)
-    if times.min() > start or times.max() < end:
-        raise StageError(
-            f"forcing {source.name!r} covers {times.min()} to {times.max()}, the run needs {start} to {end} "
-            f"(source {redact_url(source.url)})"
-        )
-    window = slice(start - source.time_buffer, end + source.time_buffer)
-    ds = ds.sel({source.time_name: window})
+    """The part of `ds` the run needs, still lazy: its period plus the buffer, variables, the box."""
+    what = f"forcing {source.name!r}"
+    coordinates = (source.time_name,) + ((source.lon_name, source.lat_name) if source.bbox else ())
+    require_coordinates(ds, coordinates, what, source.shown_url)
+    ds = select_variables(ds, source.variables, what)
+    first, last = time_span(ds, source.time_name)
+    start, end = naive_utc(period.start), naive_utc(period.end)
+    if first > start or last < end:
+        raise StageError(f"{what} covers {first} to {last}, the run needs {start} to {end} (source {source.shown_url})")
+    ds = ds.sel({source.time_name: slice(start - source.time_buffer, end + source.time_buffer)})
     if source.bbox is not None:
-        box = source.bbox
-        ds = ds.sel(
-            {
-                source.lon_name: _coordinate_slice(ds[source.lon_name].values, box.west, box.east),
-                source.lat_name: _coordinate_slice(ds[source.lat_name].values, box.south, box.north),
-            }
-        )
-        if ds.sizes[source.lon_name] == 0 or ds.sizes[source.lat_name] == 0:
-            raise StageError(f"forcing {source.name!r}: the bounding box {box.model_dump()} selects no grid points")
+        ds = select_box(ds, source.bbox, source.lon_name, source.lat_name, what)
     return ds
 
 
-def _naive(value: datetime) -> np.datetime64:
-    return np.datetime64(value.replace(tzinfo=None), "s")
-
-
 def write_forcing(source: ForcingSource, period: TimeRange, staging_dir: Path) -> Path:
-    """Cut `source` for `period` and write it into the run directory; return the file."""
+    """Cut `source` for `period` and stream it into the run directory; return the file."""
     target = staging_dir / source.output
     inside(staging_dir, target)
-    ds = cut(source, open_source(source.url), period)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    start = _naive(period.start).astype(datetime).isoformat()
-    ds.attrs["rompy_tasks_source"] = redact_url(source.url)
-    ds.to_netcdf(
-        target, engine="h5netcdf", encoding={source.time_name: {"units": f"seconds since {start}", "dtype": "f8"}}
-    )
-    return target
+    with dask_threads() as compute, open_source(source.url, source.format, source.time_name) as ds:
+        selected = cut(source, ds, period)
+        selected.attrs["rompy_tasks_source"] = source.shown_url
+        start = naive_utc(period.start).astype(datetime).isoformat()
+        encoding = {source.time_name: {"units": f"seconds since {start}", "dtype": "f8"}}
+        return write_netcdf(selected, target, compute, encoding)

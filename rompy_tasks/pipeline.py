@@ -136,7 +136,8 @@ def redacted(pipeline: PipelineBase) -> dict[str, Any]:
         if section.get("env_vars"):
             section["env_vars"] = {key: REDACTED for key in section["env_vars"]}
     for source in data.get("forcing") or []:
-        source["url"] = redact_url(source["url"])
+        url = source["url"]
+        source["url"] = redact_url(url) if isinstance(url, str) else [redact_url(u) for u in url]
     return data
 
 
@@ -248,7 +249,7 @@ def generate(model_run: ModelRun, forcing: Sequence[ForcingSource], log: LineSin
     files = model_run.config.generate(model_run, staging)
     for source in forcing:
         path = write_forcing(source, model_run.period, staging)
-        log(f"forcing {source.name}: {redact_url(source.url)} cut to the run period into {path.name}")
+        log(f"forcing {source.name}: {source.shown_url} cut to the run period into {path.name}")
         files.append(path)
     record_generated(model_run, files)
     log(f"generated {len(files)} input file(s) in {staging}")

@@ -4,6 +4,7 @@ The Prefect test harness starts a real API server (SQLite in a temp dir). Its UR
 handed to CLI subprocesses, so they use it instead of each starting a temporary server.
 """
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -170,3 +171,34 @@ def operated(
         assert status.returncode != 0, "nothing left running"
         if database == "postgres":
             shutil.rmtree(base)
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """nginx on loopback serving tmp_path/www, with byte ranges (skips where nginx is not installed)."""
+    from services import NGINX, nginx_serving
+
+    if not os.path.exists(NGINX):
+        pytest.skip("nginx is not installed (scripts/test installs Debian's nginx-light as root)")
+    www = tmp_path / "www"
+    www.mkdir()
+    with nginx_serving(www, tmp_path / "nginx") as (url, log):
+        yield www, url, log
+
+
+@pytest.fixture
+def s3(tmp_path, monkeypatch):
+    """An S3-compatible endpoint on loopback (moto's server mode) with a bucket `data`; the
+    environment points fsspec's s3fs at it (skips where moto is not installed)."""
+    from services import s3_endpoint
+
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("s3fs") is None:
+        pytest.skip("moto and s3fs are not installed (the dev extra installs them)")
+    with s3_endpoint(tmp_path / "moto") as env:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+        s3fs.S3FileSystem().mkdir("data")
+        yield env

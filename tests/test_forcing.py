@@ -1,9 +1,5 @@
 """Forcing sources cut to the run period and bounding box: from a real NetCDF file, over HTTP (fsspec)."""
 
-import http.server
-import threading
-from functools import partial
-
 import numpy as np
 import pytest
 import xarray as xr
@@ -47,20 +43,13 @@ def test_forcing_that_does_not_cover_the_run_is_a_clear_error(tmp_path, january_
     assert not (tmp_path / "forcing").exists() or not any((tmp_path / "forcing").iterdir())
 
 
-def test_forcing_is_read_from_an_fsspec_http_url(tmp_path, january_forcing):
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(january_forcing.parent))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/{january_forcing.name}"
-        source = ForcingSource(name="remote", url=url, variables=["taux"])
-        path = write_forcing(source, TimeRange(start="2026-01-05", duration="12h"), tmp_path)
-        cut = xr.open_dataset(path)
-        assert list(cut.data_vars) == ["taux"] and cut.sizes["time"] == 3
-        with pytest.raises(StageError, match="cannot open forcing source"):
-            write_forcing(
-                ForcingSource(name="x", url=url + ".missing"), TimeRange(start="2026-01-05", duration="1h"), tmp_path
-            )
-    finally:
-        server.shutdown()
+def test_forcing_is_read_from_an_fsspec_http_url(tmp_path, january_forcing, http_server):
+    www, url, _ = http_server
+    (www / january_forcing.name).write_bytes(january_forcing.read_bytes())
+    source = ForcingSource(name="remote", url=f"{url}/{january_forcing.name}", variables=["taux"])
+    path = write_forcing(source, TimeRange(start="2026-01-05", duration="12h"), tmp_path)
+    cut = xr.open_dataset(path)
+    assert list(cut.data_vars) == ["taux"] and cut.sizes["time"] == 3
+    with pytest.raises(StageError, match="cannot open source"):
+        missing = ForcingSource(name="x", url=f"{url}/missing.nc")
+        write_forcing(missing, TimeRange(start="2026-01-05", duration="1h"), tmp_path)

@@ -140,3 +140,13 @@ def test_the_circle_check_finds_circles():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert import_circles(graph) == [["a", "b", "c"]]
     assert "flows.command_socket" in project_imports()["flows.entry"], "the check sees the imports"
+
+
+def test_the_data_layer_uses_only_core():
+    """Forcing cuts, postprocessors and static inputs use the data layer; it knows nothing of them."""
+    assert (
+        offenders(
+            modules("rompy_tasks/data"), ("rompy_tasks", "flows"), allowed=("rompy_tasks.core", "rompy_tasks.data")
+        )
+        == {}
+    )

@@ -6,6 +6,7 @@ field path; nothing written, nothing started).
 
 import os
 import sys
+import time
 
 import typer
 
@@ -21,6 +22,7 @@ app.add_typer(forecast.app, name="forecast")
 app.add_typer(server.app, name="server")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(alerts.app, name="alerts")
+EXIT_JOIN_SECONDS = 10.0
 
 
 def _exit_now(code: int) -> None:
@@ -31,9 +33,10 @@ def _exit_now(code: int) -> None:
     import atexit
     import threading
 
+    deadline = time.monotonic() + EXIT_JOIN_SECONDS  # a thread that never ends must not hold the exit
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+            thread.join(max(0.0, deadline - time.monotonic()))
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -16,6 +16,8 @@ from rompy_tasks.core.config import RunDirGlob
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.core.model_run import files_matching
 from rompy_tasks.core.run_files import write_text
+from rompy_tasks.data.sources import open_lazy
+from rompy_tasks.data.threads import ComputeOptions, dask_threads
 from rompy_tasks.postprocess.base import BasePostprocessorConfig, find_time_dim
 
 if TYPE_CHECKING:
@@ -29,23 +31,36 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
-def variable_stats(data: "xr.DataArray", time_dim: str) -> dict[str, Any]:
-    """Min/mean/max per time step and overall, ignoring NaN (land, fill values)."""
+def variable_stats(data: "xr.DataArray", time_dim: str, compute: ComputeOptions) -> dict[str, Any]:
+    """Min/mean/max per time step and overall, ignoring NaN (land, fill values).
+
+    Dask reductions in one pass over the data, a chunk at a time (float64 per chunk, never a
+    whole variable); the overall values come from the per-step ones (the mean weighted by
+    each step's count of valid values).
+    """
+    import dask
+
     other = [d for d in data.dims if d != time_dim]
     values = data.astype("float64")
-    per_time = {
-        "min": values.min(dim=other, skipna=True) if other else values,
-        "mean": values.mean(dim=other, skipna=True) if other else values,
-        "max": values.max(dim=other, skipna=True) if other else values,
-    }
+    if other:
+        lazy = (values.min(other, skipna=True), values.mean(other, skipna=True), values.max(other, skipna=True))
+        counts = values.count(other)
+    else:
+        lazy, counts = (values, values, values), values.notnull()
+    *per_step, counts = dask.compute(*lazy, counts, **compute)
+    mins, means, maxs = per_step
+    valid = counts.values > 0
+    total = counts.values.sum()
     return {
         "units": str(data.attrs.get("units", "")),
         "dims": list(data.dims),
         "times": [_time_text(t) for t in data[time_dim].values] if time_dim in data.coords else [],
-        "min": _number(np.nanmin(values.values)) if values.size else None,
-        "mean": _number(np.nanmean(values.values)) if values.size else None,
-        "max": _number(np.nanmax(values.values)) if values.size else None,
-        "series": {k: [_number(x) for x in v.values.ravel()] for k, v in per_time.items()},
+        "min": _number(mins.values[valid].min()) if valid.any() else None,
+        "mean": _number((means.values[valid] * counts.values[valid]).sum() / total) if total else None,
+        "max": _number(maxs.values[valid].max()) if valid.any() else None,
+        "series": {
+            k: [_number(x) for x in v.values.ravel()] for k, v in (("min", mins), ("mean", means), ("max", maxs))
+        },
     }
 
 
@@ -59,8 +74,6 @@ class AnalyzeConfig(BasePostprocessorConfig):
     variables: list[str] | None = Field(None, description="Variables to analyse (default: all with time)")
 
     def process(self, run: "ModelRun") -> dict[str, Any]:
-        import xarray as xr  # heavy: imported when analysing, not when validating configs
-
         staging = run.staging_dir
         paths = files_matching(staging, self.files)
         if not paths:
@@ -68,14 +81,14 @@ class AnalyzeConfig(BasePostprocessorConfig):
         summary: dict[str, dict[str, Any]] = {}
         rows = []
         for path in paths:
-            with xr.open_dataset(path, decode_times=False) as ds:
+            with dask_threads() as compute, open_lazy(path, decode_times=False) as ds:
                 for name, data in ds.data_vars.items():
                     if self.variables is not None and name not in self.variables:
                         continue
                     time_dim = find_time_dim(data.dims)
                     if time_dim is None or data.sizes[time_dim] == 0 or data.dtype.kind not in "fiu":
                         continue
-                    stats = variable_stats(data, time_dim)
+                    stats = variable_stats(data, time_dim, compute)
                     summary.setdefault(path.name, {})[str(name)] = stats
                     rows.append(
                         {

@@ -9,6 +9,8 @@ from rompy_tasks.core.config import RunDirGlob
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.core.model_run import files_matching
 from rompy_tasks.core.run_files import real_dir, replacing
+from rompy_tasks.data.sources import open_lazy
+from rompy_tasks.data.threads import ComputeOptions, dask_threads
 from rompy_tasks.postprocess.base import BasePostprocessorConfig, find_time_dim
 
 if TYPE_CHECKING:
@@ -31,7 +33,7 @@ class PlotSpec(BaseModel):
     time: int = Field(-1, description="Time index for maps (-1: last output)")
 
 
-def _plot(data: "xr.DataArray", spec: PlotSpec, title: str, target: Path) -> None:
+def _plot(data: "xr.DataArray", spec: PlotSpec, title: str, target: Path, compute: ComputeOptions) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers, workers or CI
@@ -51,14 +53,14 @@ def _plot(data: "xr.DataArray", spec: PlotSpec, title: str, target: Path) -> Non
         if time_dim is None:
             raise StageError(f"visualize: {spec.variable} has no time dimension for a series")
         series = data.mean(dim=[d for d in data.dims if d != time_dim]) if data.ndim > 1 else data
-        series.plot(ax=ax, marker="o")
+        series.compute(**compute).plot(ax=ax, marker="o")
     else:
         field = data.isel({time_dim: spec.time}) if time_dim else data
         while field.ndim > 2:
             field = field.isel({field.dims[0]: spec.level})
         if field.ndim != 2:
             raise StageError(f"visualize: {spec.variable} is not a 2-D field after selecting time and level")
-        field.plot(ax=ax)
+        field.compute(**compute).plot(ax=ax)
     ax.set_title(title)
     fig.tight_layout()
     with replacing(target, binary=True) as handle:
@@ -71,8 +73,6 @@ class VisualizeConfig(BasePostprocessorConfig):
     plots: list[PlotSpec] = Field(min_length=1, description="The plots to draw")
 
     def process(self, run: "ModelRun") -> dict[str, Any]:
-        import xarray as xr  # heavy: imported when plotting, not when validating configs
-
         staging = run.staging_dir
         out_dir = real_dir(staging / PLOT_DIR)
         written = []
@@ -80,15 +80,18 @@ class VisualizeConfig(BasePostprocessorConfig):
             matches = files_matching(staging, [spec.file])
             if not matches:
                 raise StageError(f"visualize: no file matching {spec.file!r} in {staging}")
-            with xr.open_dataset(matches[0]) as ds:
+            target = out_dir / f"{matches[0].stem}.{spec.variable}.png"
+            with (
+                dask_threads() as compute,
+                open_lazy(matches[0]) as ds,
+            ):  # a map reads its one field, a series its reduction
                 if spec.variable not in ds:
                     raise StageError(f"visualize: {spec.variable!r} is not in {matches[0].name}")
-                data = ds[spec.variable].load()
-            target = out_dir / f"{matches[0].stem}.{spec.variable}.png"
-            try:
-                _plot(data, spec, f"{run.run_id}: {spec.variable} ({matches[0].name})", target)
-            except (TypeError, ValueError) as err:  # e.g. all values missing
-                raise StageError(f"visualize: cannot plot {spec.variable} from {matches[0].name}: {err}") from None
+                try:
+                    title = f"{run.run_id}: {spec.variable} ({matches[0].name})"
+                    _plot(ds[spec.variable], spec, title, target, compute)
+                except (TypeError, ValueError) as err:  # e.g. all values missing
+                    raise StageError(f"visualize: cannot plot {spec.variable} from {matches[0].name}: {err}") from None
             written.append(target)
         lines = [f"# Plots for {run.run_id}", ""] + [f"- `{p.relative_to(staging)}`" for p in written]
         return {

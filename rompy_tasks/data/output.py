@@ -1,0 +1,46 @@
+"""Writing a lazy dataset: streamed chunk by chunk (dask), never assembled in memory first."""
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rompy_tasks.data.threads import ComputeOptions
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+# Encodings that describe the source's storage, not the data: they may not fit a selection
+# (chunks larger than the cut) or this writer (other filters); the writer chooses its own.
+STORAGE_ENCODINGS = (
+    "chunksizes",
+    "preferred_chunks",
+    "contiguous",
+    "original_shape",
+    "source",
+    "chunks",
+    "szip",
+    "zstd",
+    "bzip2",
+    "blosc",
+    "compressor",
+    "compressors",
+    "filters",
+    "serializer",
+)
+
+
+def write_netcdf(
+    ds: "xr.Dataset", target: Path, compute: ComputeOptions, encoding: dict[str, dict[str, Any]] | None = None
+) -> Path:
+    """Write `ds` to NetCDF4 at `target`, streaming its dask chunks on `compute`'s pool; returns `target`.
+
+    The values of `encoding` (per variable) win over what the source carried.
+    """
+    import dask
+
+    ds = ds.copy()
+    for variable in ds.variables.values():
+        for key in STORAGE_ENCODINGS:
+            variable.encoding.pop(key, None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    dask.compute(ds.to_netcdf(target, engine="h5netcdf", encoding=encoding or {}, compute=False), **compute)
+    return target

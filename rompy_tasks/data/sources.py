@@ -1,0 +1,217 @@
+"""Open a source lazily: one NetCDF file, a glob or list of files along time, a Zarr store,
+an OPeNDAP URL; local or at any fsspec URL (`https://`, `s3://`, ...).
+
+Nothing is read but metadata and coordinates: variables are dask arrays whose chunks are
+whole multiples of the source's own storage chunks, at most about CHUNK_BYTES each (one
+contiguous variable would otherwise be one chunk), so a selection reads only the chunks it
+touches and a reduction holds a few chunks at a time. Remote
+NetCDF is read through an fsspec file with a block cache, by byte ranges, never downloaded
+whole. Every problem is a StageError naming the source (credentials in URLs redacted).
+"""
+
+import glob
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.secrets import redact_url
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+SourceFormat = Literal["netcdf", "zarr", "opendap"]
+OPENDAP_SCHEMES = ("dap2://", "dap4://")
+ZARR_METADATA = (".zmetadata", ".zgroup", "zarr.json")  # consolidated (v2), group (v2), v3
+REMOTE_BLOCK_BYTES = 256 * 1024  # small blocks: bytes fetched stay close to the chunks touched
+GLOB_CHARACTERS = set("*?[")
+CHUNK_BYTES = 64 * 2**20
+
+
+def is_remote(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def local_path(url: str) -> Path:
+    return Path(url.removeprefix("file://")).expanduser()
+
+
+def source_format(url: str | list[str], given: SourceFormat | None = None) -> SourceFormat:
+    """The kind of source: `given`, else from the URL (`dap2://`/`dap4://` OPeNDAP; a `.zarr`
+    name or a store's metadata file Zarr; anything else NetCDF)."""
+    if given is not None:
+        return given
+    first = url if isinstance(url, str) else url[0]
+    if first.startswith(OPENDAP_SCHEMES):
+        return "opendap"
+    if first.rstrip("/").endswith(".zarr"):
+        return "zarr"
+    if not is_remote(first) and local_path(first).is_dir():
+        if any((local_path(first) / name).exists() for name in ZARR_METADATA):
+            return "zarr"
+    return "netcdf"
+
+
+@contextmanager
+def open_source(
+    url: str | list[str], format: SourceFormat | None = None, time_name: str = "time"
+) -> Iterator["xr.Dataset"]:
+    """The source as one lazy dataset; files and connections are closed when the block ends."""
+    kind = source_format(url, format)
+    with ExitStack() as stack:
+        try:
+            if kind == "zarr":
+                yield _open_zarr(_single(url, "a Zarr store"))
+            elif kind == "opendap":
+                yield stack.enter_context(_open_opendap(_single(url, "an OPeNDAP URL")))
+            else:
+                paths = expand(url)
+                datasets = [stack.enter_context(_open_netcdf(path)) for path in paths]
+                yield datasets[0] if len(datasets) == 1 else combine_along_time(datasets, paths, time_name)
+        except StageError:
+            raise
+        except (OSError, ValueError, KeyError, ImportError, RuntimeError) as err:
+            raise _unreadable(url, err) from None
+
+
+def _unreadable(url: str | list[str], err: Exception) -> StageError:
+    urls = [url] if isinstance(url, str) else url
+    message = str(err)
+    for each in urls:
+        message = message.replace(each, redact_url(each))
+    shown = ", ".join(redact_url(u) for u in urls[:3]) + (", ..." if len(urls) > 3 else "")
+    return StageError(f"cannot open source {shown}: {type(err).__name__}: {message}")
+
+
+def _single(url: str | list[str], what: str) -> str:
+    if isinstance(url, list):
+        if len(url) != 1:
+            raise StageError(f"{what} is one URL, not a list of {len(url)}")
+        return url[0]
+    return url
+
+
+def expand(url: str | list[str]) -> list[str]:
+    """The files of a source: one URL, a list, or globs (each sorted); none found is an error."""
+    found: list[str] = []
+    for each in [url] if isinstance(url, str) else url:
+        if not GLOB_CHARACTERS & set(each):
+            if not is_remote(each) and not local_path(each).is_file():
+                raise StageError(f"source {redact_url(each)} does not exist")
+            found.append(each)
+        elif is_remote(each):
+            import fsspec
+
+            fs, _, paths = fsspec.get_fs_token_paths(each)
+            found += [fs.unstrip_protocol(p) for p in sorted(paths)]
+        else:
+            found += sorted(glob.glob(os.path.expanduser(each.removeprefix("file://"))))
+        if not found:
+            raise StageError(f"source {redact_url(each)} matches no file")
+    return found
+
+
+@contextmanager
+def open_lazy(target: Any, chunk_bytes: int = CHUNK_BYTES, **options: Any) -> Iterator["xr.Dataset"]:
+    """`xr.open_dataset(target, **options)` lazily, in chunks of at most about `chunk_bytes`
+    aligned to the file's own (dask's "auto" chunks; as stored for types it cannot size)."""
+    import dask
+    import xarray as xr
+
+    try:
+        with dask.config.set({"array.chunk-size": f"{chunk_bytes}B"}):
+            ds = xr.open_dataset(target, chunks="auto", **options)
+    except NotImplementedError:  # e.g. strings: "auto" cannot size them
+        ds = xr.open_dataset(target, chunks={}, **options)
+    with ds:
+        yield ds
+
+
+@contextmanager
+def _open_netcdf(url: str) -> Iterator["xr.Dataset"]:
+    if not is_remote(url):
+        with open_lazy(local_path(url)) as ds:
+            yield ds
+        return
+    import fsspec
+
+    # byte ranges through a block cache: h5netcdf reads the metadata and the chunks it needs
+    fs, path = fsspec.core.url_to_fs(url)
+    with (
+        fs.open(path, "rb", block_size=REMOTE_BLOCK_BYTES, cache_type="blockcache") as handle,
+        open_lazy(handle, engine="h5netcdf") as ds,
+    ):
+        yield ds
+
+
+def _open_zarr(url: str) -> "xr.Dataset":
+    import xarray as xr
+
+    store = str(local_path(url)) if not is_remote(url) else url
+    if not is_remote(url) and not local_path(url).is_dir():
+        raise StageError(f"Zarr store {redact_url(url)} does not exist")
+    return xr.open_zarr(store, consolidated=None, chunks={})  # a Zarr store's chunks are its own
+
+
+@contextmanager
+def _open_opendap(url: str) -> Iterator["xr.Dataset"]:
+    """`dap2://host/path` and `dap4://host/path` are OPeNDAP over http (netCDF-C's DAP client);
+    an `http(s)://` URL with `format: opendap` is taken as DAP2."""
+
+    address = url
+    for scheme in OPENDAP_SCHEMES:
+        if url.startswith(scheme):
+            address = "http://" + url.removeprefix(scheme)
+            if scheme == "dap4://":
+                address = "dap4://" + url.removeprefix(scheme)
+    with open_lazy(address, engine="netcdf4") as ds:
+        yield ds
+
+
+def combine_along_time(datasets: list["xr.Dataset"], paths: list[str], time_name: str) -> "xr.Dataset":
+    """Files of one series (a file a day, a file a cycle) as one dataset along time.
+
+    They must fit together: the same variables, each file's times inside its own span, no
+    overlap and no gap between files (a gap is more than one time step of the files'); the
+    files that do not are named.
+    """
+    import numpy as np
+    import xarray as xr
+
+    shown = [redact_url(p) for p in paths]
+    spans = []
+    for ds, name in zip(datasets, shown, strict=True):
+        if time_name not in ds.coords:
+            raise StageError(f"source file {name} has no coordinate {time_name!r}")
+        times = ds[time_name].values
+        if len(times) == 0:
+            raise StageError(f"source file {name} holds no times")
+        spans.append((times[0], times[-1], len(times)))
+    order = sorted(range(len(datasets)), key=lambda i: spans[i][0])
+    first_vars = set(datasets[order[0]].data_vars)
+    steps = [np.diff(ds[time_name].values) for ds in datasets if ds.sizes[time_name] > 1]
+    step = np.median(np.concatenate(steps)) if steps else None
+    for before, after in zip(order, order[1:], strict=False):
+        if set(datasets[after].data_vars) != first_vars:
+            differ = sorted(first_vars ^ set(datasets[after].data_vars))
+            raise StageError(f"source files {shown[order[0]]} and {shown[after]} differ in variables {differ}")
+        end, start = spans[before][1], spans[after][0]
+        if start <= end:
+            raise StageError(f"source files {shown[before]} and {shown[after]} overlap in time ({start} <= {end})")
+        if step is not None and start - end > step:
+            raise StageError(
+                f"times missing between source files {shown[before]} (to {end}) and {shown[after]} "
+                f"(from {start}): the files step by {step}"
+            )
+    ordered = [datasets[i] for i in order]
+    return xr.concat(
+        ordered,
+        dim=time_name,
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+        join="override",
+        combine_attrs="override",
+    )
