@@ -45,17 +45,18 @@ def run_warm(argv: list[str]) -> int | None:
         connection.connect(str(path))
         request = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "umask": _umask()}).encode()
         socket.send_fds(connection, [HEADER.pack(len(request)) + request], [0, 1, 2])
-        reply = _read_line(connection)
+        replies = ReplyLines(connection)
+        reply = replies.next()
     except OSError:
         connection.close()
         return None
     if reply.get("pid") is None:  # refused: stale code or a busy process; run here
         connection.close()
         return None
-    return _follow(connection, int(reply["pid"]))
+    return follow(replies, int(reply["pid"]))
 
 
-def _follow(connection: socket.socket, pid: int) -> int:
+def follow(replies: "ReplyLines", pid: int) -> int:
     """Pass signals on to the command's process and wait for its exit code."""
 
     def forward(signum: int, frame: object) -> None:
@@ -68,7 +69,7 @@ def _follow(connection: socket.socket, pid: int) -> int:
         signal.signal(signum, forward)
     while True:
         try:
-            ended = _read_line(connection)
+            ended = replies.next()
             break
         except InterruptedError:
             continue
@@ -81,14 +82,22 @@ def _follow(connection: socket.socket, pid: int) -> int:
     return int(ended["exit"])
 
 
-def _read_line(connection: socket.socket) -> dict:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = connection.recv(4096)
-        if not chunk:
-            return {}
-        data += chunk
-    return json.loads(data)
+class ReplyLines:
+    """The warm process's replies, one JSON line each: its pid, then the exit code. Both may
+    arrive in one read (a command that ends at once), so what follows a line is kept."""
+
+    def __init__(self, connection: socket.socket):
+        self.connection, self.buffer = connection, b""
+
+    def next(self) -> dict:
+        """The next reply; {} when the connection ends first."""
+        while b"\n" not in self.buffer:
+            chunk = self.connection.recv(4096)
+            if not chunk:
+                return {}
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return json.loads(line)
 
 
 def _umask() -> int:

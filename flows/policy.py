@@ -59,6 +59,26 @@ def refused_parameters(run: dict[str, Any], deployed: dict[str, Any], model: typ
     ]
 
 
+def lowered_retention(overrides: dict[str, Any], deployed: dict[str, Any]) -> list[Problem]:
+    """A locked forecast may keep more cycles than deployed, never fewer: a UI user setting
+    `keep_cycles: 1` would delete every retained cycle after the next success."""
+    kept = (deployed.get("forecast") or {}).get("keep_cycles")
+    wanted = overrides.get("keep_cycles")
+    if kept is None or wanted is None:
+        return []
+    try:
+        lowered = int(wanted) < int(kept)
+    except (TypeError, ValueError):
+        return []  # not a number: the forecast's own validation names it
+    if lowered:
+        return [
+            Problem(
+                "overrides.keep_cycles", f"this deployment keeps at least {kept} cycles; it may be raised, not lowered"
+            )
+        ]
+    return []
+
+
 def deployment_run() -> FlowRun | None:
     """This flow run, if it was created from a deployment (by the scheduler, the UI or the API)."""
     context = FlowRunContext.get()
@@ -80,6 +100,7 @@ def enforce_deployment_policy(
             deployed = client.read_deployment(flow_run.deployment_id).parameters
         if deployed.get("allowed_overrides") is not None:
             problems += refused_parameters(flow_run.parameters, deployed, type(config))
+            problems += lowered_retention(overrides or {}, deployed)
             allowed = deployed["allowed_overrides"]
     if allowed is not None:
         problems += refused_overrides(overrides or {}, allowed)

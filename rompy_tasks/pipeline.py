@@ -45,16 +45,26 @@ def select_stages(first_stage: str, last_stage: str) -> list[str]:
 
 def expand_shorthands(data: dict[str, Any]) -> dict[str, Any]:
     """File conveniences, expanded before validation: `postprocessor: archive` or a list of names,
-    and rompy's `type: noop` for our `processor: noop`.
+    rompy's `type: noop` for our `processor: noop`, and rompy's `backend_type: local` (its
+    backend files' key) for `type: local`.
 
     The model (and so the JSON schema the Prefect API enforces) takes only the explicit
-    form: a list of `{processor: name, ...}`.
+    form: a list of `{processor: name, ...}` and a backend with `type`.
     """
+    if isinstance(data.get("backend"), dict):
+        data = {**data, "backend": explicit_backend(data["backend"])}
     value = data.get("postprocessor")
     if value is None:
         return data
     items = value if isinstance(value, list) else [value]
     return {**data, "postprocessor": [_explicit_processor(item) for item in items]}
+
+
+def explicit_backend(section: dict[str, Any]) -> dict[str, Any]:
+    """rompy's backend files name the backend `backend_type:`; ours `type:` (either is taken)."""
+    if "backend_type" in section and "type" not in section:
+        return {"type": section["backend_type"], **{k: v for k, v in section.items() if k != "backend_type"}}
+    return section
 
 
 def _explicit_processor(item: Any) -> Any:

@@ -105,3 +105,13 @@ def test_the_run_forms_defaults_are_no_change_to_a_locked_deployment(deployment)
     pipeline = changed[name] if name == "pipeline" else changed[name]["pipeline"]
     pipeline["backend"]["timeout"] = 61  # what a form user might change: refused
     assert [p.loc for p in refused_parameters(changed, deployed, model)] == [name]
+
+
+def test_a_locked_forecast_may_keep_more_cycles_never_fewer():
+    from flows.policy import lowered_retention
+
+    deployed = {"forecast": {"keep_cycles": 6}}
+    assert lowered_retention({"keep_cycles": 8}, deployed) == []
+    assert lowered_retention({"keep_cycles": 6}, deployed) == []
+    assert [p.loc for p in lowered_retention({"keep_cycles": 1}, deployed)] == ["overrides.keep_cycles"]
+    assert lowered_retention({"keep_cycles": 1}, {"pipeline": {}}) == [], "only forecasts retain cycles"

@@ -19,6 +19,8 @@ from rompy_tasks.core.time import TimeRange, parse_duration
         ("P2D", 172800),
         ("PT15M", 900),
         (600, 600),
+        ("3600", 3600),  # what `${JOB_TIMEOUT:-3600}` yields: seconds, as the message says
+        (" 90.5 ", 90.5),
         (timedelta(hours=3), 10800),
     ],
 )
@@ -87,6 +89,7 @@ def test_dump_keeps_what_was_given_so_overrides_stay_consistent():
         ("backend", "timeout", "2h", 7200),
         ("backend", "timeout", "01:30:00", 5400),
         ("backend", "timeout", 600, 600),
+        ("backend", "timeout", "3600", 3600),
         ("ensemble", "stagger_seconds", "1m", 60.0),
         ("ensemble", "retry_delay_seconds", "PT30S", 30.0),
         ("pipeline", "run_retry_delay_seconds", "90s", 90.0),

@@ -173,3 +173,24 @@ def test_only_commands_that_run_flows_use_a_warm_process():
     cold = [["validate", "f.yaml"], ["ensemble", "validate", "f.yaml"], ["forecast", "status"], ["run", "--help"]]
     assert all(wants_warm(argv) for argv in warm)
     assert not any(wants_warm(argv) for argv in cold)
+
+
+def test_both_replies_in_one_read_are_both_taken():
+    """A command that ends at once: the pid and the exit code can arrive in one read (the client
+    crashed with JSONDecodeError on the two lines read as one)."""
+    import socket as sockets
+
+    from flows.entry import FORWARDED_SIGNALS, ReplyLines, follow
+
+    handlers = {signum: signal.getsignal(signum) for signum in FORWARDED_SIGNALS}  # follow() forwards them
+    ours, theirs = sockets.socketpair()
+    try:
+        theirs.sendall(b'{"pid": 4194304}\n{"exit": 3}\n')
+        replies = ReplyLines(ours)
+        assert replies.next() == {"pid": 4194304}
+        assert follow(replies, 4194304) == 3
+    finally:
+        ours.close()
+        theirs.close()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)

@@ -37,7 +37,7 @@ def backends_validate(
     ] = None,
 ) -> None:
     """Validate a backend config file (a mapping with `type`), or with `--processor-type` a postprocessor file."""
-    from rompy_tasks.pipeline import _explicit_processor
+    from rompy_tasks.pipeline import _explicit_processor, explicit_backend
 
     if backend_type and processor_type:
         raise invalid(ConfigError.single("--processor-type", "give --backend-type or --processor-type, not both"))
@@ -50,8 +50,7 @@ def backends_validate(
         raise invalid(ConfigError.single(f"--{kind}-type", f"unknown {kind} {forced!r}; {_choices(group)}"))
     try:
         data = load_document(file)
-        if kind == "postprocessor":
-            data = _explicit_processor(data)
+        data = _explicit_processor(data) if kind == "postprocessor" else explicit_backend(data)
         if forced is None and key not in data:
             raise ConfigError.single(
                 key, f"missing: name the {kind} in the file or with --{kind}-type; {_choices(group)}"

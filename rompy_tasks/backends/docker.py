@@ -541,12 +541,22 @@ def remove_leftovers(client: "docker.DockerClient", on_line: LineSink | None = N
     """Remove our stopped containers that were meant to be removed (e.g. after the engine went away).
 
     Only containers labelled for removal and no longer running: a kept container (remove_container:
-    false) and a concurrent run's container are left alone.
+    false) and a concurrent run's container are left alone. Parallel ensemble members find the
+    same leftovers: one already gone (404) or being removed by another (409) counts as removed.
     """
+    import docker
+
     removed = []
     for status in ("exited", "dead"):
         for container in client.containers.list(all=True, filters={"label": f"{REMOVE_LABEL}=true", "status": status}):
-            container.remove(force=True)
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                continue
+            except docker.errors.APIError as err:
+                if err.status_code != 409:
+                    raise
+                continue
             removed.append(container.name)
     if removed and on_line is not None:
         on_line(f"removed {len(removed)} leftover container(s) of earlier runs: {', '.join(removed)}")

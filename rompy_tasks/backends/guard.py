@@ -114,7 +114,9 @@ def main() -> None:
         except OSError:
             pass
     for name in slurm_names:
-        subprocess.run(["scancel", "--name", name], check=False, capture_output=True)  # noqa: S603, S607
+        # only our own jobs of that name (as root, another user's job may share it)
+        mine = ["scancel", "--name", name, "--user", str(os.getuid())]
+        subprocess.run(mine, check=False, capture_output=True)  # noqa: S603, S607
     for name in containers:
         try:
             kill_container(name)

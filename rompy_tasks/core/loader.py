@@ -108,13 +108,21 @@ def _plain_loader() -> type[yaml.SafeLoader]:
     return Loader
 
 
+KERNEL_FILESYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))  # their "regular files" may block for ever
+
+
 def _read_bounded(path: Path, included_from: str | None) -> str:
-    """The text of a regular file of at most MAX_FILE_BYTES (not a device, fifo or directory)."""
+    """The text of a regular file of at most MAX_FILE_BYTES (not a device, fifo or directory,
+    nothing of the kernel's: `/proc/kmsg` looks like a regular file and blocks a reader)."""
     try:
         if not path.is_file():
             what = "does not exist" if not path.exists() else "is not a regular file"
             raise ConfigError.single("", f"{path} {what}", included_from)
-        with path.open("rb") as handle:
+        resolved = path.resolve()
+        if any(root in resolved.parents for root in KERNEL_FILESYSTEMS):
+            raise ConfigError.single("", f"{path} is the kernel's ({resolved}), not a document", included_from)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a file that would block fails instead
+        with os.fdopen(descriptor, "rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
         if len(raw) > MAX_FILE_BYTES:
             raise ConfigError.single("", f"{path} is larger than {MAX_FILE_BYTES // 2**20} MiB", included_from)

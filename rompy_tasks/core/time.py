@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-_SHORTHAND = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|min|s|ms)\s*$", re.IGNORECASE)
+_SHORTHAND = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|min|s|ms)?\s*$", re.IGNORECASE)  # no unit: seconds
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "min": 60, "s": 1, "ms": 0.001}
 _ISO = TypeAdapter(timedelta)
 CLOCK = re.compile(r"^\s*(?:(\d+)-)?(\d+):(\d{2}):(\d{2})\s*$")  # HH:MM:SS or D-HH:MM:SS (SLURM)
@@ -45,7 +45,7 @@ def parse_duration(value: Any) -> timedelta:
         match = _SHORTHAND.match(value)
         if match:
             number, unit = match.groups()
-            return _seconds(float(number) * _UNIT_SECONDS[unit.lower()], value)
+            return _seconds(float(number) * _UNIT_SECONDS[(unit or "s").lower()], value)
         if clock := CLOCK.match(value):
             days, hours, minutes, seconds = (int(g or 0) for g in clock.groups())
             if minutes > 59 or seconds > 59:

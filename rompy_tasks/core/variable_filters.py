@@ -44,8 +44,11 @@ def _apply(value: Any, spec: str) -> Any:
         if not match:
             raise ValueError(f"filter shift needs [+|-]<number><d|h|m|s>, e.g. shift:-1d, not {argument!r}")
         sign, amount, unit = match.groups()
-        delta = timedelta(**{_UNITS[unit]: int(amount)})
-        return _as_datetime(value, None) + (-delta if sign == "-" else delta)
+        try:
+            delta = timedelta(**{_UNITS[unit]: int(amount)})
+            return _as_datetime(value, None) + (-delta if sign == "-" else delta)
+        except OverflowError:
+            raise ValueError(f"filter shift:{argument.strip()} goes beyond the representable dates") from None
     raise ValueError(f"unknown filter {name!r} (rompy's filters: {', '.join(FILTERS)})")
 
 

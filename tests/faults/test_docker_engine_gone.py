@@ -48,3 +48,28 @@ def test_engine_stopped_mid_run_is_named_and_its_container_removed_next_time(eng
     assert result.returncode == 0, result.stderr[-2000:]
     assert "removed 1 leftover container(s) of earlier runs: rompy-engine-gone-" in result.stderr
     assert not ours("engine-gone") and not ours("engine-back")
+
+
+def test_a_leftover_another_member_already_removed_counts_as_removed(engine):
+    """Parallel members of a re-run find the same leftovers; the first re-run failed 3/3 with a raw
+    `409 ... removal of container ... is already in progress` (or would with 404 once it is gone)."""
+    from rompy_tasks.backends.docker import REMOVE_LABEL, remove_leftovers
+
+    labels = {REMOVE_LABEL: "true", RUN_LABEL: "leftover"}
+    container = engine.containers.create(VEROS_IMAGE, ["true"], labels=labels, network_mode="none")
+    container.start()
+    container.wait(timeout=60)
+    seen = engine.containers.list(all=True, filters={"label": f"{REMOVE_LABEL}=true", "status": "exited"})
+    assert container.id in {c.id for c in seen}
+    container.remove(force=True)  # another member got there first
+
+    stale = [c for c in seen if c.id == container.id]  # the list the second member took before the removal
+
+    class StaleList:
+        def list(self, **filters: object) -> list:
+            return stale
+
+    class Engine:
+        containers = StaleList()
+
+    assert remove_leftovers(Engine()) == [], "gone already: nothing to remove, and no error"

@@ -34,3 +34,19 @@ def test_rompy_pipeline_reports_problems_in_the_section_files_and_starts_nothing
     result = run_cli("pipeline", str(path), "--backend-config", str(bad))
     assert result.returncode == 2 and "backend.timeout" in result.stderr, result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_rompys_backend_type_key_and_a_timeout_string_of_seconds(prefect_api, tmp_path):
+    """rompy's backend example files name the backend `backend_type:`; it was refused with `type: missing`,
+    and `timeout: "3600"` was refused although seconds are accepted."""
+    backend = str(FILES / "backend-type-key.yaml")
+    valid = run_cli("backends", "validate", backend)
+    assert valid.returncode == 0 and "valid local backend config" in valid.stdout, valid.stderr
+    doc = shell_doc(tmp_path, ["sh", "-c", 'echo "$GREETING" > out.txt'], run_id="backend-type")
+    del doc["backend"]
+    path = write_yaml(tmp_path / "pipeline.yaml", doc)
+    ran = run_cli("run", str(path), "--backend-config", backend, env={"PREFECT_API_URL": prefect_api})
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert (tmp_path / "runs" / "backend-type" / "out.txt").read_text() == "hello from backend_type\n"
+    inline = shell_doc(tmp_path, "true", backend={"backend_type": "local", "timeout": "600"})
+    assert run_cli("validate", str(write_yaml(tmp_path / "inline.yaml", inline))).returncode == 0

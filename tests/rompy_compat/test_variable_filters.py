@@ -25,3 +25,13 @@ def test_an_unknown_filter_or_an_unreadable_time_is_an_error_naming_the_field(tm
     assert result.returncode == 2
     assert "config.run_id: ${CYCLE|strftime}: filter strftime needs a format" in result.stderr
     assert "config.output_dir: ${CYCLE|upper}: unknown filter 'upper'" in result.stderr
+
+
+def test_a_shift_beyond_the_representable_dates_is_invalid_input_naming_the_field(tmp_path):
+    """It ended in an OverflowError traceback and exit 1."""
+    doc = shell_doc(tmp_path, "true")
+    doc["config"]["period"] = {"start": "${T|as_datetime|shift:9999999d}", "duration": "1h"}
+    result = run_cli("validate", str(write_yaml(tmp_path / "p.yaml", doc)), env={"T": "20230102T00"})
+    assert result.returncode == 2, result.stderr
+    assert "config.period.start: ${T|as_datetime|shift:9999999d}: filter shift:9999999d goes beyond" in result.stderr
+    assert "Traceback" not in result.stderr

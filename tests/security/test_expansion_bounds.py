@@ -6,6 +6,7 @@ ensemble had no size cap.
 """
 
 import time
+from pathlib import Path
 
 import yaml
 from conftest import run_cli
@@ -61,3 +62,16 @@ def test_a_matrix_ensemble_has_a_size_cap(tmp_path):
     assert code == 2 and "members.matrix" in stderr and "1,000,000 members, more than 100,000" in stderr, stderr
     assert seconds < 15
     assert not (tmp_path / "runs").exists(), "nothing written"
+
+
+def test_including_a_kernel_file_that_looks_regular_is_refused_at_once(tmp_path):
+    """`/proc/kmsg` passes the regular-file check and a read blocks for ever (validate hung as root);
+    nothing under /proc, /sys or /dev is a document."""
+    path = tmp_path / "p.yaml"
+    for kernel_file in ("/proc/kmsg", "/proc/self/status", "/sys/kernel/mm/transparent_hugepage/enabled"):
+        if not Path(kernel_file).exists():
+            continue
+        path.write_text(yaml.safe_dump(shell_doc(tmp_path, "true")) + f"extra: !include {kernel_file}\n")
+        code, stderr, seconds = validate_quickly("validate", str(path))
+        assert code == 2 and f"{kernel_file} is the kernel's" in stderr, stderr[-2000:]
+        assert seconds < 10
