@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_context
 from flows.pipeline import overridden, overridden_value
+from flows.policy import RunRefused
 from flows.postprocess import artifact_key, process_within_timeout
 from flows.runners import deliver_worker_events, members_runner, result_or_lost
 from rompy_tasks.backends import guard
@@ -241,7 +242,10 @@ def model_ensemble(
     `overrides` ({"pipeline.config.period.duration": "2d", ...}) changes single fields of `ensemble`.
     """
     crash_if_this_process_dies()
-    ensemble = overridden(ensemble, overrides, apply_ensemble_overrides, allowed_overrides)
+    try:
+        ensemble = overridden(ensemble, overrides, apply_ensemble_overrides, allowed_overrides)
+    except RunRefused as refused:
+        return refused.state()
     members = resolve_members(ensemble)
     wanted = indexes if indexes is not None else ensemble.indexes
     if wanted is not None:

@@ -33,7 +33,7 @@ from prefect.states import Completed, State
 
 from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_context
 from flows.pipeline import model_pipeline, overridden, overridden_value
-from flows.policy import deployment_run
+from flows.policy import RunRefused, deployment_run
 from flows.postprocess import artifact_key
 from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.core.time import as_utc, parse_duration
@@ -103,7 +103,10 @@ def forecast_cycle(
     """
     crash_if_this_process_dies()
     logger = get_run_logger()
-    forecast = overridden(forecast, overrides, apply_forecast_overrides, allowed_overrides)
+    try:
+        forecast = overridden(forecast, overrides, apply_forecast_overrides, allowed_overrides)
+    except RunRefused as refused:
+        return refused.state()
     cycle_time = resolve_cycle(forecast, cycle)
     if cycle is not None and as_utc(cycle) != cycle_time:
         logger.warning("cycle %s is not a cycle time; using %s", as_utc(cycle).isoformat(), cycle_time.isoformat())

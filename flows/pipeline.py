@@ -15,7 +15,7 @@ from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
 from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_context
-from flows.policy import enforce_deployment_policy
+from flows.policy import RunRefused, enforce_deployment_policy
 from flows.postprocess import artifact_key, postprocess_flow
 from flows.runners import attempts_made, cluster_runner, deliver_worker_events, result_or_lost
 from rompy_tasks.backends.base import BaseBackendConfig, RunResult
@@ -151,7 +151,10 @@ def model_pipeline(
     """
     crash_if_this_process_dies()
     logger = get_run_logger()
-    pipeline = overridden(pipeline, overrides, apply_overrides, allowed_overrides)
+    try:
+        pipeline = overridden(pipeline, overrides, apply_overrides, allowed_overrides)
+    except RunRefused as refused:
+        return refused.state()
     result = new_result(pipeline, select_stages(first_stage, last_stage))
     calls = StageCalls(
         generate=generate_inputs,

@@ -13,17 +13,50 @@ someone with full API access, who can also edit the deployment itself: keep the 
 loopback or behind its auth string (scripts/operate does both).
 """
 
+import logging
 from fnmatch import fnmatchcase
 from typing import Any
 
+from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
+from prefect.states import Failed, State
 from pydantic import BaseModel, ValidationError
 
 from rompy_tasks.core.errors import ConfigError, Problem
 
 LOCKED_PARAMETERS = ("pipeline", "ensemble", "forecast", "allowed_overrides")
+REFUSED = "Refused"  # the state's name: its event is prefect.flow-run.Refused, which the alerts do not page on
+
+
+class QuietRefusals(logging.Filter):
+    """Prefect's engine re-raises a run's failure at its end and logs it with a traceback; for a
+    refused run that would bury the one clear line (the refusal) under two tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (error is not None and str(error).startswith(REFUSAL_PREFIX))
+
+
+REFUSAL_PREFIX = "refused: "
+logging.getLogger("prefect.flow_runs").addFilter(QuietRefusals())  # where the engine logs a run's end
+
+
+class RunRefused(ConfigError):
+    """A run that breaks its deployment's lock: every refused change, with what is allowed."""
+
+    def state(self) -> State:
+        """The run's final state: Failed in type, named Refused, one clear message, no traceback.
+
+        The run is renamed (`refused-<id>`): named after a cycle it never ran, it would look
+        like a failed cycle."""
+        message = REFUSAL_PREFIX + "; ".join(str(problem) for problem in self.problems)
+        get_run_logger().error(message)
+        if (flow_run := deployment_run()) is not None:
+            with get_client(sync_client=True) as client:
+                client.update_flow_run(flow_run.id, name=f"refused-{str(flow_run.id)[:8]}")
+        return Failed(name=REFUSED, message=message)
 
 
 def refused_overrides(overrides: dict[str, Any], allowed: list[str]) -> list[Problem]:
@@ -72,9 +105,7 @@ def lowered_retention(overrides: dict[str, Any], deployed: dict[str, Any]) -> li
         return []  # not a number: the forecast's own validation names it
     if lowered:
         return [
-            Problem(
-                "overrides.keep_cycles", f"this deployment keeps at least {kept} cycles; it may be raised, not lowered"
-            )
+            Problem("overrides.keep_cycles", f"this deployment keeps at least {kept} cycles; raise it, never lower it")
         ]
     return []
 
@@ -89,7 +120,7 @@ def deployment_run() -> FlowRun | None:
 def enforce_deployment_policy(
     config: BaseModel, overrides: dict[str, Any] | None, allowed_overrides: list[str] | None
 ) -> None:
-    """Raise ConfigError, listing every refused change, if this run breaks its deployment's lock.
+    """Raise RunRefused, listing every refused change, if this run breaks its deployment's lock.
 
     `config` is the run's validated config parameter: its class validates the deployed value.
     """
@@ -105,4 +136,4 @@ def enforce_deployment_policy(
     if allowed is not None:
         problems += refused_overrides(overrides or {}, allowed)
     if problems:
-        raise ConfigError(problems, "this run's parameters")
+        raise RunRefused(problems, "this run's parameters")

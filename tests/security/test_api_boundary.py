@@ -41,9 +41,14 @@ def test_a_locked_deployment_refuses_what_it_does_not_allow(operated):
     }
     for what, (param, reason) in attempts.items():
         ran = operated.deployment_run("model-pipeline/veros-acc", param)
-        assert ran.returncode != 0 and "Failed" in ran.stdout, f"{what}: {ran.stdout[-1500:]}"
-        message = operated.flow_run_of(ran)["state"]["message"]
-        assert reason in message, f"{what}: {message}"
+        assert ran.returncode != 0 and "Refused" in ran.stdout, f"{what}: {ran.stdout[-1500:]}"
+        flow_run = operated.flow_run_of(ran)
+        state = flow_run["state"]
+        assert (state["type"], state["name"]) == ("FAILED", "Refused"), f"{what}: {state}"
+        assert reason in state["message"], f"{what}: {state}"
+        assert flow_run["name"].startswith("refused-"), "a refused run is not named as the run it would have been"
+        logs = operated.api("POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run["id"]]}}})
+        assert not [log["message"] for log in logs if "Traceback" in log["message"]], "one clear line, no traceback"
     assert not marker.exists()
     assert not (operated.runs / "locked-1").exists() and not (operated.runs / "veros-acc").exists()
 
