@@ -137,6 +137,11 @@ class VerosConfig(BaseModelConfig):
         clash = sorted(reserved & value.keys())
         if clash:
             raise ValueError(f"{', '.join(clash)} are set from the run (period, identifier, restart_*)")
+        # Veros' file names take absolute paths and are format templates: one would write outside
+        # the run directory (through a locked deployment's settings override too)
+        paths = sorted(k for k in value if k.endswith("_filename"))
+        if paths:
+            raise ValueError(f"{', '.join(paths)}: file names are set by rompy-tasks inside the run directory")
         return value
 
     @property

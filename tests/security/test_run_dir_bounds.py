@@ -5,7 +5,7 @@ import os
 import pytest
 import yaml
 from conftest import run_cli
-from helpers import shell_doc
+from helpers import shell_doc, write_yaml
 
 from rompy_tasks.backends.docker import DockerConfig
 from rompy_tasks.core.errors import ConfigError
@@ -106,3 +106,14 @@ def test_delete_existing_removes_and_recreates_a_run_directory_of_ours(tmp_path)
     (staging / RUN_MARKER).symlink_to(tmp_path / "elsewhere")
     (staging / "x.nc").write_text("x")
     assert set(problems_of(doc)) == {"config.delete_existing"}, "a linked marker does not count"
+
+
+def test_veros_file_name_settings_cannot_point_outside_the_run(tmp_path):
+    """`restart_output_filename` takes an absolute path (and is a format template): through the shipped
+    lock's settings glob a UI user wrote a 1.5 MB HDF5 file outside the output directory."""
+    doc = shell_doc(tmp_path, "true")
+    doc["config"]["config"] = {"model_type": "veros", "setup": "acc", "settings": {
+        "restart_output_filename": "/tmp/elsewhere/{identifier}.h5", "A_h": 2.0e5}}  # fmt: skip
+    result = run_cli("validate", str(write_yaml(tmp_path / "p.yaml", doc)))
+    assert result.returncode == 2, result.stderr
+    assert "config.config.settings: Value error, restart_output_filename: file names are set by" in result.stderr
