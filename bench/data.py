@@ -123,7 +123,7 @@ def floors(source: Path, work: Path, env: dict[str, str], runs: int) -> dict[str
     return out
 
 
-def bench_cut(work: Path, env: dict[str, str], runs: int, sizes: list[int]) -> None:
+def bench_cut(work: Path, env: dict[str, str], runs: int, sizes: list[int], sources: bool) -> None:
     print("(a) forcing cut: rompy-tasks run (ROMPY_TASKS_WARM=0) vs floors", flush=True)
     bare = pipeline_file(work, "bare", None)
     base, _ = measure("rompy-tasks run without forcing", [RT, "run", str(bare)], env, work, runs)
@@ -137,7 +137,7 @@ def bench_cut(work: Path, env: dict[str, str], runs: int, sizes: list[int]) -> N
         work_ours, work_lazy = ours - base, floor["lazy"] - floor["imports"]
         print(f"  => cut work {work_ours:.2f} s vs lazy xarray {work_lazy:.2f} s: {work_ours / work_lazy:.2f}x; "
               f"vs ncks {floor.get('ncks', float('nan')):.2f} s; peak RSS {peak:.0f} MB", flush=True)  # fmt: skip
-        if gb == sizes[0]:
+        if sources and gb == sizes[0]:
             bench_remote(work, source, env, runs)
             bench_glob(work, source, env, runs)
             bench_zarr(work, source, env, runs)
@@ -252,6 +252,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="2,8", help="source sizes in GB")
     parser.add_argument("--members", default="8,32")
     parser.add_argument("--work", type=Path)
+    parts_help = "cut (a), sources (b-e, on the first size), stats (f)"
+    parser.add_argument("--parts", default="cut,sources,stats", help=parts_help)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="rompy-tasks-data-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -263,8 +265,11 @@ def main() -> None:
     started = time.time()
     try:
         subprocess.run([RT, "server", "start"], env=env, check=True, capture_output=True)
-        bench_cut(work, env, args.runs, sizes)
-        bench_ensemble_stats(work, env, args.runs, [int(n) for n in args.members.split(",")])
+        parts = args.parts.split(",")
+        if "cut" in parts or "sources" in parts:
+            bench_cut(work, env, args.runs, sizes, "sources" in parts)
+        if "stats" in parts:
+            bench_ensemble_stats(work, env, args.runs, [int(n) for n in args.members.split(",")])
     finally:
         stop_server(env)
         if args.work is None:

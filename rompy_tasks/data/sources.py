@@ -27,7 +27,8 @@ OPENDAP_SCHEMES = ("dap2://", "dap4://")
 ZARR_METADATA = (".zmetadata", ".zgroup", "zarr.json")  # consolidated (v2), group (v2), v3
 REMOTE_BLOCK_BYTES = 256 * 1024  # small blocks: bytes fetched stay close to the chunks touched
 GLOB_CHARACTERS = set("*?[")
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = 64 * 2**20  # outputs reduced whole (analyze): fewer, larger tasks
+SOURCE_CHUNK_BYTES = 8 * 2**20  # sources cut: a selection reads whole chunks, so keep them near the file's own
 
 
 def is_remote(url: str) -> bool:
@@ -132,7 +133,7 @@ def open_lazy(target: Any, chunk_bytes: int = CHUNK_BYTES, **options: Any) -> It
 @contextmanager
 def _open_netcdf(url: str) -> Iterator["xr.Dataset"]:
     if not is_remote(url):
-        with open_lazy(local_path(url)) as ds:
+        with open_lazy(local_path(url), SOURCE_CHUNK_BYTES) as ds:
             yield ds
         return
     import fsspec
@@ -141,7 +142,7 @@ def _open_netcdf(url: str) -> Iterator["xr.Dataset"]:
     fs, path = fsspec.core.url_to_fs(url)
     with (
         fs.open(path, "rb", block_size=REMOTE_BLOCK_BYTES, cache_type="blockcache") as handle,
-        open_lazy(handle, engine="h5netcdf") as ds,
+        open_lazy(handle, SOURCE_CHUNK_BYTES, engine="h5netcdf") as ds,
     ):
         yield ds
 
@@ -166,7 +167,7 @@ def _open_opendap(url: str) -> Iterator["xr.Dataset"]:
             address = "http://" + url.removeprefix(scheme)
             if scheme == "dap4://":
                 address = "dap4://" + url.removeprefix(scheme)
-    with open_lazy(address, engine="netcdf4") as ds:
+    with open_lazy(address, SOURCE_CHUNK_BYTES, engine="netcdf4") as ds:
         yield ds
 
 

@@ -6,28 +6,29 @@ Runs once per ensemble, over the successful members. For each chosen variable of
 `<var>_threshold`): the fraction of members above each threshold. Every field keeps the
 variable's own dimensions; only the member dimension is gone.
 
-The members' files are opened lazily and reduced by dask, one block of the grid at a time
-across all members: memory is about a chunk times the member count (chunks shrink as members
-grow), never the members' whole outputs.
+The members' files are read lazily, one block of the grid at a time across all members
+(a few steps, or part of a step when members are many), and each block's statistics are
+written before the next is read: memory is about MEMBERS_BUDGET_BYTES, whatever the member
+count or the output size.
 """
 
+import warnings
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rompy_tasks.core.config import RunDirGlob
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.core.model_run import files_matching
-from rompy_tasks.data.output import write_netcdf
 from rompy_tasks.data.sources import open_lazy
 from rompy_tasks.data.threads import ComputeOptions, dask_threads
 from rompy_tasks.postprocess.base import find_time_dim
 
 STATS_DIR = "stats"
-MEMBERS_BUDGET_BYTES = 512 * 2**20  # one block across all members, in the source's type
-MIN_CHUNK_BYTES = 2 * 2**20
+MEMBERS_BUDGET_BYTES = 64 * 2**20  # one block across all members (numpy's quantiles take a few times that)
 
 
 class EnsembleStatsConfig(BaseModel):
@@ -72,22 +73,15 @@ class EnsembleStatsConfig(BaseModel):
             files[run_id] = matches[0]
         if not files:
             raise StageError("ensemble_stats: no successful member to combine")
-        chunk_bytes = max(MIN_CHUNK_BYTES, MEMBERS_BUDGET_BYTES // len(files))
         out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / self.output
         with ExitStack() as stack:
-            compute = stack.enter_context(dask_threads())
-            arrays = []
-            for run_id, path in files.items():
-                ds = stack.enter_context(open_lazy(path, chunk_bytes, decode_times=False))
+            members = [stack.enter_context(xr.open_dataset(path, decode_times=False)) for path in files.values()]
+            for path, ds in zip(files.values(), members, strict=True):
                 missing = [v for v in self.variables if v not in ds]
                 if missing:
                     raise StageError(f"ensemble_stats: {', '.join(missing)} not in {path}")
-                arrays.append(ds[self.variables].expand_dims(member=[run_id]))
-            stacked = xr.concat(arrays, dim="member", join="exact", coords="minimal", compat="override")
-            stats = self.statistics(stacked)
-            stats.attrs.update(members=",".join(files), source_file=self.file)
-            write_netcdf(stats, target, compute)
+            self.write_statistics(members, target, {"members": ",".join(files), "source_file": self.file})
         with dask_threads() as compute, open_lazy(target) as written:
             plot = out_dir / f"{target.stem}.{self.variables[0]}.png"
             _plot_mean_and_spread(written, self.variables[0], plot, compute)
@@ -104,25 +98,83 @@ class EnsembleStatsConfig(BaseModel):
         names += [f"{v}_quantile" for v in self.variables] if self.quantiles else []
         return names + [f"{v}_exceedance" for v in self.thresholds]
 
-    def statistics(self, stacked: Any) -> Any:
-        """The lazy statistics of `stacked` (member first): a dask graph, computed when written."""
-        import xarray as xr
+    def write_statistics(self, members: list[Any], target: Path, attrs: dict[str, str]) -> None:
+        """Stream the statistics into `target`, one block of the grid at a time across all members.
 
-        fields = {}
-        for name in self.variables:
-            data = stacked[name]
-            fields[f"{name}_mean"] = data.mean("member")
-            fields[f"{name}_spread"] = data.std("member")
+        The members' files are read lazily (xarray's lazy indexing: a block reads only its own
+        part of each file); a block holds every member's values of a few steps (or of part of a
+        step), about MEMBERS_BUDGET_BYTES in all, so memory does not grow with the output size.
+        """
+        import netCDF4
+
+        first = members[0]
+        with netCDF4.Dataset(target, "w") as out:
+            out.setncatts(attrs)
+            for name in self.variables:
+                self._create_fields(out, first, name)
+            for name in self.variables:
+                for block in blocks(first[name].shape, first[name].dtype.itemsize * len(members)):
+                    self._write_block(out, members, name, block)
+
+    def _create_fields(self, out: Any, first: Any, name: str) -> None:
+        data = first[name]
+        for dim, size in data.sizes.items():
+            if dim not in out.dimensions:
+                out.createDimension(dim, size)
+                if dim in first.coords and first[dim].ndim == 1:
+                    coordinate = out.createVariable(dim, first[dim].dtype, (dim,))
+                    coordinate[:] = first[dim].values
+                    coordinate.setncatts({k: v for k, v in first[dim].attrs.items() if k != "_FillValue"})
+        kind_of = value_type(data.dtype)  # the members' float type (a float64 output stays float64)
+        fill = {"fill_value": kind_of.type(np.nan)}
+        units = {k: v for k, v in data.attrs.items() if k in ("units", "long_name", "standard_name")}
+        for kind in ("mean", "spread"):
+            out.createVariable(f"{name}_{kind}", kind_of, data.dims, **fill).setncatts(units)
+        if self.quantiles:
+            if "quantile" not in out.dimensions:
+                out.createDimension("quantile", len(self.quantiles))
+                out.createVariable("quantile", "f8", ("quantile",))[:] = self.quantiles
+            out.createVariable(f"{name}_quantile", kind_of, ("quantile", *data.dims), **fill).setncatts(units)
+        if name in self.thresholds:
+            levels = f"{name}_threshold"
+            out.createDimension(levels, len(self.thresholds[name]))
+            out.createVariable(levels, "f8", (levels,))[:] = self.thresholds[name]
+            exceedance = out.createVariable(f"{name}_exceedance", "f4", (levels, *data.dims), fill_value=np.nan)
+            exceedance.long_name = f"fraction of members with {name} above the threshold"
+
+    def _write_block(self, out: Any, members: list[Any], name: str, block: tuple[slice, ...]) -> None:
+        kind_of = value_type(members[0][name].dtype)
+        values = np.stack([member[name].variable[block].values for member in members]).astype(kind_of, copy=False)
+        valid = np.isfinite(values).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN points (land) stay NaN
+            out[f"{name}_mean"][block] = np.nanmean(values, axis=0)
+            out[f"{name}_spread"][block] = np.nanstd(values, axis=0)
             if self.quantiles:
-                whole = data.chunk({"member": -1})  # quantiles need every member of a point together
-                fields[f"{name}_quantile"] = whole.quantile(self.quantiles, dim="member").astype(data.dtype)
-            if name in self.thresholds:
-                levels = xr.DataArray(self.thresholds[name], dims=f"{name}_threshold")
-                above = (data > levels).where(data.notnull())
-                exceedance = above.mean("member").astype("float32").transpose(f"{name}_threshold", ...)
-                fields[f"{name}_exceedance"] = exceedance
-                fields[f"{name}_exceedance"].attrs["long_name"] = f"fraction of members with {name} above the threshold"
-        return xr.Dataset(fields)
+                out[f"{name}_quantile"][(slice(None), *block)] = np.nanquantile(values, self.quantiles, axis=0)
+            for i, level in enumerate(self.thresholds.get(name, [])):
+                above = (values > level).sum(axis=0) / valid
+                out[f"{name}_exceedance"][(i, *block)] = np.where(valid > 0, above, np.nan)
+
+
+def value_type(dtype: Any) -> Any:
+    """The float type statistics of `dtype` values are kept in: float64 stays, the rest is float32."""
+    return np.dtype("f8") if np.dtype(dtype) == np.dtype("f8") else np.dtype("f4")
+
+
+def blocks(shape: tuple[int, ...], bytes_per_point: int) -> list[tuple[slice, ...]]:
+    """Slices of an array of `shape` whose points, across all members (`bytes_per_point`), fit
+    about MEMBERS_BUDGET_BYTES: whole steps of the first dimension, else parts of the second."""
+    if not shape:
+        return [()]
+    step_bytes = bytes_per_point * int(np.prod(shape[1:], dtype=np.int64))
+    steps = max(1, MEMBERS_BUDGET_BYTES // max(1, step_bytes))
+    if steps > 1 or len(shape) == 1:
+        return [(slice(i, min(i + steps, shape[0])),) for i in range(0, shape[0], steps)]
+    rows = max(1, shape[1] * MEMBERS_BUDGET_BYTES // step_bytes)
+    return [
+        (slice(i, i + 1), slice(j, min(j + rows, shape[1]))) for i in range(shape[0]) for j in range(0, shape[1], rows)
+    ]
 
 
 def _plot_mean_and_spread(stats: Any, variable: str, target: Path, compute: ComputeOptions) -> None:
