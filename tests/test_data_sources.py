@@ -216,3 +216,14 @@ def test_dask_work_leaves_no_thread_behind(tmp_path):
     with dask_threads() as compute:
         assert variable_stats(xr.open_dataset(path, chunks={"time": 4}).u10, "time", compute)["max"] is not None
     assert not [t for t in threading.enumerate() if t.name.startswith("rompy-tasks-dask")]
+
+
+def test_member_quantiles_are_numpys_nan_quantiles_vectorised():
+    from rompy_tasks.postprocess.ensemble_stats import member_quantiles
+
+    values = np.random.default_rng(3).normal(size=(7, 5, 6))
+    values[2, 3, :] = np.nan  # a member without a value here
+    values[:, 4, 5] = np.nan  # land: no member has one
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        expected = np.nanquantile(values, [0.1, 0.5, 0.9], axis=0)
+    np.testing.assert_allclose(member_quantiles(values, [0.1, 0.5, 0.9]), expected, equal_nan=True)

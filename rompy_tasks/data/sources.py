@@ -130,6 +130,25 @@ def open_lazy(target: Any, chunk_bytes: int = CHUNK_BYTES, **options: Any) -> It
         yield ds
 
 
+MANY_FILES_CACHE_BYTES = 2**20  # HDF5's per-dataset chunk cache, for files open by the dozen
+
+
+@contextmanager
+def open_one_of_many(path: Path) -> Iterator["xr.Dataset"]:
+    """A local NetCDF file that is one of many open at once (ensemble members), lazily indexed
+    (no dask) and with a small HDF5 chunk cache: each file would otherwise keep the chunks it
+    read (tens of MB), and memory would grow with the member count. NetCDF3 files have none."""
+    import xarray as xr
+
+    try:
+        ds = xr.open_dataset(path, engine="h5netcdf", decode_times=False,
+                             driver_kwds={"rdcc_nbytes": MANY_FILES_CACHE_BYTES})  # fmt: skip
+    except (OSError, ValueError):  # not HDF5 (NetCDF3): no chunk cache to bound
+        ds = xr.open_dataset(path, decode_times=False)
+    with ds:
+        yield ds
+
+
 @contextmanager
 def _open_netcdf(url: str) -> Iterator["xr.Dataset"]:
     if not is_remote(url):

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rompy_tasks.core.config import RunDirGlob
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.core.model_run import files_matching
-from rompy_tasks.data.sources import open_lazy
+from rompy_tasks.data.sources import open_lazy, open_one_of_many
 from rompy_tasks.data.threads import ComputeOptions, dask_threads
 from rompy_tasks.postprocess.base import find_time_dim
 
@@ -63,7 +63,6 @@ class EnsembleStatsConfig(BaseModel):
         return value
 
     def process(self, member_dirs: dict[str, Path], out_dir: Path) -> dict[str, Any]:
-        import xarray as xr
 
         files = {}
         for run_id, staging in member_dirs.items():
@@ -76,7 +75,7 @@ class EnsembleStatsConfig(BaseModel):
         out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / self.output
         with ExitStack() as stack:
-            members = [stack.enter_context(xr.open_dataset(path, decode_times=False)) for path in files.values()]
+            members = [stack.enter_context(open_one_of_many(path)) for path in files.values()]
             for path, ds in zip(files.values(), members, strict=True):
                 missing = [v for v in self.variables if v not in ds]
                 if missing:
@@ -151,10 +150,28 @@ class EnsembleStatsConfig(BaseModel):
             out[f"{name}_mean"][block] = np.nanmean(values, axis=0)
             out[f"{name}_spread"][block] = np.nanstd(values, axis=0)
             if self.quantiles:
-                out[f"{name}_quantile"][(slice(None), *block)] = np.nanquantile(values, self.quantiles, axis=0)
+                out[f"{name}_quantile"][(slice(None), *block)] = member_quantiles(values, self.quantiles)
             for i, level in enumerate(self.thresholds.get(name, [])):
                 above = (values > level).sum(axis=0) / valid
                 out[f"{name}_exceedance"][(i, *block)] = np.where(valid > 0, above, np.nan)
+
+
+def member_quantiles(values: np.ndarray, quantiles: list[float]) -> np.ndarray:
+    """Quantiles over the first axis (members), ignoring NaN, numpy's linear method, vectorised:
+    `np.nanquantile` along an axis loops over every point in Python (minutes for a 1024 x 1024 grid)."""
+    if not np.isnan(values).any():
+        return np.quantile(values, quantiles, axis=0).astype(values.dtype, copy=False)
+    ordered = np.sort(values, axis=0)  # NaN sort last
+    valid = np.isfinite(values).sum(axis=0)
+    result = []
+    for q in quantiles:
+        position = q * np.maximum(valid - 1, 0)
+        low = np.floor(position).astype(np.intp)
+        high = np.minimum(low + 1, np.maximum(valid - 1, 0))
+        below = np.take_along_axis(ordered, low[None], axis=0)[0]
+        above = np.take_along_axis(ordered, high[None], axis=0)[0]
+        result.append(np.where(valid > 0, below + (above - below) * (position - low), np.nan))
+    return np.stack(result).astype(values.dtype, copy=False)
 
 
 def value_type(dtype: Any) -> Any:
