@@ -124,7 +124,7 @@ NGINX = "/usr/sbin/nginx"
 def nginx_serving(directory: Path, work: Path) -> Iterator[tuple[str, Path]]:
     """nginx (Debian's) serving `directory` on loopback, with byte ranges as real data servers do
     (Python's http.server has none, so fsspec would fetch whole files). Yields the base URL and
-    the access log, one line per request: `<status> <body bytes sent> <range asked>`."""
+    the access log, one line per request: `<status> <body bytes sent> "<range asked>" <path>`."""
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = work / "access.log"
@@ -134,7 +134,7 @@ def nginx_serving(directory: Path, work: Path) -> Iterator[tuple[str, Path]]:
 error_log {work / "error.log"};
 events {{ worker_connections 64; }}
 http {{
-    log_format bytes '$status $body_bytes_sent "$http_range"';
+    log_format bytes '$status $body_bytes_sent "$http_range" $uri';
     access_log {log} bytes;
     client_body_temp_path {work}/body; proxy_temp_path {work}/proxy; fastcgi_temp_path {work}/fastcgi;
     uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
@@ -158,16 +158,27 @@ http {{
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_answers(url, process, work / "stderr.log", 15)
-        log.write_text("")  # only the requests of the caller
         yield url, log
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
+def served_requests(log: Path) -> list[tuple[int, int, str]]:
+    """(status, body bytes, range asked) of each request for a file in an nginx access log of
+    `nginx_serving`; the readiness probes (`/`, written to the log a moment later) left out."""
+    requests = []
+    for line in log.read_text().splitlines():
+        status, sent, rest = line.split(" ", 2)
+        asked, _, path = rest.rpartition(" ")
+        if path != "/":
+            requests.append((int(status), int(sent), asked.strip('"')))
+    return requests
+
+
 def bytes_served(log: Path) -> int:
-    """The body bytes an nginx access log of `nginx_serving` records."""
-    return sum(int(line.split()[1]) for line in log.read_text().splitlines() if line.strip())
+    """The body bytes served for files (what a client fetched), from `nginx_serving`'s access log."""
+    return sum(sent for _, sent, _ in served_requests(log))
 
 
 @contextmanager
