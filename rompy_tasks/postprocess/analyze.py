@@ -49,6 +49,7 @@ def variable_stats(data: "xr.DataArray", time_dim: str, compute: ComputeOptions)
         lazy, counts = (values, values, values), values.notnull()
     *per_step, counts = dask.compute(*lazy, counts, **compute)
     mins, means, maxs = per_step
+    # from here on only per-step values (one number per output time), already computed
     valid = counts.values > 0
     total = counts.values.sum()
     return {
