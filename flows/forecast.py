@@ -29,7 +29,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.runtime import flow_run
-from prefect.states import Completed, State
+from prefect.states import Cancelled, State
 
 from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_context
 from flows.pipeline import model_pipeline, overridden, overridden_value
@@ -39,19 +39,24 @@ from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.core.time import as_utc, parse_duration
 from rompy_tasks.forecast import (
     CycleRecord,
+    FailedAttempt,
     ForecastConfig,
+    HotStart,
     apply_forecast_overrides,
+    attempt_output_dir,
     cycle_id,
     cycle_pipeline,
     cycle_times,
     cycles_dir,
     floor_cycle,
+    install_attempt,
     is_late,
     prune_cycles,
     read_cycle,
     require_restart,
     save_cycle,
 )
+from rompy_tasks.pipeline import moved_result, write_manifest
 
 
 def _cycle_run_name() -> str:
@@ -115,8 +120,19 @@ def forecast_cycle(
         _run_cycle_locked(forecast, earlier, force=False, lateness_applies=not by_name)
     record = _run_cycle_locked(forecast, cycle_time, force, lateness_applies=cycle is None)
     if record.status == "skipped":
-        return Completed(name="Skipped", message=f"cycle {record.run_id} skipped: {record.reason}", data=record)
+        return skipped_state(record)
     return record
+
+
+def skipped_state(record: CycleRecord) -> State:
+    """A skipped cycle's final state: type CANCELLED, named Skipped.
+
+    The cycle was deliberately not run. CANCELLED is Prefect's terminal type for "did not run,
+    by decision": grey in the UI and not counted by a filter on COMPLETED (a Completed named
+    Skipped showed green); FAILED would be retried and read as a fault. (The flow's hooks do not
+    run for a returned Cancelled state; the guard leaves a final run alone, so none is needed.)
+    """
+    return Cancelled(name="Skipped", message=f"cycle {record.run_id} skipped: {record.reason}", data=record)
 
 
 def waiting_earlier_cycles(forecast: ForecastConfig, cycle_time: datetime) -> list[tuple[datetime, bool]]:
@@ -183,31 +199,87 @@ def _run_cycle(forecast: ForecastConfig, cycle_time: datetime, force: bool, late
         save_cycle(forecast, record)
         _publish(forecast, record)
         return record
+    if previous is not None and previous.status == "completed":
+        return _rerun_completed_cycle(forecast, previous)
     try:
         hot = require_restart(forecast, cycle_time)
         pipeline = cycle_pipeline(forecast, cycle_time, hot)
-        record.note_start(pipeline, hot)
-        if hot:
-            logger.info("cycle %s: hot start from %s (cycle %s)", record.run_id, hot.restart, hot.cycle)
-        else:
-            logger.warning("cycle %s: %s", record.run_id, record.reason)
+        _note_start(record, pipeline, hot)
         save_cycle(forecast, record)
         with subflow_context():
             result = model_pipeline(pipeline)
-        record.note_results(pipeline, {t.stage: t.seconds for t in result.timings})
-        record.status = "completed"
-        record.removed_cycles = prune_cycles(forecast, keep={record.run_id} | ({hot.cycle} if hot else set()))
-        if record.removed_cycles:
-            logger.info("keep_cycles=%s: removed %s", forecast.keep_cycles, ", ".join(record.removed_cycles))
+        _complete(forecast, record, pipeline, result, hot)
     except BaseException as err:
-        record.status = "failed"
-        record.reason = "".join(traceback.format_exception_only(err)).strip()[-2000:]
+        record.status, record.reason = "failed", _reason(err)
         raise
     finally:
-        if record.status != "skipped":
-            save_cycle(forecast, record)
-            _publish(forecast, record)
+        save_cycle(forecast, record)
+        _publish(forecast, record)
     return record
+
+
+def _rerun_completed_cycle(forecast: ForecastConfig, previous: CycleRecord) -> CycleRecord:
+    """A forced re-run of a completed cycle, in a fresh directory that replaces the cycle's only on success.
+
+    Until then the completed record, outputs and restarts stand (the next cycle may hot-start from
+    them); a failed attempt is noted in the record and history.log, its directory kept for its logs.
+    """
+    logger = get_run_logger()
+    record = CycleRecord.begin(forecast, previous.cycle)
+    attempt_dir = attempt_output_dir(forecast, previous.cycle) / record.run_id
+    logger.info("cycle %s re-run in %s; it replaces the completed cycle when it succeeds", record.run_id, attempt_dir)
+    save_cycle(forecast, previous, event=f"forced re-run started in {attempt_dir}")
+    try:
+        hot = require_restart(forecast, previous.cycle)
+        pipeline = cycle_pipeline(forecast, previous.cycle, hot, attempt_dir.parent)
+        _note_start(record, pipeline, hot)
+        with subflow_context():
+            result = model_pipeline(pipeline)
+        record.note_results(pipeline, {t.stage: t.seconds for t in result.timings})
+        final = install_attempt(forecast, previous.cycle, attempt_dir)
+        final_pipeline = cycle_pipeline(forecast, previous.cycle, hot)
+        write_manifest(moved_result(result, final), final_pipeline)
+    except BaseException as err:
+        attempt = FailedAttempt(when=datetime.now(UTC), reason=_reason(err), run_dir=attempt_dir)
+        previous.failed_attempts.append(attempt)
+        save_cycle(forecast, previous, event=f"forced re-run failed (the completed cycle stands): {attempt.reason}")
+        _publish(forecast, previous)
+        logger.error("cycle %s: %s; the completed cycle's outputs and restarts are kept", record.run_id, attempt.note())
+        raise
+    _complete(forecast, record, final_pipeline, result, hot, timings_done=True)
+    save_cycle(forecast, record)
+    _publish(forecast, record)
+    return record
+
+
+def _note_start(record: CycleRecord, pipeline: Any, hot: HotStart | None) -> None:
+    logger = get_run_logger()
+    record.note_start(pipeline, hot)
+    if hot:
+        logger.info("cycle %s: hot start from %s (cycle %s)", record.run_id, hot.restart, hot.cycle)
+    else:
+        logger.warning("cycle %s: %s", record.run_id, record.reason)
+
+
+def _complete(
+    forecast: ForecastConfig,
+    record: CycleRecord,
+    pipeline: Any,
+    result: Any,
+    hot: HotStart | None,
+    timings_done: bool = False,
+) -> None:
+    """Note what the cycle's run left, mark it completed and apply retention."""
+    if not timings_done:
+        record.note_results(pipeline, {t.stage: t.seconds for t in result.timings})
+    record.status = "completed"
+    record.removed_cycles = prune_cycles(forecast, keep={record.run_id} | ({hot.cycle} if hot else set()))
+    if record.removed_cycles:
+        get_run_logger().info("keep_cycles=%s: removed %s", forecast.keep_cycles, ", ".join(record.removed_cycles))
+
+
+def _reason(err: BaseException) -> str:
+    return "".join(traceback.format_exception_only(err)).strip()[-2000:]
 
 
 @flow(name="model-forecast-backfill", flow_run_name="{forecast.name}-backfill", **GUARD_HOOKS)

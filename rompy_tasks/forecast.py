@@ -21,12 +21,14 @@ from rompy_tasks.core.errors import ConfigError, Problem, StageError
 from rompy_tasks.core.loader import apply_field_overrides, given_fields, load_with_assignments, substitute_variables
 from rompy_tasks.core.model_run import RunId, files_matching, output_files
 from rompy_tasks.core.records import read_record, write_record
+from rompy_tasks.core.run_files import exchange_directories
 from rompy_tasks.core.time import Duration, as_utc
 from rompy_tasks.pipeline import nested_pipeline_type, validate_data
 from rompy_tasks.pipeline_config import PipelineBase
 from rompy_tasks.postprocess.visualize import PLOT_DIR
 
 CYCLE_FORMAT = "%Y%m%dT%H"
+ATTEMPTS_DIR = "attempts"  # forced re-runs of completed cycles run here (outside retention's pattern)
 CYCLE_PATTERN = r"^\d{8}T\d{2}$"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -174,6 +176,17 @@ def is_late(forecast: ForecastConfig, cycle: datetime, now: datetime | None = No
 CycleStatus = Literal["running", "completed", "failed", "skipped"]
 
 
+class FailedAttempt(BaseModel):
+    """A forced re-run of a completed cycle that failed: the completed forecast was kept."""
+
+    when: datetime
+    reason: str
+    run_dir: Path = Field(description="The failed attempt's directory, kept with its inputs and logs")
+
+    def note(self) -> str:
+        return f"forced re-run failed {self.when:%Y-%m-%d %H:%M}Z (kept in {ATTEMPTS_DIR}/{self.run_dir.parent.name})"
+
+
 class CycleRecord(BaseModel):
     """What one cycle did; stored in `<forecast dir>/cycles/<run id>.json`."""
 
@@ -193,6 +206,9 @@ class CycleRecord(BaseModel):
     plots: list[str] = Field(default_factory=list)
     removed_cycles: list[str] = Field(default_factory=list)
     reason: str | None = None
+    failed_attempts: list[FailedAttempt] = Field(
+        default_factory=list, description="Forced re-runs that failed; this record's run is what stands"
+    )
     started: datetime | None = Field(None, description="When the cycle was taken up (its lateness: started - cycle)")
     written: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
@@ -244,6 +260,8 @@ class CycleRecord(BaseModel):
         ]
         if self.reason:
             lines.append(f"| Note | {self.reason} |")
+        for attempt in self.failed_attempts:
+            lines.append(f"| Failed re-run | {attempt.when.isoformat()}: {attempt.reason} (`{attempt.run_dir}`) |")
         if self.removed_cycles:
             lines.append(f"| Removed (keep_cycles) | {', '.join(self.removed_cycles)} |")
         if self.timings:
@@ -279,9 +297,11 @@ def recent_cycles(
     return [(cycle, read_cycle(forecast, cycle)) for cycle in times]
 
 
-def save_cycle(forecast: ForecastConfig, record: CycleRecord) -> Path:
+def save_cycle(forecast: ForecastConfig, record: CycleRecord, event: str | None = None) -> Path:
+    """Write the cycle's record; history.log gets its status, or `event` (e.g. a failed forced re-run)."""
     record.written = datetime.now(UTC)
-    history = f"{record.written.isoformat()} {record.run_id} {record.status} {record.start or '-'}"
+    event = event or f"{record.status} {record.start or '-'}"
+    history = f"{record.written.isoformat()} {record.run_id} {event}"
     return write_record(cycles_dir(forecast) / f"{record.run_id}.json", json.loads(record.model_dump_json()), history)
 
 
@@ -307,8 +327,13 @@ def find_restart(forecast: ForecastConfig, cycle: datetime) -> HotStart | None:
     return None
 
 
-def cycle_pipeline(forecast: ForecastConfig, cycle: datetime, hot_start: HotStart | None) -> PipelineBase:
-    """The cycle's validated pipeline: run id, directory, period and restart derived from the cycle."""
+def cycle_pipeline(
+    forecast: ForecastConfig, cycle: datetime, hot_start: HotStart | None, output_dir: Path | None = None
+) -> PipelineBase:
+    """The cycle's validated pipeline: run id, directory, period and restart derived from the cycle.
+
+    `output_dir` (default: the forecast's directory) is where its run directory `<run id>` is made.
+    """
     cycle = as_utc(cycle)
     spinup = timedelta(0) if hot_start else forecast.spinup
     data = given_fields(forecast.pipeline)
@@ -317,7 +342,12 @@ def cycle_pipeline(forecast: ForecastConfig, cycle: datetime, hot_start: HotStar
         hot_start.restart if hot_start else None, forecast.cycle_interval.total_seconds()
     )
     run = data["config"]
-    run.update(run_id=cycle_id(cycle), output_dir=str(forecast.directory), delete_existing=True, run_id_subdir=True)
+    run.update(
+        run_id=cycle_id(cycle),
+        output_dir=str(output_dir or forecast.directory),
+        delete_existing=True,
+        run_id_subdir=True,
+    )
     run["period"] = {
         "start": (cycle - spinup).isoformat(),
         "duration": (forecast.length_at(cycle) + spinup).total_seconds(),
@@ -354,8 +384,31 @@ def prune_cycles(forecast: ForecastConfig, keep: set[str]) -> list[str]:
         if name in keep:
             continue
         shutil.rmtree(forecast.directory / name)
+        for attempt in (forecast.directory / ATTEMPTS_DIR).glob(f"{name}-*"):
+            shutil.rmtree(attempt)
         removed.append(name)
     return sorted(removed)
+
+
+# --- forced re-runs of completed cycles ----------------------------------------------------------
+
+
+def attempt_output_dir(forecast: ForecastConfig, cycle: datetime) -> Path:
+    """Where a forced re-run of a completed cycle makes its run directory: a fresh one per attempt."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
+    return forecast.directory / ATTEMPTS_DIR / f"{cycle_id(cycle)}-{stamp}"
+
+
+def install_attempt(forecast: ForecastConfig, cycle: datetime, attempt_run_dir: Path) -> Path:
+    """Put a successful re-run's directory in the cycle's place (one atomic exchange); remove the old one."""
+    target = cycle_run_dir(forecast, cycle)
+    if target.exists():
+        exchange_directories(attempt_run_dir, target)
+        shutil.rmtree(attempt_run_dir)
+    else:
+        attempt_run_dir.rename(target)
+    shutil.rmtree(attempt_run_dir.parent, ignore_errors=True)  # its lock file
+    return target
 
 
 def require_restart(forecast: ForecastConfig, cycle: datetime) -> HotStart | None:

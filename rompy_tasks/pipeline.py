@@ -242,6 +242,22 @@ class PipelineResult(BaseModel):
         return "\n".join(lines)
 
 
+def moved_result(result: PipelineResult, new_dir: Path) -> PipelineResult:
+    """`result` after its run directory was moved to `new_dir`: every path under the old one rebased."""
+    old = str(result.staging_dir)
+
+    def rebase(value: Any) -> Any:
+        if isinstance(value, str) and (value == old or value.startswith(old + "/")):
+            return str(new_dir) + value[len(old) :]
+        if isinstance(value, dict):
+            return {k: rebase(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rebase(v) for v in value]
+        return value
+
+    return PipelineResult.model_validate(rebase(result.model_dump(mode="json")))
+
+
 def write_manifest(result: PipelineResult, pipeline: PipelineBase) -> Path:
     """Record the run (config with secrets hidden, stages, results) in the run directory, atomically."""
     payload = {"pipeline": redacted(pipeline), "result": result.model_dump(mode="json")}

@@ -264,6 +264,67 @@ def test_backfill_runs_what_is_missing_oldest_first_and_named_cycles_run_however
     assert log.stat().st_mtime_ns != mtime
 
 
+@pytest.mark.veros
+def test_a_failed_forced_rerun_keeps_the_completed_cycle_and_a_good_one_replaces_it(prefect_api, tmp_path):
+    """Issue 26.4: the re-run runs in a fresh directory that replaces the cycle's only when it succeeds."""
+    c1 = floor_cycle(datetime.now(UTC), timedelta(hours=12)) - timedelta(hours=24)
+    c2 = c1 + timedelta(hours=12)
+    forcing = write_synthetic_wind(tmp_path / "wind.nc", c1 - timedelta(days=1), c1 + timedelta(days=3))
+    path = tmp_path / "fc.yaml"
+    path.write_text(yaml.safe_dump(forecast_doc(tmp_path, forcing, spinup="0h")))
+    env = {"PREFECT_API_URL": prefect_api, "COLUMNS": "80"}
+    runs = tmp_path / "runs" / "acc-fc"
+    first = run_cli("forecast", "run", str(path), "--cycle", c1.isoformat(), env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    cycle_dir = runs / cycle_id(c1)
+    completed = json.loads((runs / "cycles" / f"{cycle_id(c1)}.json").read_text())
+    before = {p.relative_to(cycle_dir): p.stat().st_mtime_ns for p in cycle_dir.rglob("*") if p.is_file()}
+    assert completed["restarts"] and all(Path(name) in before for name in completed["restarts"].values())
+
+    forcing.rename(tmp_path / "wind.moved")
+    failed = run_cli("forecast", "run", str(path), "--cycle", c1.isoformat(), "--force", env=env)
+    assert failed.returncode == 1 and "the completed cycle's outputs and restarts are kept" in failed.stderr
+    after = {p.relative_to(cycle_dir): p.stat().st_mtime_ns for p in cycle_dir.rglob("*") if p.is_file()}
+    assert after == before, "the completed cycle's directory is untouched"
+    record = json.loads((runs / "cycles" / f"{cycle_id(c1)}.json").read_text())
+    attempts = record.pop("failed_attempts")
+    assert {k: v for k, v in record.items() if k != "written"} == {
+        k: v for k, v in completed.items() if k not in ("written", "failed_attempts")
+    }
+    assert len(attempts) == 1 and "wind.nc" in attempts[0]["reason"]
+    kept = Path(attempts[0]["run_dir"])
+    assert kept.parent.parent == runs / "attempts"
+    assert json.loads((kept / "rompy_tasks_run.json").read_text())["result"]["status"] == "failed", "it is kept"
+    history = (runs / "cycles" / "history.log").read_text()
+    assert f"{cycle_id(c1)} forced re-run failed (the completed cycle stands)" in history
+    status = run_cli("forecast", "status", str(path), "--last", "4", env=env)
+    table = [line for line in status.stdout.splitlines() if not line.startswith("Forecast directory:")]
+    assert status.stdout.endswith("\n") and max(map(len, table)) <= 80, "fits 80 columns (the path may not)"
+    row = next(r for r in table_rows(status.stdout) if r[0] == cycle_id(c1))
+    assert row[1] == "completed" and "forced" in " ".join(row[6:])
+
+    # the next cycle still hot-starts from the completed cycle's restart
+    forcing_back = (tmp_path / "wind.moved").rename(forcing)
+    second = run_cli("forecast", "run", str(path), "--cycle", c2.isoformat(), env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    r2 = json.loads((runs / "cycles" / f"{cycle_id(c2)}.json").read_text())
+    assert (r2["start"], r2["restart_cycle"]) == ("hot", cycle_id(c1))
+
+    # a forced re-run that succeeds replaces the directory; the records' paths are true after the swap
+    assert forcing_back.is_file()
+    good = run_cli("forecast", "run", str(path), "--cycle", c1.isoformat(), "--force", env=env)
+    assert good.returncode == 0, good.stderr[-3000:]
+    rerun = json.loads((runs / "cycles" / f"{cycle_id(c1)}.json").read_text())
+    assert rerun["status"] == "completed" and rerun["run_dir"] == str(cycle_dir) and not rerun["failed_attempts"]
+    assert all((cycle_dir / name).is_file() for name in rerun["restarts"].values())
+    assert all((cycle_dir / name).is_file() for name in rerun["outputs"])
+    assert (cycle_dir / "acc.snapshot.nc").stat().st_mtime_ns != before[Path("acc.snapshot.nc")]
+    manifest = json.loads((cycle_dir / "rompy_tasks_run.json").read_text())
+    assert manifest["result"]["staging_dir"] == str(cycle_dir) and "attempts" not in json.dumps(manifest)
+    assert manifest["pipeline"]["config"]["output_dir"] == str(runs)
+    assert sorted(p.name for p in (runs / "attempts").iterdir()) == [kept.parent.name], "only the failed one kept"
+
+
 def test_a_late_scheduled_cycle_ends_in_a_state_named_skipped_and_says_so(prefect_api, tmp_path):
     """Issue 14.3: not a green Completed; the record and history.log say skipped too.
 
@@ -294,7 +355,8 @@ def test_a_late_scheduled_cycle_ends_in_a_state_named_skipped_and_says_so(prefec
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(created.id)
     assert run.state.name == "Skipped", run.state.message
-    assert (run.name, run.state.type.value, run.state.name) == (f"acc-fc-{cycle_id(old)}", "COMPLETED", "Skipped")
+    # Cancelled in type (grey, not counted as completed), Skipped by name
+    assert (run.name, run.state.type.value, run.state.name) == (f"acc-fc-{cycle_id(old)}", "CANCELLED", "Skipped")
     assert "the scheduler's run came later than max_lateness (1 day, 0:00:00); not run" in run.state.message
     history = (tmp_path / "runs/acc-fc/cycles/history.log").read_text()
     assert f"{cycle_id(old)} skipped" in history

@@ -144,6 +144,8 @@ def test_after_an_outage_late_cycles_run_serially_oldest_first_each_from_its_pre
         **{cycle_id(c): "Completed" for c in cycles[10:]},
     }
     assert all(record(operated, c)["status"] == "skipped" for c in cycles[6:10])
+    skipped_types = {runs[r]["state"]["type"] for c, r in zip(cycles[6:], late, strict=True) if c in cycles[6:10]}
+    assert skipped_types == {"CANCELLED"}, "grey in the UI, not counted as completed"
     assert not any((operated.runs / "acc-forecast" / cycle_id(c)).exists() for c in cycles[6:10])
     # one at a time, oldest first, each from its predecessor (c10 finds no restart within 4 cycles: cold)
     recovery = [(c, status) for c, status, _ in history(operated)[lines_before:] if status in {"running", "completed"}]

@@ -91,7 +91,10 @@ def forecast_status(
 
     config = load_forecast_file(file, set_)
     rows = recent_cycles(config, last, grace=parse_duration_option("--grace", grace))
-    table = Table("cycle", "status", "start", "late by", "seconds", "outputs", "note", title=f"Forecast {config.name}")
+    table = Table(title=f"Forecast {config.name}")
+    table.add_column("cycle", no_wrap=True, min_width=11)
+    for column in ("status", "start", "late by", "seconds", "outputs", "note"):
+        table.add_column(column)
     for cycle, record in rows:
         if record is None:
             table.add_row(cycle_id(cycle), "[red]missing[/]", "", "", "", "", "")
@@ -101,7 +104,7 @@ def forecast_status(
         late = clock_text((record.started - cycle).total_seconds()) if record.started else "-"
         seconds = f"{record.timings['total']:.1f}" if "total" in record.timings else ""
         outputs = str(len(record.outputs)) if record.status == "completed" else ""
-        note = escape((record.reason or "")[:60])
+        note = escape(record.failed_attempts[-1].note() if record.failed_attempts else (record.reason or "")[:60])
         table.add_row(record.run_id, f"[{colour}]{record.status}[/]", start, late, seconds, outputs, note)
     out.print(table)
     out.print(f"Forecast directory: {config.directory}", soft_wrap=True)

@@ -107,3 +107,28 @@ def exclusive(lock_path: Path, what: str) -> Iterator[None]:
     finally:
         lock_path.unlink(missing_ok=True)
         os.close(fd)
+
+
+RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def exchange_directories(a: Path, b: Path) -> None:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE): a kill leaves one or the other.
+
+    Where the kernel or filesystem cannot exchange, two renames (a brief moment with neither).
+    """
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd = -100
+    if hasattr(libc, "renameat2"):
+        if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), RENAME_EXCHANGE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(code, os.strerror(code), str(a), None, str(b))
+    parked = a.with_name(a.name + ".exchange")
+    os.rename(a, parked)
+    os.rename(b, a)
+    os.rename(parked, b)
