@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from rompy_tasks.data_dir import data_dir
+from rompy_tasks.data_dir import open_private, private_dir, process_matches, read_private
 
 HEADER = struct.Struct("!Q")  # the request's length, before the request (JSON)
 # what decides which modules (our code, plugins) a command imports, besides the interpreter
@@ -24,8 +24,11 @@ EXIT_HOOKS: list[Callable[[int], None]] = []  # called with a command's exit cod
 
 
 def commands_dir() -> Path:
-    """Beside the local server's directory (local_server.server_dir), under the user's data directory."""
-    return data_dir() / "commands"
+    """Beside the local server's directory (local_server.server_dir): private to this user (0700, checked).
+
+    Raises UnsafeDataDir where another user could have made or changed it: no warm process then.
+    """
+    return private_dir("commands")
 
 
 def environment_key() -> str:
@@ -69,15 +72,22 @@ def stop_all() -> int:
     """
     stopped = 0
     for lock_path in commands_dir().glob("*.lock"):
-        with open(lock_path) as lock:
+        try:
+            lock = os.fdopen(open_private(lock_path))
+        except OSError:
+            continue  # a link or gone: not a lock of ours
+        with lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 continue  # nobody holds it
             except BlockingIOError:
                 pass
-        pid_path = lock_path.with_suffix(".pid")
-        pid_text = pid_path.read_text().strip() if pid_path.exists() else ""
-        if pid_text.isdigit():
+        try:
+            pid_text = read_private(lock_path.with_suffix(".pid")).strip()
+        except OSError:
+            pid_text = ""
+        # only the warm process serving this very socket, never whatever pid a file names
+        if pid_text.isdigit() and process_matches(int(pid_text), "flows.warm", str(lock_path.with_suffix(".sock"))):
             try:
                 os.kill(int(pid_text), signal.SIGTERM)
                 stopped += 1

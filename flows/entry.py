@@ -15,9 +15,11 @@ import json
 import os
 import signal
 import socket
+import struct
 import sys
 
 from flows.command_socket import EXIT_HOOKS, HEADER, commands_dir, environment_key, socket_path
+from rompy_tasks.data_dir import UnsafeDataDir, open_private
 
 FLOW_COMMANDS = {"run", "pipeline", "generate", "postprocess"}  # and ensemble, forecast run|backfill
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -36,13 +38,23 @@ def wants_warm(argv: list[str]) -> bool:
 
 
 def run_warm(argv: list[str]) -> int | None:
-    """The command's exit code from the warm process, or None when there is none to take it."""
-    path = socket_path()
+    """The command's exit code from the warm process, or None when there is none to take it.
+
+    Our environment, working directory and terminal go only to a process of our own user, in our
+    own private directory (checked from the data directory down).
+    """
+    try:
+        path = socket_path()
+    except (UnsafeDataDir, OSError):
+        return None  # run here, and start no warm process (start_warm_process fails the same way)
     if len(str(path)) > 100:  # AF_UNIX paths are at most 108 bytes
         return None
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(str(path))
+        if not _peer_is_us(connection):
+            connection.close()
+            return None
         request = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "umask": _umask()}).encode()
         socket.send_fds(connection, [HEADER.pack(len(request)) + request], [0, 1, 2])
         replies = ReplyLines(connection)
@@ -100,6 +112,13 @@ class ReplyLines:
         return json.loads(line)
 
 
+def _peer_is_us(connection: socket.socket) -> bool:
+    """True if the process listening on the socket runs as our user (SO_PEERCRED: pid, uid, gid)."""
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _, uid, _ = struct.unpack("3i", credentials)
+    return uid == os.getuid()
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -123,9 +142,11 @@ def start_warm_process() -> None:
     """Start the warm command process in the background, in its own session; it exits when idle."""
     import subprocess
 
-    directory = commands_dir()
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    log = open(directory / f"{environment_key()}.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        directory = commands_dir()
+        log = os.fdopen(open_private(directory / f"{environment_key()}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND))
+    except (UnsafeDataDir, OSError):
+        return
     subprocess.Popen(  # noqa: S603 - our interpreter and module
         [sys.executable, "-P", "-m", "flows.warm", str(socket_path())],  # -P: not the cwd's modules
         stdin=subprocess.DEVNULL,

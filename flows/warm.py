@@ -25,7 +25,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from flows.command_socket import EXIT_HOOKS, HEADER
+from flows.command_socket import EXIT_HOOKS, HEADER, commands_dir
+from rompy_tasks.data_dir import open_private, write_private
 
 IDLE_SECONDS = float(os.environ.get("ROMPY_TASKS_WARM_IDLE", "1800"))  # then it exits
 PLUGIN_GROUPS = ("rompy_tasks.config", "rompy_tasks.run", "rompy_tasks.postprocess", "rompy.config")
@@ -57,12 +58,13 @@ def warm_up() -> None:
 
 
 def serve(path: Path) -> None:
-    lock = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 - held for the process's life
+    commands_dir()  # private to us, checked (else UnsafeDataDir: no warm process)
+    lock = os.fdopen(open_private(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT), "w")  # held for life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return  # another one serves this socket
-    path.with_suffix(".pid").write_text(f"{os.getpid()}\n")
+    write_private(path.with_suffix(".pid"), f"{os.getpid()}\n")
     os.chdir("/")
     started = fingerprint()
     warm_up()

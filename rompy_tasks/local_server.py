@@ -17,6 +17,12 @@ URL). The state file records the server's pid, port and process start time; a pi
 only while that process still has the same start time (pids are reused), and a server is
 reused only while it answers its health check. Concurrent first starts are serialised by
 a file lock, so two commands never start two servers.
+
+On a shared host (an HPC login node) other local users reach the same loopback port. So the
+server requires an auth string (HTTP basic auth, Prefect's `PREFECT_SERVER_API_AUTH_STRING`),
+kept in `server/auth` (0600, in 0700 directories); the CLI sends it (`PREFECT_API_AUTH_STRING`
+in its environment, which its workers and SLURM jobs inherit; it is never written into a job
+script or a log), and the UI asks for it once. A server started without one is replaced.
 """
 
 import fcntl
@@ -34,7 +40,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rompy_tasks.data_dir import data_dir
+from rompy_tasks.data_dir import (
+    open_private,
+    private_dir,
+    process_matches,
+    read_private,
+    write_private,
+)
 
 STARTUP_TIMEOUT_SECONDS = 180.0
 STOP_GRACE_SECONDS = 20.0
@@ -45,6 +57,7 @@ class ServerInfo:
     pid: int
     port: int
     started: int  # the process start time, in clock ticks since boot (/proc/<pid>/stat field 22)
+    auth: bool = False  # it requires the auth string (servers of older versions did not)
 
     @property
     def api_url(self) -> str:
@@ -55,9 +68,29 @@ class ServerInfo:
         return f"http://127.0.0.1:{self.port}"
 
 
+SERVER_COMMAND = ("prefect", "server", "start")  # what a recorded pid's command line must show
+AUTH_USER = "rompy-tasks"
+
+
 def server_dir() -> Path:
-    """Where the local server keeps its home, log and state."""
-    return data_dir() / "server"
+    """Where the local server keeps its home, log and state: private to this user (0700, checked)."""
+    return private_dir("server")
+
+
+def auth_path() -> Path:
+    return server_dir() / "auth"
+
+
+def auth_string() -> str:
+    """The local server's `user:password`, made once (0600); the UI's login asks for this whole string."""
+    path = auth_path()
+    try:
+        return read_private(path).strip()
+    except FileNotFoundError:
+        import secrets
+
+        write_private(path, f"{AUTH_USER}:{secrets.token_urlsafe(24)}\n")
+        return read_private(path).strip()
 
 
 def log_path() -> Path:
@@ -89,10 +122,11 @@ def healthy(api_url: str, timeout: float = 2.0) -> bool:
 def _recorded() -> ServerInfo | None:
     """The server the state file names, if that very process still runs."""
     try:
-        info = ServerInfo(**json.loads(_state_path().read_text()))
-    except (FileNotFoundError, ValueError, TypeError):
+        info = ServerInfo(**json.loads(read_private(_state_path())))
+    except (OSError, ValueError, TypeError):
         return None
-    return info if _process_start_time(info.pid) == info.started else None
+    same = _process_start_time(info.pid) == info.started and process_matches(info.pid, *SERVER_COMMAND)
+    return info if same else None
 
 
 def status() -> ServerInfo | None:
@@ -103,8 +137,7 @@ def status() -> ServerInfo | None:
 
 @contextmanager
 def _locked() -> Iterator[None]:
-    server_dir().mkdir(parents=True, exist_ok=True)
-    with open(server_dir() / "server.lock", "w") as handle:
+    with os.fdopen(open_private(server_dir() / "server.lock", os.O_RDWR | os.O_CREAT), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -131,13 +164,15 @@ def _last_port() -> int:
     """The port the server had last time (0 if none): a restart keeps its URL, so running
     commands reconnect and the UI's address stays the same."""
     try:
-        return int(_port_path().read_text())
+        return int(read_private(_port_path()))
     except (OSError, ValueError):
         return 0
 
 
-def _server_environment(home: Path, port: int) -> dict[str, str]:
+def _server_environment(home: Path, port: int, auth: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    if auth:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth
     env.update(
         PREFECT_HOME=str(home),
         PREFECT_SERVER_API_HOST="127.0.0.1",
@@ -154,12 +189,12 @@ def template_home() -> Path:
     return Path(sys.prefix) / "share" / "rompy-tasks" / f"prefect-home-{version('prefect')}"
 
 
-def _launch(home: Path, port: int, log: Path) -> subprocess.Popen:
+def _launch(home: Path, port: int, log: Path, auth: str | None = None) -> subprocess.Popen:
     prefect = Path(sys.executable).parent / "prefect"
-    with open(log, "a") as out:
+    with os.fdopen(open_private(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "a") as out:
         return subprocess.Popen(  # noqa: S603 - fixed argv
             [str(prefect), "server", "start"],
-            env=_server_environment(home, port),
+            env=_server_environment(home, port, auth),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -203,19 +238,20 @@ def start(timeout: float = STARTUP_TIMEOUT_SECONDS) -> tuple[ServerInfo, bool]:
     """The local server, started if it is not running; and whether this call started it."""
     with _locked():
         running = status()
-        if running is not None:
+        if running is not None and running.auth:
             return running, False
         stale = _recorded()
-        if stale is not None:  # ours, alive, but not answering: replace it
+        if stale is not None:  # ours, alive, but not answering (or open to every local user): replace it
             _terminate(stale)
         home = server_dir() / "prefect-home"
         if not home.exists() and template_home().is_dir():
             shutil.copytree(template_home(), home)
+        private_dir("server", "prefect-home")  # 0700: the database holds every run's parameters
         port = free_port(_last_port())
-        proc = _launch(home, port, log_path())
-        info = ServerInfo(pid=proc.pid, port=port, started=_process_start_time(proc.pid) or 0)
-        _state_path().write_text(json.dumps(asdict(info)))
-        _port_path().write_text(str(port))
+        proc = _launch(home, port, log_path(), auth_string())
+        info = ServerInfo(pid=proc.pid, port=port, started=_process_start_time(proc.pid) or 0, auth=True)
+        write_private(_state_path(), json.dumps(asdict(info)))
+        write_private(_port_path(), str(port))
         _wait_healthy(proc, info, log_path(), timeout)
         return info, True
 

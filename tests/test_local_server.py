@@ -10,6 +10,7 @@ import yaml
 from conftest import CLI, REPO, process_gone
 
 from rompy_tasks import local_server
+from rompy_tasks.backends.guard import api_headers
 
 
 def user_env(tmp_path) -> dict[str, str]:
@@ -45,10 +46,9 @@ def trivial_pipeline(tmp_path, run_id: str):
     return path
 
 
-def flow_run_names(api_url: str) -> list[str]:
-    request = urllib.request.Request(
-        f"{api_url}/flow_runs/filter", data=b"{}", method="POST", headers={"Content-Type": "application/json"}
-    )
+def flow_run_names(api_url: str, auth: str) -> list[str]:
+    url = f"{api_url}/flow_runs/filter"
+    request = urllib.request.Request(url, data=b"{}", method="POST", headers=api_headers(auth))
     with urllib.request.urlopen(request, timeout=10) as response:
         return [run["name"] for run in json.loads(response.read())]
 
@@ -67,7 +67,8 @@ def test_first_run_starts_the_server_later_runs_reuse_it_and_stop_ends_it(tmp_pa
 
     status = run_cli("server", "status", env=env, cwd=tmp_path)
     assert status.returncode == 0 and f"127.0.0.1:{state['port']}" in status.stdout
-    names = flow_run_names(f"http://127.0.0.1:{state['port']}/api")
+    auth = (tmp_path / "data" / "rompy-tasks" / "server" / "auth").read_text().strip()
+    names = flow_run_names(f"http://127.0.0.1:{state['port']}/api", auth)
     assert {"first", "second"} <= set(names), "both runs are in the one server's history"
     assert not (tmp_path / ".prefect").exists() and not list(tmp_path.glob("*.db")), "nothing written in the cwd"
 
@@ -82,7 +83,6 @@ def test_a_reused_pid_is_never_taken_for_the_server(tmp_path, monkeypatch):
     monkeypatch.setenv("ROMPY_TASKS_DATA_DIR", str(tmp_path / "data"))
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     try:
-        local_server.server_dir().mkdir(parents=True)
         stale = {"pid": other.pid, "port": 9, "started": 1}  # not that process's start time
         (local_server.server_dir() / "server.json").write_text(json.dumps(stale))
         assert local_server.status() is None

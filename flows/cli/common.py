@@ -99,7 +99,7 @@ def connect_api() -> None:
         return
     try:
         info, started = local_server.start()
-    except RuntimeError as error:
+    except RuntimeError as error:  # also UnsafeDataDir: the data directory is not private
         err.print(f"[bold red]{error}[/]")
         raise typer.Exit(EXIT_FAILED) from None
     if started:
@@ -109,6 +109,7 @@ def connect_api() -> None:
             highlight=False,
         )
     os.environ["PREFECT_API_URL"] = info.api_url
+    os.environ["PREFECT_API_AUTH_STRING"] = local_server.auth_string()  # inherited by workers, never logged
     if "prefect.context" in sys.modules:  # imported already (a warm command process): read the API URL again
         from prefect.context import refresh_global_settings_context
 
