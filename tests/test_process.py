@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import process_gone
-from helpers import python_script
+from helpers import python_script, wait_for
 
 from rompy_tasks.backends.process import kill_group, run_process
 
@@ -77,6 +77,19 @@ def test_orphans_are_killed_when_the_model_exits(tmp_path):
     while not process_gone(orphan) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert process_gone(orphan)
+
+
+def test_descendants_that_left_the_process_group_are_killed_when_the_model_exits(tmp_path):
+    """Issue 28.2: `setsid` (MPI launchers, daemonising wrappers) escapes killpg; the run's
+    containment (its cgroup where cgroup v2 is writable, and its environment tag) does not."""
+    pids = tmp_path / "pids"
+    script = f"setsid -f sh -c 'echo $$ > {pids}; exec sleep 300' < /dev/null > /dev/null 2>&1; sleep 0.5"
+    outcome = run_process(["sh", "-c", script], cwd=tmp_path, log_path=tmp_path / "run.log")
+    assert outcome.exit_code == 0
+    escaped = int(pids.read_text())
+    assert wait_for(lambda: process_gone(escaped), 5), "the setsid daemon outlived its run"
+    assert "left its process group" in (tmp_path / "run.log").read_text()
+    assert not list(Path("/sys/fs/cgroup").rglob("rompy-tasks-run-*")), "the run's cgroup is removed"
 
 
 def test_a_leaked_popen_wait_lock_never_hangs_the_kill():

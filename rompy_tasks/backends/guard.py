@@ -7,20 +7,27 @@ small stdlib-only Python process, in its own session (terminal signals do not re
 that reads what to watch from a pipe only the orchestrator holds:
 
     +group <pgid>    -group <pgid>     a model's process group (local backend, SLURM worker)
+    +run <tag> <cgroup or ->  -run ...  a model run's containment: every process of its cgroup, and
+                                       every process whose environment carries its tag
     +slurm <name>    -slurm <name>     SLURM jobs named <name> (one ensemble's worker jobs)
     +container <name>  -container <name>   a model's Docker container
     +flowrun <id> <api url>  -flowrun <id>   a Prefect flow run this process orchestrates
     +record <task run id> <time> <path>   a task run (an ensemble member) that has ended once <path>
                                        is written after <time> (the member's submission)
 
-When the pipe ends (the orchestrator exited or died, however), it SIGKILLs every group still
-listed, cancels every SLURM job still listed, kills every container still listed (the next
-docker run removes it) and marks each listed flow run that is not yet final, its unfinished
-subflow runs and their unfinished task runs Crashed, so the UI does not show a dead run
-Running forever. A flow run that ended normally is taken off the list (after its state
-events were delivered: the API may still report a finished member as Running while its
-Completed event is in flight, and a forced Crashed would win), and a task run whose
-completion record is on disk is never marked Crashed.
+A model's descendants may leave its process group (`setsid`: MPI launchers, daemonising
+wrappers), so each model run is also contained: in a cgroup of its own where cgroup v2 is
+writable (killed at once with `cgroup.kill`), and always by a tag in its environment
+(ROMPY_TASKS_RUN_TAG), which every descendant inherits unless it clears its environment.
+
+When the pipe ends (the orchestrator exited or died, however) or the guard is sent SIGTERM (a
+SLURM job being cancelled), it SIGKILLs every group and contained run still listed, cancels
+every SLURM job still listed, kills every container still listed (the next docker run removes
+it) and marks each listed flow run that is not yet final, its unfinished subflow runs and their
+unfinished task runs Crashed, so the UI does not show a dead run Running forever. A flow run
+that ended normally is taken off the list (after its state events were delivered: the API may
+still report a finished member as Running while its Completed event is in flight, and a forced
+Crashed would win), and a task run whose completion record is on disk is never marked Crashed.
 The guard runs this file as a script (`python -I -S guard.py`), so it imports nothing of ours;
 `watch`/`unwatch` are the orchestrator's side.
 """
@@ -86,33 +93,119 @@ def unwatch(kind: str, value: object) -> None:
     _send(f"-{kind} {value}")
 
 
+RUN_TAG = "ROMPY_TASKS_RUN_TAG"
+CGROUP_PREFIX = "rompy-tasks-run-"
+
+
+def run_cgroup(tag: str) -> str | None:
+    """A new cgroup v2 for one model run, beside this process's own; None where none can be made.
+
+    Made under this process's cgroup in the writable cgroup2 hierarchy (a container, a root
+    service, a SLURM job's step with delegation); elsewhere the tag alone contains the run.
+    """
+    try:
+        own = next(line[3:].strip() for line in open("/proc/self/cgroup") if line.startswith("0::"))
+        mounts = [line.split(" - ") for line in open("/proc/self/mountinfo")]
+        mount = next(fields[0].split()[4] for fields in mounts if len(fields) == 2 and fields[1].startswith("cgroup2 "))
+        path = os.path.join(mount, own.lstrip("/"), CGROUP_PREFIX + tag)
+        os.mkdir(path, 0o755)
+    except (OSError, StopIteration, IndexError):
+        return None
+    return path
+
+
+def kill_run(tag: str, cgroup: str | None) -> int:
+    """SIGKILL every process of one model run: its cgroup, then anything carrying its tag. How many."""
+    killed = 0
+    if cgroup:
+        try:
+            with open(os.path.join(cgroup, "cgroup.procs")) as procs:
+                killed += len(procs.read().split())
+            with open(os.path.join(cgroup, "cgroup.kill"), "w") as kill:
+                kill.write("1")
+        except OSError:
+            pass
+    killed += _kill_tagged(f"{RUN_TAG}={tag}".encode())
+    if cgroup:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.rmdir(cgroup)  # only once empty (dying processes leave it within milliseconds)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)
+    return killed
+
+
+def _kill_tagged(marker: bytes) -> int:
+    """SIGKILL the processes (of this user; any as root) whose environment has `marker`, until none."""
+    killed = 0
+    for _ in range(10):  # a process may fork while we look: look again until nothing is found
+        found = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as environ:
+                    if marker + b"\0" not in environ.read() + b"\0":
+                        continue
+                os.kill(int(entry), signal.SIGKILL)
+                found += 1
+            except OSError:
+                continue
+        killed += found
+        if not found:
+            break
+    return killed
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main() -> None:
+    runs: set[tuple[str, str | None]] = set()
+    signal.signal(signal.SIGTERM, _terminated)
     groups: set[int] = set()
     slurm_names: set[str] = set()
     containers: set[str] = set()
     flow_runs: dict[str, str] = {}
     records: dict[str, tuple[str, float]] = {}  # task run id: (record path, when it was listed)
-    for line in sys.stdin:
-        op, _, arg = line.strip().partition(" ")
-        if op in ("+group", "-group") and arg.isdigit():
-            (groups.add if op == "+group" else groups.discard)(int(arg))
-        elif op in ("+slurm", "-slurm") and arg:
-            (slurm_names.add if op == "+slurm" else slurm_names.discard)(arg)
-        elif op in ("+container", "-container") and arg:
-            (containers.add if op == "+container" else containers.discard)(arg)
-        elif op == "+flowrun" and " " in arg:
-            run_id, api_url = arg.split(" ", 1)
-            flow_runs[run_id] = api_url
-        elif op == "-flowrun" and arg:
-            flow_runs.pop(arg, None)
-        elif op == "+record" and arg.count(" ") >= 2:
-            task_run_id, since, path = arg.split(" ", 2)
-            records[task_run_id] = (path, float(since))
+    try:
+        for line in sys.stdin:
+            op, _, arg = line.strip().partition(" ")
+            if op in ("+group", "-group") and arg.isdigit():
+                (groups.add if op == "+group" else groups.discard)(int(arg))
+            elif op in ("+run", "-run") and " " in arg:
+                tag, cgroup = arg.split(" ", 1)
+                (runs.add if op == "+run" else runs.discard)((tag, None if cgroup == "-" else cgroup))
+            elif op in ("+slurm", "-slurm") and arg:
+                (slurm_names.add if op == "+slurm" else slurm_names.discard)(arg)
+            elif op in ("+container", "-container") and arg:
+                (containers.add if op == "+container" else containers.discard)(arg)
+            elif op == "+flowrun" and " " in arg:
+                run_id, api_url = arg.split(" ", 1)
+                flow_runs[run_id] = api_url
+            elif op == "-flowrun" and arg:
+                flow_runs.pop(arg, None)
+            elif op == "+record" and arg.count(" ") >= 2:
+                task_run_id, since, path = arg.split(" ", 2)
+                records[task_run_id] = (path, float(since))
+    except _Terminated:  # SIGTERM: clean up now, as if the orchestrator had gone
+        pass
     for pgid in groups:
         try:
             os.killpg(pgid, signal.SIGKILL)
         except OSError:
             pass
+    for tag, cgroup in runs:
+        kill_run(tag, cgroup)
     for name in slurm_names:
         # only our own jobs of that name (as root, another user's job may share it)
         mine = ["scancel", "--name", name, "--user", str(os.getuid())]

@@ -8,13 +8,16 @@ normal exit any leftover group member is killed too, so no orphan survives. If t
 itself is SIGKILLed (nothing can run then), the whole group dies too: the model's leader by
 the kernel (PR_SET_PDEATHSIG, set by util-linux `setpriv --pdeathsig` just before it execs the
 model) and the rest of the group by this process's `guard`, so a re-run never races a model
-(or a wrapper's children) left over from the run before. Starting through `setpriv`
+(or a wrapper's children) left over from the run before. Descendants that leave the group
+(`setsid`) are found too: each run is contained in a cgroup of its own where cgroup v2 is
+writable and by a tag in its environment (`guard.kill_run`). Starting through `setpriv`
 rather than a `preexec_fn` lets Python start the child with vfork (a full fork of a large
 orchestrator costs milliseconds per model) and runs no Python code in the forked child.
 """
 
 import ctypes
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -97,15 +100,41 @@ def _check_executable(argv0: str, cwd: Path, env: Mapping[str, str]) -> None:
         raise PermissionError(13, "Permission denied", argv0)
 
 
-def _dying_with_parent(command: list[str] | str, shell: bool) -> tuple[list[str] | str, bool]:
-    """`command` started so that it is SIGKILLed when the thread that started it dies.
+def _dying_with_parent(argv: list[str]) -> tuple[list[str], bool]:
+    """`argv` started so that it is SIGKILLed when the thread that started it dies.
 
     Returns the command to start and whether a `preexec_fn` must do it instead.
     """
     if SETPRIV is None:
-        return command, True
-    argv = ["/bin/sh", "-c", command] if shell else list(command)
+        return argv, True
     return [SETPRIV, "--pdeathsig", "KILL", "--", *argv], False
+
+
+@dataclass(frozen=True)
+class Containment:
+    """One model run's processes, wherever they went: its cgroup (if one could be made) and its tag."""
+
+    tag: str
+    cgroup: str | None
+
+    @classmethod
+    def new(cls) -> "Containment":
+        tag = secrets.token_hex(8)
+        return cls(tag, guard.run_cgroup(tag))
+
+    @property
+    def guarded(self) -> str:
+        return f"{self.tag} {self.cgroup or '-'}"
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """`argv`, entering the run's cgroup first (the shell's pid is the model's: it execs)."""
+        if self.cgroup is None:
+            return argv
+        enter = 'echo $$ > "$0/cgroup.procs" 2>/dev/null; exec "$@"'  # no cgroup: the tag still contains it
+        return ["/bin/sh", "-c", enter, self.cgroup, *argv]
+
+    def kill(self) -> int:
+        return guard.kill_run(self.tag, self.cgroup)
 
 
 def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
@@ -223,12 +252,16 @@ def run_process(
         shown = command if isinstance(command, str) else " ".join(command)
         log_handle.write(f"# {started.isoformat()} started in {cwd}: {shown}\n")
         log_handle.flush()
-        proc = _start(command, cwd, env, shell, log_handle, log_path)
+        contained = Containment.new()
+        proc = _start(command, cwd, env, shell, log_handle, log_path, contained)
         reader = threading.Thread(target=_pump, args=(proc.stdout, log_handle, on_line), daemon=True)
         reader.start()
         try:
             timed_out = _wait_owning(proc, timeout, grace, log_handle)
         finally:
+            if escaped := contained.kill():  # descendants that left the group (setsid), and their output pipe
+                log_handle.write(f"# killed {escaped} process(es) of the run that had left its process group\n")
+            guard.unwatch("run", contained.guarded)
             reader.join(timeout=10)
         ended = datetime.now(UTC)
         log_handle.write(
@@ -238,10 +271,19 @@ def run_process(
 
 
 def _start(
-    command: list[str] | str, cwd: Path, env: dict[str, str], shell: bool, log_handle: IO[str], log_path: Path
+    command: list[str] | str,
+    cwd: Path,
+    env: dict[str, str],
+    shell: bool,
+    log_handle: IO[str],
+    log_path: Path,
+    contained: Containment,
 ) -> subprocess.Popen:
-    """Start the model in its own session, dying with this process; registered to be stopped with it."""
-    argv, needs_preexec = _dying_with_parent(command, shell)
+    """Start the model in its own session and containment, dying with this process; registered to be stopped."""
+    argv = ["/bin/sh", "-c", command] if shell else list(command)
+    argv, needs_preexec = _dying_with_parent(contained.wrap(argv))
+    env = {**env, guard.RUN_TAG: contained.tag}
+    guard.watch("run", contained.guarded)
     try:
         if _refusing.is_set():
             raise OSError("the orchestrator is stopping; no model starts now")
@@ -251,7 +293,6 @@ def _start(
             argv,
             cwd=cwd,
             env=env,
-            shell=shell and needs_preexec,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -262,6 +303,8 @@ def _start(
             bufsize=1,
         )
     except OSError as err:
+        contained.kill()
+        guard.unwatch("run", contained.guarded)
         log_handle.write(f"# cannot start: {err}\n")
         raise ModelRunError(f"cannot start the model: {err}", None, str(log_path), [str(err)]) from None
     guard.watch("group", proc.pid)

@@ -1,7 +1,9 @@
 """SIGKILL of the user's command takes the whole model tree down (issue 15.2).
 
 The model is a wrapper (`sh -c 'a & b & wait'`), as launchers and job scripts are: the
-kernel's parent-death signal reaches only the wrapper, so its children need the guard.
+kernel's parent-death signal reaches only the wrapper, so its children need the guard. One
+child leaves the model's process group and session (`setsid -f`, as MPI launchers and
+daemonising wrappers do): killing process groups does not reach it (issue 28.2).
 """
 
 import signal
@@ -14,8 +16,9 @@ pytestmark = pytest.mark.faults
 
 
 def wrapper_model(pids_file) -> list[str]:
-    """A model that starts two children and waits for them, noting their pids."""
-    script = f"sleep 300 & echo $! >> {pids_file}; sleep 300 & echo $! >> {pids_file}; wait"
+    """A model that starts two children, one in a session of its own, and waits, noting their pids."""
+    escaped = f"setsid -f sh -c 'echo $$ >> {pids_file}; exec sleep 301' < /dev/null > /dev/null 2>&1"
+    script = f"sleep 300 & echo $! >> {pids_file}; {escaped}; wait"
     return ["sh", "-c", script]
 
 
