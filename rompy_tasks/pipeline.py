@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, stage_log_path
-from rompy_tasks.core.errors import ConfigError, StageError
+from rompy_tasks.core.errors import ConfigError, Problem, StageError
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
 from rompy_tasks.core.model_run import ModelRun, output_files
 from rompy_tasks.core.records import write_json_atomically
@@ -83,8 +83,12 @@ def nested_pipeline_type() -> Any:
     ]
 
 
-def validate_data(data: dict[str, Any], source: str | None = None) -> PipelineBase:
-    """Validate a pipeline mapping; every problem is reported with its field path."""
+def validate_data(data: dict[str, Any], source: str | None = None, needs_run: bool = True) -> PipelineBase:
+    """Validate a pipeline mapping; every problem is reported with its field path.
+
+    `needs_run=False` for verbs that run no model (rompy's `generate`, `postprocess`): as in
+    rompy, they take no backend, so what only the run stage needs is not checked.
+    """
     data = expand_shorthands(data)
     try:
         pipeline = pipeline_config_class().model_validate(data)
@@ -96,14 +100,21 @@ def validate_data(data: dict[str, Any], source: str | None = None) -> PipelineBa
         raise type(err)(err.problems, source) from None
     if problem := pipeline.config.deletion_problem():
         raise ConfigError.single("config.delete_existing", problem, source)
+    if needs_run and (problem := run_stage_problem(pipeline)):
+        raise ConfigError([problem], source)
+    return pipeline
+
+
+def run_stage_problem(pipeline: PipelineBase) -> Problem | None:
+    """What the run stage would lack: a command, for a model without one of its own (rompy's base, swan)."""
     field = pipeline.backend.command_field
     if field is None or getattr(pipeline.backend, field) is None:
         try:
             pipeline.config.config.run_command(pipeline.config)
-        except NotImplementedError as err:  # a model without a command of its own (rompy's base, swan)
+        except NotImplementedError as err:
             fix = f"give the backend's `{field}`" if field else f"the {pipeline.backend.type} backend cannot give one"
-            raise ConfigError.single(f"backend.{field or 'type'}", f"{err}: {fix}", source) from None
-    return pipeline
+            return Problem(f"backend.{field or 'type'}", f"{err}: {fix}")
+    return None
 
 
 def apply_overrides(pipeline: PipelineBase, overrides: dict[str, Any]) -> PipelineBase:
@@ -111,14 +122,30 @@ def apply_overrides(pipeline: PipelineBase, overrides: dict[str, Any]) -> Pipeli
     return apply_field_overrides(pipeline, overrides, validate_data)
 
 
+ROMPY_MODEL_RUN_KEYS = {"model_type", "run_id", "period", "output_dir", "config", "delete_existing", "run_id_subdir"}
+# rompy's ModelRun defaults (rompy/model.py), for a model-run file that leaves them out
+ROMPY_DEFAULT_PERIOD = {"start": "2020-02-21T04:00:00", "end": "2020-02-24T04:00:00", "interval": "15min"}
+ROMPY_DEFAULT_CONFIG = {"model_type": "base"}
+
+
 def as_pipeline_document(data: dict[str, Any]) -> dict[str, Any]:
     """A rompy model-run file (`run_id`, `period`, `output_dir`, `config: {model_type: ...}`,
     what `rompy run|generate|postprocess CONFIG` read) as a pipeline with only its `config`;
-    a pipeline file as it is. In a pipeline, `config` is a model run, never a model config."""
-    if isinstance(data.get("config"), dict) and "model_type" in data["config"]:
-        model_run = {k: v for k, v in data.items() if not (k == "model_type" and v == "modelrun")}
-        return {"config": model_run}
-    return data
+    a pipeline file as it is. In a pipeline, `config` is a model run, never a model config.
+
+    As in rompy, every key of a model-run file has a default: without `config:` the model is
+    rompy's base model (the `rompy` extra), without `period:` rompy's default period.
+    """
+    config = data.get("config")
+    model_run = (isinstance(config, dict) and "model_type" in config) or (
+        config is None and set(data) <= ROMPY_MODEL_RUN_KEYS and bool(data)
+    )
+    if not model_run:
+        return data
+    model_run_doc = {k: v for k, v in data.items() if not (k == "model_type" and v == "modelrun")}
+    model_run_doc.setdefault("config", dict(ROMPY_DEFAULT_CONFIG))
+    model_run_doc.setdefault("period", dict(ROMPY_DEFAULT_PERIOD))
+    return {"config": model_run_doc}
 
 
 def load_pipeline(
@@ -126,6 +153,7 @@ def load_pipeline(
     overrides: list[str] | None = None,
     backend_file: Path | None = None,
     processor_file: Path | None = None,
+    needs_run: bool = True,
 ) -> PipelineBase:
     """Read, override (`a.b=c`) and validate a pipeline file, or a rompy model-run file.
 
@@ -135,7 +163,7 @@ def load_pipeline(
     sections = {"backend": backend_file, "postprocessor": processor_file}
     chosen = {key: file for key, file in sections.items() if file is not None}
     data = load_with_assignments(path, overrides, chosen, shape=as_pipeline_document)
-    return validate_data(data, source=str(path))
+    return validate_data(data, source=str(path), needs_run=needs_run)
 
 
 def redacted(pipeline: PipelineBase) -> dict[str, Any]:

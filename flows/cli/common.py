@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from rompy_tasks.core.errors import ConfigError
-from rompy_tasks.pipeline import load_pipeline
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -55,10 +54,6 @@ def valid(load: Callable[..., Any], *args: Any) -> Any:
         return load(*args)
     except ConfigError as error:
         raise invalid(error) from None
-
-
-def load_pipeline_file(file: Path, overrides: list[str] | None) -> Any:
-    return valid(load_pipeline, file, overrides)
 
 
 def outcome(state: Any, title: str) -> Any:

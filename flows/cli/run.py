@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import TypeAdapter
+from rich.markup import escape
 from rich.table import Table
 
 from flows.cli.common import (
@@ -20,7 +21,6 @@ from flows.cli.common import (
     connect_api,
     err,
     invalid,
-    load_pipeline_file,
     out,
     run_flow,
     valid,
@@ -58,11 +58,11 @@ def run(
         raise invalid(ConfigError.single("--skip-generate", "cannot be used with --dry-run"))
     first_stage = "run" if skip_generate else first_stage
     last_stage = "generate" if dry_run else last_stage
-    pipeline = valid(load_pipeline, file, set_, backend_config)
     try:
-        select_stages(first_stage, last_stage)
+        stages = select_stages(first_stage, last_stage)
     except ConfigError as error:
         raise invalid(error) from None
+    pipeline = valid(load_pipeline, file, set_, backend_config, None, "run" in stages)
     _run_pipeline(pipeline, first_stage, last_stage, cleanup_on_failure, validate_stages)
 
 
@@ -82,8 +82,8 @@ def generate(
     output_dir: OutputDirOption = None,
     set_: SetOption = None,
 ) -> None:
-    """rompy's `generate`: write the model's inputs into the run directory, run nothing."""
-    pipeline = valid(load_pipeline, file, _output_dir_set(set_, output_dir))
+    """rompy's `generate`: write the model's inputs into the run directory, run nothing (no backend needed)."""
+    pipeline = valid(load_pipeline, file, _output_dir_set(set_, output_dir), None, None, False)
     _run_pipeline(pipeline, "generate", "generate", False, True)
 
 
@@ -99,8 +99,8 @@ def postprocess(
     ] = True,
     set_: SetOption = None,
 ) -> None:
-    """rompy's `postprocess`: run the postprocessors on a finished run's outputs."""
-    pipeline = valid(load_pipeline, file, _output_dir_set(set_, output_dir), None, processor_config)
+    """rompy's `postprocess`: run the postprocessors on a finished run's outputs (no backend needed)."""
+    pipeline = valid(load_pipeline, file, _output_dir_set(set_, output_dir), None, processor_config, False)
     if not validate_outputs:
         processors = [
             p.model_copy(update={"validate_outputs": False}) if "validate_outputs" in type(p).model_fields else p
@@ -170,8 +170,13 @@ def validate(
     file: Annotated[Path, typer.Argument(help="Pipeline YAML/JSON file")],
     set_: SetOption = None,
 ) -> None:
-    """Validate a pipeline file; list every problem with its field path."""
-    pipeline = load_pipeline_file(file, set_)
+    """Validate a pipeline file; list every problem with its field path.
+
+    Checks what `generate` needs; what `run` would need in addition is named as a warning.
+    """
+    from rompy_tasks.pipeline import run_stage_problem
+
+    pipeline = valid(load_pipeline, file, set_, None, None, False)
     period = pipeline.config.period
     out.print(
         f"[green]valid[/]: run {pipeline.config.run_id}, model {pipeline.config.config.model_type}, "
@@ -180,6 +185,12 @@ def validate(
         f"period {period.start.isoformat()} to {period.end.isoformat()} every {period.interval}",
         soft_wrap=True,
     )
+    if problem := run_stage_problem(pipeline):
+        err.print(
+            f"[yellow]warning[/]: `run` would also need {escape(problem.loc)}: {escape(problem.msg)} "
+            "(`generate` and `postprocess` need no backend)",
+            soft_wrap=True,
+        )
 
 
 def _forecast_schema() -> dict[str, Any]:

@@ -7,6 +7,7 @@ failure is readable in the Prefect UI without opening files.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -83,8 +84,22 @@ class ConfigError(ValueError):
             if data is not None:
                 loc = _strip_union_tags(loc, data)
             loc = tuple(prefix) + loc
-            problems.append(Problem(_loc_to_path(loc), e["msg"]))
+            problems.append(Problem(_loc_to_path(loc), e["msg"] + _missing_model_hint(e)))
         return cls(problems, source)
+
+
+def _missing_model_hint(error: Any) -> str:
+    """For an unknown `model_type` in the core install: rompy's models come with the `rompy` extra."""
+    if error.get("type") != "union_tag_invalid" or "model_type" not in str(error.get("ctx", {}).get("discriminator")):
+        return ""
+    import importlib.util
+
+    if importlib.util.find_spec("rompy") is not None:
+        return ""
+    return (
+        "; rompy's models (base, swan, schism, xbeach, ...) come with the rompy extra: "
+        "pip install 'rompy-tasks[rompy]' and the model's rompy plugin (e.g. rompy-swan)"
+    )
 
 
 class TemplateError(ConfigError):

@@ -40,17 +40,18 @@ def test_server_restart_mid_run_loses_nothing(tmp_path):
         manifest = json.loads((tmp_path / "runs" / "through-restart" / "rompy_tasks_run.json").read_text())
         assert manifest["result"]["status"] == "completed"
         assert (tmp_path / "runs" / "through-restart" / "out.txt").read_text() == "done\n"
-        assert flow_run_states(f"http://127.0.0.1:{port}/api", "through-restart") == ["COMPLETED"]
+        auth = (tmp_path / "data" / "rompy-tasks" / "server" / "auth").read_text().strip()
+        assert flow_run_states(f"http://127.0.0.1:{port}/api", auth, "through-restart") == ["COMPLETED"]
     finally:
         proc.kill()
         proc.wait()
         server("stop")
 
 
-def flow_run_states(api_url: str, name: str) -> list[str]:
+def flow_run_states(api_url: str, auth: str, name: str) -> list[str]:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
-    with SyncPrefectClient(api_url) as client:
+    with SyncPrefectClient(api_url, auth_string=auth) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
     return [run.state.type.value for run in runs]

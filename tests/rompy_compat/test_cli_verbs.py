@@ -50,3 +50,12 @@ def test_rompys_backend_type_key_and_a_timeout_string_of_seconds(prefect_api, tm
     assert (tmp_path / "runs" / "backend-type" / "out.txt").read_text() == "hello from backend_type\n"
     inline = shell_doc(tmp_path, "true", backend={"backend_type": "local", "timeout": "600"})
     assert run_cli("validate", str(write_yaml(tmp_path / "inline.yaml", inline))).returncode == 0
+
+
+def test_the_core_install_says_which_extra_gives_rompys_models(tmp_path):
+    """Issues 29.4 and 29.9: a file without `config:` is rompy's base model, read with rompy's
+    model-run keys (not as a pipeline with the wrong schema's errors); `swan` names the extra."""
+    result = run_cli("validate", str(FILES / "basic-modelrun.yaml"), env={"OUTPUT_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    assert "Extra inputs" not in result.stderr and "run_id" not in result.stderr, result.stderr
+    assert "Input tag 'base'" in result.stderr and "pip install 'rompy-tasks[rompy]'" in result.stderr

@@ -77,11 +77,31 @@ def test_rompys_validators_report_with_field_paths_and_nothing_is_written(tmp_pa
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_rompy_model_without_a_command_must_get_one_from_the_backend(tmp_path, env):
-    no_command = rompy_cli("validate", str(FILES / "swan-modelrun.yaml"), env=env)
+def test_a_rompy_model_without_a_command_must_get_one_from_the_backend_to_run(tmp_path, env):
+    """Issue 29.3: only `run` needs a backend; `validate` names what it would need as a warning."""
+    checked = rompy_cli("validate", str(FILES / "swan-modelrun.yaml"), env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert "warning: `run` would also need backend.command: rompy model 'swan' has no command" in checked.stderr
+    no_command = rompy_cli("run", str(FILES / "swan-modelrun.yaml"), env=env)
     assert no_command.returncode == 2
     assert "backend.command: rompy model 'swan' has no command or run() of its own" in no_command.stderr
     assert "give the backend's `command`" in no_command.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_generate_and_postprocess_need_no_backend_and_a_file_without_config_is_rompys_base_model(tmp_path, env):
+    """Issues 29.3 and 29.4: rompy's basic_modelrun.yml shape (no `config:`, no backend) as in rompy."""
+    generated = rompy_cli("generate", str(FILES / "basic-modelrun.yaml"), env=env)
+    _ok(generated)
+    run_dir = tmp_path / "runs" / "basic_modelrun"
+    assert (run_dir / "INPUT").is_file(), "rompy's base model template"
+    model_run = json.loads((run_dir / "rompy_model_run.json").read_text())
+    assert model_run["config"]["model_type"] == "base"
+    # swan and rompy-swan's own name for its components config, as rompy accepts them
+    renamed = rompy_cli(
+        "validate", str(FILES / "swan-modelrun.yaml"), "--set", "config.config.model_type=swanconfig", env=env
+    )
+    assert renamed.returncode == 0 and "model swanconfig" in renamed.stdout, renamed.stderr
 
 
 def test_rompy_templates_stay_local_and_without_hooks(tmp_path, env):
