@@ -19,6 +19,7 @@ import struct
 import sys
 
 from flows.command_socket import EXIT_HOOKS, HEADER, commands_dir, environment_key, socket_path
+from flows.global_options import split_global_options
 from rompy_tasks.data_dir import UnsafeDataDir, open_private
 
 FLOW_COMMANDS = {"run", "pipeline", "generate", "postprocess"}  # and ensemble, forecast run|backfill
@@ -27,7 +28,10 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUI
 
 def wants_warm(argv: list[str]) -> bool:
     """Only commands that run flows; the others (validate, status, ...) need no Prefect."""
+    argv, options = split_global_options(argv)  # rompy's -v etc. may stand anywhere
     if os.environ.get("ROMPY_TASKS_WARM", "1") == "0" or len(argv) < 2 or {"--help", "-h"} & set(argv):
+        return False
+    if options.version:
         return False
     command, second = argv[0], argv[1]
     if command == "forecast":

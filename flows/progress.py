@@ -117,18 +117,45 @@ def _live(console: Console, handler_factory) -> Iterator[None]:
             h.console = old
 
 
+class _WithoutTraceback(logging.Formatter):
+    """A console formatter that leaves out tracebacks: the user reads the one clear line (the
+    API, the UI and `--log-dir` keep them; `-v` shows them)."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
 @contextmanager
-def console_level(level: int) -> Iterator[None]:
-    """Show only records of `level` and above on Prefect's console handlers (the API gets all)."""
+def console_level(level: int, simple: bool = False, tracebacks: bool = True) -> Iterator[None]:
+    """Show only records of `level` and above on Prefect's console handlers (the API gets all);
+    below INFO, Prefect's loggers pass DEBUG records too. `simple`: the message only (rompy's
+    `--simple-logs`), no time, level or run name; without `tracebacks`, none on the terminal."""
     handlers = _console_handlers()
-    previous = [h.level for h in handlers]
+    previous = [(h.level, h.formatter) for h in handlers]
+    prefect_logger = logging.getLogger("prefect")
+    logger_level = prefect_logger.level
+    if level < logging.INFO:
+        prefect_logger.setLevel(level)
     for h in handlers:
         h.setLevel(level)
+        formatter = logging.Formatter("%(message)s") if simple else h.formatter
+        h.setFormatter(formatter if tracebacks else _WithoutTraceback(formatter))
     try:
         yield
     finally:
-        for h, old in zip(handlers, previous, strict=True):
+        prefect_logger.setLevel(logger_level)
+        for h, (old, formatter) in zip(handlers, previous, strict=True):
             h.setLevel(old)
+            h.setFormatter(formatter)
 
 
 def pipeline_progress(console: Console, run_id: str):

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from flows.global_options import GlobalOptions
 from rompy_tasks.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -32,6 +33,51 @@ def reset_consoles() -> None:
 
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+OPTIONS = GlobalOptions()  # rompy's common options of this command (root.main sets them)
+
+
+def apply_global_options(options: GlobalOptions) -> None:
+    """`--version` (exit 0), warnings, ASCII output and `--log-dir` for this command."""
+    import logging
+    import warnings
+
+    vars(OPTIONS).update(vars(options))
+    if options.version:
+        out.print(f"rompy-tasks {_version('rompy-tasks')} (prefect {_version('prefect')}, rompy {_version('rompy')})")
+        sys.exit(EXIT_OK)  # before the app: a SystemExit, as the app's own exits are
+    warnings.simplefilter("default" if options.show_warnings else "ignore", DeprecationWarning)
+    if options.ascii_only:
+        import io
+
+        for console, stream in ((out, sys.stdout), (err, sys.stderr)):
+            ascii_stream = io.TextIOWrapper(stream.buffer, encoding="ascii", errors="replace", line_buffering=True)
+            console.__init__(file=ascii_stream, stderr=console is err)
+    if options.log_dir:
+        from datetime import UTC, datetime
+
+        directory = Path(options.log_dir).expanduser()
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        handler = logging.FileHandler(directory / f"rompy-tasks-{stamp}-{os.getpid()}.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def console_level_for(default: int) -> int:
+    """The terminal's log level: `-v` INFO, `-vv` DEBUG, else the command's own `default`."""
+    import logging
+
+    return {0: default, 1: logging.INFO}.get(OPTIONS.verbosity, logging.DEBUG)
+
 
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="Override a field: path.to.field=value (repeatable)")
@@ -64,6 +110,8 @@ def outcome(state: Any, title: str) -> Any:
             state.result()
         except BaseException as error:  # noqa: BLE001 - shown to the user, exit code says the rest
             reason = f"{type(error).__name__}: {error}"  # once: the state's message repeats it
+            if OPTIONS.verbosity:
+                err.print_exception()
         err.print(f"[bold red]{title} failed[/]: ", end="")
         err.print(reason, highlight=False, markup=False, soft_wrap=True)  # paths stay whole for copy and grep
         raise typer.Exit(EXIT_FAILED)
@@ -111,19 +159,28 @@ def connect_api() -> None:
         refresh_global_settings_context()
 
 
-def run_flow(call: Callable[..., Any], rule: str, title: str, *around: AbstractContextManager) -> Any:
+def run_flow(
+    call: Callable[..., Any], rule: str, title: str, *around: AbstractContextManager, quiet: bool = False
+) -> Any:
     """Run a flow from the command line: its result, or exit 1 saying why `title` failed.
 
-    Prints `rule` first and runs inside the `around` contexts (progress bars, console level).
+    Prints `rule` first and runs inside the `around` contexts (progress bars). The terminal shows
+    INFO records (WARNING if `quiet`: an ensemble's members would flood it), or what `-v` asks.
     SIGTERM unwinds like Ctrl-C. No flow heartbeat: it tells a server that a flow's process is
     alive and costs about a second to stop, most of a short run's overhead; the guard marks a
     dead command's runs Crashed instead. Deployment runs (started by a worker) keep it.
     """
+    import logging
+
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.progress import console_level
 
     err.rule(rule)
     signal.signal(signal.SIGTERM, terminate_as_interrupt)
     with ExitStack() as stack:
+        level = console_level_for(logging.WARNING if quiet else logging.INFO)
+        stack.enter_context(console_level(level, simple=OPTIONS.simple_logs, tracebacks=OPTIONS.verbosity > 0))
         for context in around:
             stack.enter_context(context)
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):

@@ -1,6 +1,5 @@
 """`rompy-tasks ensemble`: run an ensemble (`ensemble FILE`), or validate one and every member."""
 
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,12 +34,11 @@ def ensemble(
     set_: SetOption = None,
     indexes: Annotated[str | None, typer.Option(help="Members to run, e.g. 0,3-5")] = None,
     max_parallel: Annotated[int | None, typer.Option(min=1, help="Members running at once")] = None,
-    verbose: Annotated[bool, typer.Option(help="Print every member's log lines here too")] = False,
 ) -> None:
     """Run an ensemble: many members of one pipeline, resuming completed ones.
 
     The terminal shows progress, warnings and errors; every member's log lines go to the
-    Prefect UI and to its run directory (`--verbose` prints them here as well).
+    Prefect UI and to its run directory (`-v`, the global option, prints them here as well).
     """
     from rompy_tasks.ensemble import load_ensemble, parse_indexes
 
@@ -54,7 +52,7 @@ def ensemble(
 
     connect_api()
     from flows.ensemble import model_ensemble
-    from flows.progress import console_level, ensemble_progress
+    from flows.progress import ensemble_progress
 
     run_ids = [m.run_id for m in members if selected is None or m.index in selected]
     result = run_flow(
@@ -62,7 +60,7 @@ def ensemble(
         f"rompy-tasks ensemble: {config.name} ({len(members)} members)",
         f"Ensemble {config.name}",
         ensemble_progress(err, run_ids),
-        console_level(logging.INFO if verbose else logging.WARNING),
+        quiet=True,
     )
     table = Table("member", "run id", "status", "attempts", "seconds", title=f"Ensemble {config.name}")
     for m in result.members:

@@ -1,7 +1,8 @@
 """The `rompy-tasks` command line: the root app, its command groups, and how a command exits.
 
 Exit codes: 0 success, 1 the run failed, 2 invalid input (every problem printed with its
-field path; nothing written, nothing started).
+field path; nothing written, nothing started). rompy's common options (`-v`, `--log-dir`, ...,
+flows/global_options.py) are taken wherever they stand, as in rompy after the verb.
 """
 
 import os
@@ -12,7 +13,8 @@ import typer
 
 from flows import command_socket
 from flows.cli import alerts, backends, deployments, ensemble, forecast, run, server
-from flows.cli.common import EXIT_FAILED
+from flows.cli.common import EXIT_FAILED, apply_global_options
+from flows.global_options import split_global_options
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Prefect-native ocean/wave/coastal model runs")
 app.add_typer(run.app)  # run, generate, postprocess, pipeline, validate, schema, plugins
@@ -45,8 +47,19 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+GROUPS = {"backends", "ensemble", "forecast", "server", "deployments", "alerts"}
+
+
 def main() -> None:
+    argv, options = split_global_options(sys.argv[1:])
+    if options.config_from_env and argv:  # the file's place: after the command (and its group)
+        from rompy_tasks.core.loader import FROM_ENVIRONMENT
+
+        where = 2 if argv[0] in GROUPS and len(argv) > 1 else 1
+        argv.insert(where, FROM_ENVIRONMENT)
+    sys.argv = [sys.argv[0], *argv]
     try:
+        apply_global_options(options)
         app()
     except SystemExit as exit_:
         code = exit_.code

@@ -34,13 +34,26 @@ MAX_VALUES = 1_000_000
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}|]*))?(?:\|([^}]+))?\}")
 
 
+FROM_ENVIRONMENT = "$ROMPY_CONFIG"  # the document's "path" under rompy's --config-from-env
+
+
 def load_document(
     path: str | Path, environ: Mapping[str, str] | None = None, kept: Container[str] = ()
 ) -> dict[str, Any]:
-    """Read a YAML or JSON mapping from `path`, resolving includes and variables (but `kept` ones)."""
+    """Read a YAML or JSON mapping from `path`, resolving includes and variables (but `kept` ones).
+
+    The path `$ROMPY_CONFIG` (rompy's `--config-from-env`) reads the document from that environment
+    variable instead (no includes: they are relative to a file).
+    """
     path = Path(path)
     try:
-        data = _load_with_includes(path, stack=(), includes=[0])
+        if str(path) == FROM_ENVIRONMENT:
+            text = os.environ.get(FROM_ENVIRONMENT[1:])
+            if text is None:
+                raise ConfigError.single("--config-from-env", "the environment variable ROMPY_CONFIG is not set")
+            data = parse_document(text, source=FROM_ENVIRONMENT)
+        else:
+            data = _load_with_includes(path, stack=(), includes=[0])
     except RecursionError:
         raise ConfigError.single("", "the document is nested too deeply", str(path)) from None
     check_expanded_size(data, str(path))
