@@ -14,13 +14,19 @@ import json
 import math
 import re
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from rompy_tasks.core.errors import ConfigError, Problem
-from rompy_tasks.core.loader import apply_field_overrides, given_fields, load_with_assignments, set_path
+from rompy_tasks.core.loader import (
+    apply_field_overrides,
+    assigned_copy,
+    given_fields,
+    load_with_assignments,
+)
 from rompy_tasks.core.model_run import RunId
 from rompy_tasks.core.records import read_record, write_record
 from rompy_tasks.core.time import seconds_type
@@ -135,7 +141,11 @@ class Member(BaseModel):
     run_id: str
     overrides: dict[str, Any]
     pipeline: SerializeAsAny[PipelineBase]  # the plugin-refined pipeline, dumped as what it is
-    config_hash: str
+
+    @cached_property
+    def config_hash(self) -> str:
+        """The hash of the resolved config, computed when a record needs it (not at validation)."""
+        return config_hash(self.pipeline)
 
 
 def config_hash(pipeline: PipelineBase) -> str:
@@ -160,14 +170,12 @@ def resolve_members(ensemble: EnsembleConfig) -> list[Member]:
             overrides.get("config.run_id")
             or ensemble.run_id_template.format(run_id=base_run_id, index=index, name=ensemble.name)
         )
-        data = json.loads(json.dumps(base))
         try:
-            for path, value in overrides.items():
-                set_path(data, path, value)
+            data = assigned_copy(base, overrides)
             # members own their directories (always a subdirectory): a re-run starts them clean
-            data.setdefault("config", {}).update(
-                run_id=run_id, output_dir=out_dir, delete_existing=True, run_id_subdir=True
-            )
+            run = data.get("config") if isinstance(data.get("config"), dict) else {}
+            data["config"] = {**run, "run_id": run_id, "output_dir": out_dir, "delete_existing": True}
+            data["config"]["run_id_subdir"] = True
             pipeline = validate_data(data)
         except ConfigError as err:
             problems += [Problem(f"members[{index}].{p.loc}", p.msg) for p in err.problems]
@@ -191,7 +199,6 @@ def resolve_members(ensemble: EnsembleConfig) -> list[Member]:
                 run_id=run_id,
                 overrides=overrides,
                 pipeline=pipeline,
-                config_hash=config_hash(pipeline),
             )
         )
     if problems:
@@ -201,15 +208,18 @@ def resolve_members(ensemble: EnsembleConfig) -> list[Member]:
 
 def validate_ensemble(data: dict[str, Any], source: str | None = None) -> EnsembleConfig:
     """Validate an ensemble mapping and every member's pipeline; one ConfigError lists all problems."""
+    return _validated_with_members(data, source)[0]
+
+
+def _validated_with_members(data: dict[str, Any], source: str | None) -> tuple[EnsembleConfig, list[Member]]:
     try:
         ensemble = EnsembleConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError.from_validation(err, data=data, source=source) from None
     try:
-        resolve_members(ensemble)
+        return ensemble, resolve_members(ensemble)
     except ConfigError as err:
         raise ConfigError(err.problems, source) from None
-    return ensemble
 
 
 def apply_ensemble_overrides(ensemble: EnsembleConfig, overrides: dict[str, Any]) -> EnsembleConfig:
@@ -219,8 +229,7 @@ def apply_ensemble_overrides(ensemble: EnsembleConfig, overrides: dict[str, Any]
 
 def load_ensemble(path: str | Path, overrides: list[str] | None = None) -> tuple[EnsembleConfig, list[Member]]:
     """Read, override (`a.b=c`), validate an ensemble file and resolve its members."""
-    ensemble = validate_ensemble(load_with_assignments(path, overrides), source=str(path))
-    return ensemble, resolve_members(ensemble)
+    return _validated_with_members(load_with_assignments(path, overrides), str(path))
 
 
 # --- completion records --------------------------------------------------------------------------

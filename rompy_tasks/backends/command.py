@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from rompy_tasks.core.os_limits import argument_limit_message
+from rompy_tasks.core.os_limits import MAX_ARG_BYTES, argument_limit_message
 
 if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
@@ -53,6 +53,8 @@ class CommandOverride(BaseModel):
     def _command_not_empty(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("command must be a non-empty string if provided")
+        if value is not None and len(value.encode()) > MAX_ARG_BYTES:  # before any parsing: shlex is slow
+            raise ValueError(f"the command is longer than the {MAX_ARG_BYTES // 1024} KiB the OS allows per string")
         return value
 
     @field_validator("command")

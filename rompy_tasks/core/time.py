@@ -13,6 +13,7 @@ they compare with Prefect's schedule times and serialise as RFC 3339.
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import (
@@ -137,6 +138,11 @@ def parse_time(value: Any) -> Any:
         value = f"{value:.6f}"
     if not isinstance(value, str):
         return value
+    return _parse_text(value)
+
+
+@lru_cache(maxsize=4096)  # an ensemble's members repeat the same few times: parse each once
+def _parse_text(value: str) -> Any:
     text = value.strip()
     for fmt in ROMPY_TIME_FORMATS:
         try:

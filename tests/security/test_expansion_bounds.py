@@ -32,14 +32,39 @@ def test_a_yaml_alias_bomb_is_refused_without_expanding_it(tmp_path):
 
 
 def test_an_include_fan_out_is_cut_short(tmp_path):
+    """Each file is read and parsed once per load (issue 27.5); the expansion is still bounded."""
     (tmp_path / "l0.yaml").write_text("leaf: 1\n")
-    for level in range(1, 15):  # each file includes the one below twice: 2^14 reads
+    for level in range(1, 26):  # each file includes the one below twice: 2^25 leaves
         (tmp_path / f"l{level}.yaml").write_text(f"a: !include l{level - 1}.yaml\nb: !include l{level - 1}.yaml\n")
     path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(shell_doc(tmp_path, "true")) + "extra: !include l14.yaml\n")
+    path.write_text(yaml.safe_dump(shell_doc(tmp_path, "true")) + "extra: !include l25.yaml\n")
     code, stderr, seconds = validate_quickly("validate", str(path))
-    assert code == 2 and "more than 1000 !include reads" in stderr, stderr[-2000:]
-    assert seconds < 15
+    assert code == 2 and "the document expands to" in stderr, stderr[-2000:]
+    assert seconds < 5
+
+
+def test_one_load_reads_at_most_10_mib_in_all_and_each_file_once(tmp_path):
+    """Issue 27.5: ten includes of one 10 MiB file took 55 s; a load's files share one budget."""
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump({"k": ["x" * 100] * 90_000}))  # about 9 MiB, under MAX_VALUES
+    path = tmp_path / "p.yaml"
+    base = yaml.safe_dump(shell_doc(tmp_path, "true"))
+    path.write_text(base + "".join(f"x{i}: !include big.yaml\n" for i in range(10)))
+    code, stderr, seconds = validate_quickly("validate", str(path))
+    assert code == 2 and "x0: Extra inputs" in stderr and seconds < 5, (seconds, stderr[-500:])
+    other = tmp_path / "other.yaml"
+    other.write_text(big.read_text())
+    path.write_text(base + "x0: !include big.yaml\nx1: !include other.yaml\n")
+    code, stderr, seconds = validate_quickly("validate", str(path))
+    assert code == 2 and "larger than 10 MiB together" in stderr and seconds < 5, (seconds, stderr[-500:])
+
+
+def test_a_long_command_is_refused_before_it_is_parsed(tmp_path):
+    doc = shell_doc(tmp_path, "true", backend={"type": "local", "command": "a " * 512 * 1024})
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    code, stderr, seconds = validate_quickly("validate", str(path))
+    assert code == 2 and "backend.command" in stderr and "128 KiB" in stderr and seconds < 3, (seconds, stderr)
 
 
 def test_including_a_device_or_a_huge_file_is_refused(tmp_path):
