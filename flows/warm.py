@@ -33,17 +33,33 @@ PLUGIN_GROUPS = ("rompy_tasks.config", "rompy_tasks.run", "rompy_tasks.postproce
 SOURCES = [Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "rompy_tasks"]
 
 
-def fingerprint() -> str:
-    """What the imported code is: our source files (path, size, mtime) and the plugin entry points."""
+def fingerprint(loaded: list[str] = ()) -> str:
+    """What the imported code is: our source files, the `loaded` module files (path, size, mtime),
+    the installed distributions (their metadata directories name their versions) and the plugin
+    entry points. An edited plugin module or an upgraded dependency changes it."""
     digest = hashlib.sha256()
-    for root in SOURCES:
-        for path in sorted(root.rglob("*.py")):
-            stat = path.stat()
+    files = [str(path) for root in SOURCES for path in sorted(root.rglob("*.py"))]
+    for path in [*files, *loaded]:
+        try:
+            stat = os.stat(path)
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0gone\n".encode())
+    for directory in sys.path:
+        try:
+            names = sorted(n for n in os.listdir(directory) if n.endswith((".dist-info", ".egg-info", ".pth")))
+        except OSError:  # also "" (the working directory: never imported from, -P)
+            continue
+        digest.update(f"{directory}\0{'/'.join(names)}\n".encode())
     for group in PLUGIN_GROUPS:
         for ep in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
             digest.update(f"{group}\0{ep.name}\0{ep.value}\n".encode())
     return digest.hexdigest()
+
+
+def loaded_module_files() -> list[str]:
+    """The files of every module imported now (plugins and dependencies included)."""
+    return sorted({f for m in list(sys.modules.values()) if isinstance(f := getattr(m, "__file__", None), str)})
 
 
 def warm_up() -> None:
@@ -66,8 +82,12 @@ def serve(path: Path) -> None:
         return  # another one serves this socket
     write_private(path.with_suffix(".pid"), f"{os.getpid()}\n")
     os.chdir("/")
-    started = fingerprint()
+    before = fingerprint()  # before importing: an edit during the imports is seen
     warm_up()
+    loaded = loaded_module_files()
+    if fingerprint() != before:
+        return  # changed while importing: serve nothing stale
+    started = fingerprint(loaded)
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
@@ -90,7 +110,7 @@ def serve(path: Path) -> None:
             ):
                 _close(fds)
                 continue  # only our own user may run commands here (the socket is 0600 anyway)
-            if fingerprint() != started or threading.active_count() != 1:
+            if fingerprint(loaded) != started or threading.active_count() != 1:
                 _reply(connection, {"refused": "the installed code changed; this process exits"})
                 _close(fds)
                 break

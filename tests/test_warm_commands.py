@@ -120,11 +120,15 @@ def test_a_signal_to_the_caller_reaches_the_model(tmp_path, prefect_api, sig):
         assert caller.returncode != 0
 
 
-def test_changed_code_is_never_served_stale(tmp_path, prefect_api):
+@pytest.mark.parametrize("changed", ["ours", "a dependency"])
+def test_changed_code_is_never_served_stale(tmp_path, prefect_api, changed):
+    """Ours, and (issue 27.6) any module the warm process loaded: a plugin, a dependency."""
+    import yaml
+
     env = {"PREFECT_API_URL": prefect_api}
     assert _run(["run", str(_report_doc(tmp_path, "one", "true"))], tmp_path, env).returncode == 0
     warm = _wait_warm()
-    source = REPO / "rompy_tasks" / "pipeline.py"
+    source = REPO / "rompy_tasks" / "pipeline.py" if changed == "ours" else Path(yaml.__file__)
     times = source.stat()
     try:
         os.utime(source, ns=(times.st_atime_ns, times.st_mtime_ns + 1_000_000_000))  # as an edit or upgrade would
