@@ -35,6 +35,7 @@ from flows.runners import deliver_worker_events, members_runner, result_or_lost
 from rompy_tasks.backends import guard
 from rompy_tasks.backends.process import allow_starting, child_environment, run_process, terminate_running
 from rompy_tasks.core.errors import StageError, WorkerLostError
+from rompy_tasks.core.records import read_record
 from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.ensemble import (
     EnsembleConfig,
@@ -46,7 +47,16 @@ from rompy_tasks.ensemble import (
     resolve_members,
     write_member_record,
 )
-from rompy_tasks.pipeline import STAGES, StageCalls, execute, execute_stages, generate, new_result
+from rompy_tasks.pipeline import (
+    STAGES,
+    StageCalls,
+    completed_result,
+    execute,
+    execute_stages,
+    generate,
+    new_result,
+    write_manifest,
+)
 from rompy_tasks.tasks import flush_api_logs
 
 
@@ -143,6 +153,13 @@ def run_member(member: Member, where: Path, flow_pid: int) -> MemberOutcome:
     logger.info(
         "completed in %.1f s, model exit code %s, in %s", outcome.duration_seconds, outcome.exit_code, outcome.run_dir
     )
+    if result.manifest_error:
+        logger.warning(
+            "member %s completed, but its manifest could not be written (%s); the next run of the ensemble "
+            "writes it without running the model again",
+            member.run_id,
+            result.manifest_error,
+        )
     write_member_record(
         where,
         member,
@@ -150,8 +167,30 @@ def run_member(member: Member, where: Path, flow_pid: int) -> MemberOutcome:
         attempts=attempt,
         duration_seconds=outcome.duration_seconds,
         exit_code=outcome.exit_code,
+        manifest_missing=bool(result.manifest_error),
     )
     return outcome
+
+
+def write_missing_manifests(done: list[Member], where: Path) -> None:
+    """Completed members whose manifest could not be written (a full disk): write it now, run nothing."""
+    logger = get_run_logger()
+    for member in done:
+        record = read_record(record_path(where, member.run_id)) or {}
+        if not record.get("manifest_missing"):
+            continue
+        try:
+            manifest = write_manifest(completed_result(member.pipeline), member.pipeline)
+        except OSError as err:
+            logger.warning("member %s: its manifest still cannot be written: %s", member.run_id, err.strerror or err)
+            continue
+        write_member_record(where, member, **{**_record_fields(record), "manifest_missing": False})
+        logger.warning("member %s: wrote its missing manifest %s (from its completion record)", member.run_id, manifest)
+
+
+def _record_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's own fields, without those write_member_record sets itself."""
+    return {k: v for k, v in record.items() if k not in {"run_id", "index", "config_hash", "overrides", "written"}}
 
 
 def run_batch_commands(commands: list[str], where: Path, stage: str) -> None:
@@ -269,6 +308,7 @@ def run_ensemble(ensemble: EnsembleConfig, members: list[Member], where: Path, p
     todo = [m for m in members if not is_complete(where, m)]
     done_before = {m.index for m in members} - {m.index for m in todo}
     result.members += [_outcome(m, "skipped") for m in members if m.index in done_before]
+    write_missing_manifests([m for m in members if m.index in done_before], where)
     logger.info("%d member(s) to run, %d already complete, at most %d at once", len(todo), len(done_before), parallel)
     if todo:
         backend = ensemble.pipeline.backend

@@ -239,6 +239,7 @@ class PipelineResult(BaseModel):
     run: RunResult | None = None
     postprocess: dict[str, dict[str, Any]] = Field(default_factory=dict)
     error: str | None = None
+    manifest_error: str | None = Field(None, description="Why the manifest could not be written (e.g. a full disk)")
     finished: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     def summary_markdown(self, pipeline: PipelineBase) -> str:
@@ -388,7 +389,15 @@ def _execute_stages_locked(
             else:  # e.g. the run stage before any generate: a manifest would make an unmarked directory
                 log(f"pipeline {result.status}: no run directory {result.staging_dir}, so no manifest")
         except OSError as err:  # e.g. a full disk: say so, but keep the run's own outcome
-            log(f"could not write the run manifest {result.staging_dir / MANIFEST_NAME}: {err.strerror or err}")
+            result.manifest_error = f"{result.staging_dir / MANIFEST_NAME}: {err.strerror or err}"
+            log(f"could not write the run manifest {result.manifest_error}")
+    return result
+
+
+def completed_result(pipeline: PipelineBase) -> PipelineResult:
+    """The result of a run known to have completed (a member's record), for a manifest written late."""
+    result = new_result(pipeline, list(STAGES))
+    result.status, result.stages_completed = "completed", list(STAGES)
     return result
 
 

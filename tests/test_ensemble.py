@@ -313,3 +313,28 @@ def test_deployment_overrides_change_single_fields_and_are_validated(tmp_path):
     with pytest.raises(ConfigError) as caught:
         apply_ensemble_overrides(base, {"max_parallel": 0, "members.n": "many"})
     assert {p.loc for p in caught.value.problems} >= {"max_parallel", "members.n"}
+
+
+def test_a_member_whose_manifest_could_not_be_written_says_so_and_the_next_run_writes_it(prefect_api, tmp_path):
+    """Issue 28.5: was recorded completed silently (the failure logged at debug level)."""
+    runs_log = tmp_path / "model-runs.log"
+    block = "mkdir -p rompy_tasks_run.json"  # the manifest's name taken by a directory: it cannot be written
+    command = ["sh", "-c", f"echo {{{{ runtime.run_id }}}} >> {runs_log}; {block}; touch out.txt"]
+    path = write(tmp_path, shell_ensemble_doc(tmp_path, command, {"n": 2}))
+    env = {"PREFECT_API_URL": prefect_api}
+    first = run_cli("ensemble", str(path), env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "its manifest could not be written" in first.stderr, "a warning the user sees"
+    records = tmp_path / "runs" / "ens" / "records"
+    assert json.loads((records / "m_m000.json").read_text())["manifest_missing"] is True
+    for member in ("m_m000", "m_m001"):
+        (tmp_path / "runs" / "ens" / member / "rompy_tasks_run.json").rmdir()  # the disk has room again
+
+    second = run_cli("ensemble", str(path), env=env)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert sorted(runs_log.read_text().split()) == ["m_m000", "m_m001"], "no model ran again"
+    manifest = json.loads((tmp_path / "runs" / "ens" / "m_m000" / "rompy_tasks_run.json").read_text())
+    assert manifest["result"]["status"] == "completed"
+    record = json.loads((records / "m_m000.json").read_text())
+    assert record["manifest_missing"] is False and record["status"] == "completed"
+    assert "wrote its missing manifest" in second.stderr
