@@ -33,6 +33,7 @@ def reset_consoles() -> None:
 
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+LOCAL_SERVER_RETRIES = 3
 OPTIONS = GlobalOptions()  # rompy's common options of this command (root.main sets them)
 
 
@@ -153,6 +154,9 @@ def connect_api() -> None:
         )
     os.environ["PREFECT_API_URL"] = info.api_url
     os.environ["PREFECT_API_AUTH_STRING"] = local_server.auth_string()  # inherited by workers, never logged
+    # A request to a server that went away is retried after 2, 4 and 8 s (Prefect's 5 retries wait
+    # 62 s per request): long enough for `server stop; server start`, short enough to end promptly.
+    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", str(LOCAL_SERVER_RETRIES))
     if "prefect.context" in sys.modules:  # imported already (a warm command process): read the API URL again
         from prefect.context import refresh_global_settings_context
 
@@ -172,6 +176,7 @@ def run_flow(
     """
     import logging
 
+    import httpx
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.progress import console_level
@@ -184,7 +189,18 @@ def run_flow(
         for context in around:
             stack.enter_context(context)
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            state = call(return_state=True)
+            try:
+                state = call(return_state=True)
+            except httpx.TransportError as error:  # the API went away mid-run: one clear line, no traceback
+                err.print(
+                    f"[bold red]{title} stopped[/]: the Prefect API at {os.environ.get('PREFECT_API_URL', '?')} "
+                    f"stopped answering ({type(error).__name__}); what the run wrote stays in its run directory",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                if OPTIONS.verbosity:
+                    err.print_exception()
+                raise typer.Exit(EXIT_FAILED) from None
     return outcome(state, title)
 
 

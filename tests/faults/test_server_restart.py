@@ -55,3 +55,29 @@ def flow_run_states(api_url: str, auth: str, name: str) -> list[str]:
     with SyncPrefectClient(api_url, auth_string=auth) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
     return [run.state.type.value for run in runs]
+
+
+def test_a_server_that_stops_for_good_ends_the_command_with_one_clear_line(tmp_path):
+    """Issue 28.3: was a raw httpx.ConnectError traceback, then a hang in the exit drain."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["ROMPY_TASKS_DATA_DIR"] = str(tmp_path / "data")
+    marker = tmp_path / "started"
+    model = ["sh", "-c", f"echo started > {marker}; sleep 4; echo done > out.txt"]
+    path = write_yaml(tmp_path / "p.yaml", shell_doc(tmp_path, model, run_id="api-gone", outputs=["out.txt"]))
+    subprocess.run([*CLI, "server", "start"], cwd=REPO, env=env, capture_output=True, timeout=180, check=True)
+    proc = subprocess.Popen([*CLI, "run", str(path)], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(marker.exists, 120), "the model started"
+        subprocess.run([*CLI, "server", "stop"], cwd=REPO, env=env, capture_output=True, timeout=180, check=True)
+        stopped = time.monotonic()
+        _, stderr = proc.communicate(timeout=300)
+        took = time.monotonic() - stopped
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 1, stderr[-3000:]
+    assert "stopped answering" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    assert (tmp_path / "runs" / "api-gone" / "out.txt").read_text() == "done\n", "the model's outputs stay"
+    print(f"the command ended {took:.1f} s after the server stopped")
