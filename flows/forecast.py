@@ -44,6 +44,7 @@ from rompy_tasks.forecast import (
     HotStart,
     apply_forecast_overrides,
     attempt_output_dir,
+    cold_cycles_to_rechain,
     cycle_id,
     cycle_pipeline,
     cycle_times,
@@ -54,6 +55,7 @@ from rompy_tasks.forecast import (
     prune_cycles,
     read_cycle,
     require_restart,
+    retention_fate,
     save_cycle,
 )
 from rompy_tasks.pipeline import moved_result, write_manifest
@@ -284,16 +286,31 @@ def _reason(err: BaseException) -> str:
 
 @flow(name="model-forecast-backfill", flow_run_name="{forecast.name}-backfill", **GUARD_HOOKS)
 def forecast_backfill(
-    forecast: ForecastConfig, start: datetime, end: datetime, force: bool = False
+    forecast: ForecastConfig, start: datetime, end: datetime, force: bool = False, rechain: bool = False
 ) -> list[CycleRecord]:
-    """Run every cycle from `start` to `end` oldest first; stop at the first failed cycle."""
+    """Run every cycle from `start` to `end` oldest first; stop at the first failed cycle.
+
+    `rechain`: then re-run (forced, each in a fresh directory) the completed cycles after `end`
+    from the first one that cold-started but now finds a restart, so the chain is hot again.
+    """
     crash_if_this_process_dies()
+    logger = get_run_logger()
     records = []
     try:
         for cycle in cycle_times(start, end, forecast.cycle_interval):
             with subflow_context():
                 records.append(forecast_cycle(forecast, cycle=cycle, force=force))
+        later = cold_cycles_to_rechain(forecast, as_utc(end)) if rechain else []
+        if later:
+            logger.info("re-chaining %s from the backfilled restarts", ", ".join(map(cycle_id, later)))
+        for cycle in later:
+            with subflow_context():
+                records.append(forecast_cycle(forecast, cycle=cycle, force=True))
     finally:
+        fate = retention_fate(forecast, [r.run_id for r in records])
+        for record in records:
+            if fate.get(record.run_id, "kept") != "kept":
+                logger.warning("cycle %s: %s", record.run_id, fate[record.run_id])
         create_table_artifact(
             [
                 {
@@ -301,6 +318,7 @@ def forecast_backfill(
                     "status": r.status,
                     "start": r.start or "-",
                     "restart from": r.restart_cycle or "-",
+                    "directory": fate.get(r.run_id, "-"),
                     "note": r.reason or "",
                 }
                 for r in records

@@ -390,6 +390,46 @@ def prune_cycles(forecast: ForecastConfig, keep: set[str]) -> list[str]:
     return sorted(removed)
 
 
+def retention_fate(forecast: ForecastConfig, run_ids: list[str]) -> dict[str, str]:
+    """What retention does to these cycles' directories: kept, removed already, or removed by the
+    next successful cycle (retention keeps the newest `keep_cycles` by cycle time, so a backfilled
+    old cycle does not stay)."""
+    if forecast.keep_cycles is None:
+        return {run_id: "kept" for run_id in run_ids}
+    existing = (
+        sorted(
+            (p.name for p in forecast.directory.iterdir() if p.is_dir() and re.match(CYCLE_PATTERN, p.name)),
+            reverse=True,
+        )
+        if forecast.directory.is_dir()
+        else []
+    )
+    newest = set(existing[: forecast.keep_cycles])
+    fate = {}
+    for run_id in run_ids:
+        if run_id not in existing:
+            fate[run_id] = "removed (keep_cycles)"
+        else:
+            fate[run_id] = "kept" if run_id in newest else "removed by the next cycle (keep_cycles)"
+    return fate
+
+
+def cold_cycles_to_rechain(forecast: ForecastConfig, after: datetime) -> list[datetime]:
+    """The completed cycles after `after` to re-run so they hot-start again: from the first one that
+    cold-started but now finds a restart (a backfill filled the gap before it), to the newest record."""
+    times: list[datetime] = []
+    cycle = as_utc(after) + forecast.cycle_interval
+    first = None
+    while (record := read_cycle(forecast, cycle)) is not None:
+        if first is None and record.status == "completed" and record.start == "cold":
+            if find_restart(forecast, cycle) is not None:
+                first = cycle
+        if first is not None and record.status == "completed":
+            times.append(cycle)
+        cycle += forecast.cycle_interval
+    return times
+
+
 # --- forced re-runs of completed cycles ----------------------------------------------------------
 
 

@@ -234,8 +234,14 @@ def test_backfill_runs_what_is_missing_oldest_first_and_named_cycles_run_however
     assert (r2["status"], r2["start"], r2["restart_cycle"]) == ("completed", "hot", cycle_id(c0)), "across the gap"
     c2_log = tmp_path / "runs/acc-fc" / cycle_id(c2) / "logs" / "run.log"
     c2_written = c2_log.stat().st_mtime_ns
-    backfill = run_cli("forecast", "backfill", str(path), "--from", c1.isoformat(), "--to", c3.isoformat(), env=env)
+    backfill = run_cli(
+        "forecast", "backfill", str(path), "--from", c1.isoformat(), "--to", c3.isoformat(),
+        env={**env, "COLUMNS": "200"},
+    )  # fmt: skip
     assert backfill.returncode == 0, backfill.stderr[-3000:]
+    # retention ranks by cycle time: the backfill says which of its cycles are gone (issue 26.5)
+    directories = {row[0]: row[5] for row in table_rows(backfill.stdout)}
+    assert directories == {cycle_id(c1): "removed (keep_cycles)", cycle_id(c2): "kept", cycle_id(c3): "kept"}
 
     records = {
         cid: json.loads((tmp_path / "runs/acc-fc/cycles" / f"{cid}.json").read_text())
@@ -323,6 +329,34 @@ def test_a_failed_forced_rerun_keeps_the_completed_cycle_and_a_good_one_replaces
     assert manifest["result"]["staging_dir"] == str(cycle_dir) and "attempts" not in json.dumps(manifest)
     assert manifest["pipeline"]["config"]["output_dir"] == str(runs)
     assert sorted(p.name for p in (runs / "attempts").iterdir()) == [kept.parent.name], "only the failed one kept"
+
+
+@pytest.mark.veros
+def test_backfill_rechain_hot_starts_the_cycles_that_cold_started_after_the_gap(prefect_api, tmp_path):
+    """Issue 26.5: the cycle after an outage cold-started; once the gap is backfilled, --rechain
+    re-runs it (and the cycles after it) hot from the backfilled restarts."""
+    c0 = floor_cycle(datetime.now(UTC), timedelta(hours=12)) - timedelta(hours=72)
+    c1, c2, c3, c4 = (c0 + k * timedelta(hours=12) for k in (1, 2, 3, 4))
+    forcing = write_synthetic_wind(tmp_path / "wind.nc", c0 - timedelta(days=1), c4 + timedelta(days=2))
+    path = tmp_path / "fc.yaml"
+    path.write_text(yaml.safe_dump(forecast_doc(tmp_path, forcing, spinup="0h")))
+    env = {"PREFECT_API_URL": prefect_api, "COLUMNS": "200"}
+    for cycle in (c0, c3, c4):  # c1 and c2 missed: c3 finds no restart valid at its time
+        ran = run_cli("forecast", "run", str(path), "--cycle", cycle.isoformat(), env=env)
+        assert ran.returncode == 0, ran.stderr[-3000:]
+
+    def record(cycle):
+        return json.loads((tmp_path / "runs/acc-fc/cycles" / f"{cycle_id(cycle)}.json").read_text())
+
+    assert (record(c3)["start"], record(c4)["restart_cycle"]) == ("cold", cycle_id(c3))
+    backfill = run_cli(
+        "forecast", "backfill", str(path), "--from", c1.isoformat(), "--to", c2.isoformat(), "--rechain", env=env
+    )
+    assert backfill.returncode == 0, backfill.stderr[-3000:]
+    assert [row[0] for row in table_rows(backfill.stdout)] == [cycle_id(c) for c in (c1, c2, c3, c4)]
+    chain = [(record(c)["start"], record(c)["restart_cycle"]) for c in (c1, c2, c3, c4)]
+    assert chain == [("hot", cycle_id(c0)), ("hot", cycle_id(c1)), ("hot", cycle_id(c2)), ("hot", cycle_id(c3))]
+    assert (tmp_path / "runs/acc-fc" / cycle_id(c4) / "acc.snapshot.nc").is_file()
 
 
 def test_a_late_scheduled_cycle_ends_in_a_state_named_skipped_and_says_so(prefect_api, tmp_path):

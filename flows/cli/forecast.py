@@ -23,11 +23,18 @@ from rompy_tasks.core.errors import ConfigError
 app = typer.Typer(no_args_is_help=True, help="Operational forecast cycles: run, backfill, status, validate")
 
 
-def _print_cycles(records: list[Any]) -> None:
-    table = Table("cycle", "status", "start", "restart from", "seconds", "note", title="Forecast cycles")
+def _print_cycles(records: list[Any], config: Any = None) -> None:
+    from rompy_tasks.forecast import retention_fate
+
+    fate = retention_fate(config, [r.run_id for r in records]) if config is not None else {}
+    table = Table(title="Forecast cycles")
+    table.add_column("cycle", no_wrap=True, min_width=11)
+    for column in ("status", "start", "restart from", "seconds", "directory", "note"):
+        table.add_column(column)
     for r in records:
         seconds = f"{r.timings['total']:.1f}" if "total" in r.timings else ""
-        table.add_row(r.run_id, r.status, r.start or "-", r.restart_cycle or "-", seconds, (r.reason or "")[:60])
+        directory, note = fate.get(r.run_id, "kept"), (r.reason or "")[:60]
+        table.add_row(r.run_id, r.status, r.start or "-", r.restart_cycle or "-", seconds, directory, note)
     out.print(table)
 
 
@@ -48,7 +55,7 @@ def forecast_run(
 
     title = f"rompy-tasks forecast: {config.name}"
     record = run_flow(lambda **kw: forecast_cycle(forecast=config, cycle=when, force=force, **kw), title, title)
-    _print_cycles([record])
+    _print_cycles([record], config)
     out.print(f"Cycle directory: {record.run_dir}")
 
 
@@ -58,9 +65,17 @@ def forecast_backfill(
     start: Annotated[str, typer.Option("--from", help="First cycle time (ISO 8601)")],
     end: Annotated[str, typer.Option("--to", help="Last cycle time (ISO 8601)")],
     force: Annotated[bool, typer.Option(help="Re-run completed cycles too")] = False,
+    rechain: Annotated[
+        bool, typer.Option(help="Then re-run later cycles that cold-started, so they hot-start from the backfill")
+    ] = False,
     set_: SetOption = None,
 ) -> None:
-    """Run what is missing from --from to --to (missing, failed, skipped cycles), oldest first."""
+    """Run what is missing from --from to --to (missing, failed, skipped cycles), oldest first.
+
+    Retention keeps the newest `keep_cycles` by cycle time, so backfilled old cycles may be removed
+    at once; the table says which. `--rechain` re-runs the cold-started cycles after the range
+    (and those after them) from the backfilled restarts, each in a fresh directory.
+    """
     config = load_forecast_file(file, set_)
     first, last = parse_time("--from", start), parse_time("--to", end)
     if first > last:
@@ -70,9 +85,11 @@ def forecast_backfill(
 
     title = f"rompy-tasks forecast backfill: {config.name}"
     records = run_flow(
-        lambda **kw: backfill_flow(forecast=config, start=first, end=last, force=force, **kw), title, title
+        lambda **kw: backfill_flow(forecast=config, start=first, end=last, force=force, rechain=rechain, **kw),
+        title,
+        title,
     )
-    _print_cycles(records)
+    _print_cycles(records, config)
 
 
 @app.command("status")
