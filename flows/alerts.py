@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from rompy_tasks.core.errors import ConfigError
 from rompy_tasks.core.loader import load_document
-from rompy_tasks.core.time import parse_duration
+from rompy_tasks.core.time import duration_text, parse_duration
 
 BLOCK_NAME = "rompy-tasks-alerts"
 NO_BLOCK_YET = UUID(int=0)  # validating the file before the block exists
@@ -30,6 +30,7 @@ def load_automations(
         "ALERT_BLOCK_ID": str(block_id),
         "DEPLOYMENT": deployment,
         "OVERDUE_SECONDS": str(int(overdue.total_seconds())),
+        "OVERDUE_WINDOW": duration_text(overdue.total_seconds()),
     }
     specs = load_document(automations_file, environ=values).get("automations") or []
     try:

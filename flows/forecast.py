@@ -142,6 +142,8 @@ def waiting_earlier_cycles(forecast: ForecastConfig, cycle_time: datetime) -> li
 
     Each with whether it was asked for by name (its run has a `cycle` parameter) rather than
     created by the scheduler. Cycles already completed are left out. Outside a deployment: none.
+    Waiting runs still under the scheduler's random names get their cycle's name, so the UI shows
+    which cycles pile up (Prefect names a run by `flow_run_name` only when it starts).
     """
     this_run = deployment_run()
     if this_run is None:
@@ -151,16 +153,19 @@ def waiting_earlier_cycles(forecast: ForecastConfig, cycle_time: datetime) -> li
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])),
         expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(UTC)),
     )
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=waiting)
     cycles: dict[datetime, bool] = {}
-    for run in runs:
-        named = run.parameters.get("cycle")
-        when = datetime.fromisoformat(named) if isinstance(named, str) else run.expected_start_time
-        earlier = floor_cycle(when, forecast.cycle_interval)
-        done = read_cycle(forecast, earlier)
-        if run.id != this_run.id and earlier < cycle_time and not (done and done.status == "completed"):
-            cycles[earlier] = cycles.get(earlier, False) or named is not None
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(flow_run_filter=waiting):
+            if run.id == this_run.id:
+                continue
+            named = run.parameters.get("cycle")
+            when = datetime.fromisoformat(named) if isinstance(named, str) else run.expected_start_time
+            earlier = floor_cycle(when, forecast.cycle_interval)
+            if run.name != (name := f"{forecast.name}-{cycle_id(earlier)}"):
+                client.update_flow_run(run.id, name=name)
+            done = read_cycle(forecast, earlier)
+            if earlier < cycle_time and not (done and done.status == "completed"):
+                cycles[earlier] = cycles.get(earlier, False) or named is not None
     return sorted(cycles.items())
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from operated import Operated
+from operated import OPERATE, Operated
 
 from rompy_tasks.forecast import cycle_id, floor_cycle
 
@@ -181,3 +181,21 @@ def test_the_ui_renders_the_forecast_run_form(operated, tmp_path):
     ]:
         assert f">{label}" in dom.stdout, f"the run form has no field {label!r}"
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_operate_remembers_its_port_and_stops_and_starts_only_the_worker(operated):
+    """Issue 26.6: `status` in a new shell found the server down unless the port was set again;
+    bringing only the worker back re-deployed (and reset hand-set schedules)."""
+    shell = {k: v for k, v in operated.env.items() if k != "ROMPY_TASKS_PORT"}  # a new shell
+    status = subprocess.run([OPERATE, "status"], env=shell, capture_output=True, text=True, timeout=60)
+    assert f"server: up at http://127.0.0.1:{operated.port}/api" in status.stdout, status.stdout
+    deployed_before = operated.deployment("model-pipeline/veros-acc")["updated"]
+    stopped = subprocess.run([OPERATE, "stop", "worker"], env=shell, capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 0 and "stopped worker" in stopped.stderr, stopped.stderr
+    status = subprocess.run([OPERATE, "status"], env=shell, capture_output=True, text=True, timeout=60)
+    assert "server: up" in status.stdout and "worker: not running" in status.stdout, "the server stays"
+    started = subprocess.run([OPERATE, "start", "worker"], env=shell, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0 and "starting a worker" in started.stderr, started.stderr
+    assert operated.deployment("model-pipeline/veros-acc")["updated"] == deployed_before, "nothing re-deployed"
+    ran = operated.deployment_run("model-pipeline/veros-acc")
+    assert "Completed" in ran.stdout, ran.stdout[-2000:] + operated.worker_log()[-2000:]

@@ -196,7 +196,8 @@ def test_a_forecast_with_no_completed_cycle_for_too_long_alerts_as_overdue(opera
     assert installed.stdout.count("installed automation") == 2
     overdue = "Forecast overdue: veros-acc-forecast"
     assert wait_for(lambda: any(a["subject"] == overdue for a in alert_receiver.alerts), 120), alert_receiver.alerts
-    assert "No cycle of veros-acc-forecast completed in the last 20 s" in alert_receiver.alerts[0]["body"]
+    body = alert_receiver.alerts[0]["body"]
+    assert "No cycle of veros-acc-forecast completed in the last 20 s (its overdue window)" in body
     automations = operated.api("POST", "/automations/filter", {})
     assert sorted(a["name"] for a in automations) == sorted(
         ["rompy-tasks: forecast cycle failed, crashed or skipped", "rompy-tasks: forecast overdue"]

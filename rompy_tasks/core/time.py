@@ -100,6 +100,14 @@ def clock_text(seconds: float) -> str:
     return (f"{days}-" if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
+def duration_text(seconds: float) -> str:
+    """`20 s`, `15 min`, `18 h`, `1.5 d`: a window as a person says it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{round(seconds / size, 2):g} {unit}"
+    return f"{seconds:g} s"
+
+
 def as_utc(value: datetime) -> datetime:
     """A naive time is taken as UTC; an aware one is converted to UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
