@@ -109,11 +109,9 @@ def run_stage_problem(pipeline: PipelineBase) -> Problem | None:
     """What the run stage would lack: a command, for a model without one of its own (rompy's base, swan)."""
     field = pipeline.backend.command_field
     if field is None or getattr(pipeline.backend, field) is None:
-        try:
-            pipeline.config.config.run_command(pipeline.config)
-        except NotImplementedError as err:
+        if missing := pipeline.config.config.command_missing():
             fix = f"give the backend's `{field}`" if field else f"the {pipeline.backend.type} backend cannot give one"
-            return Problem(f"backend.{field or 'type'}", f"{err}: {fix}")
+            return Problem(f"backend.{field or 'type'}", f"{missing}: {fix}")
     return None
 
 

@@ -70,6 +70,15 @@ class BaseModelConfig(BaseModel):
         """The argv that runs the model inside the staging directory."""
         raise NotImplementedError(f"model {self.model_type!r} does not define a command")
 
+    def command_missing(self) -> str | None:
+        """Why this model has no command of its own (the backend must give one), or None.
+
+        Answered without rendering the command: validation asks it of every ensemble member.
+        """
+        if type(self).run_command is BaseModelConfig.run_command:
+            return f"model {self.model_type!r} does not define a command"
+        return None
+
     def output_patterns(self) -> list[str]:
         """Glob patterns (relative to the staging dir) that the model's outputs match."""
         return ["*"]

@@ -2,7 +2,9 @@
 
 import os
 import shutil
+import time
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
@@ -39,12 +41,8 @@ class ModelRun(BaseModel):
     @classmethod
     def _output_dir_usable(cls, value: Path) -> Path:
         """The run directory can be made there: the nearest existing ancestor is a writable directory."""
-        path = home_expanded(value).absolute()
-        existing = next(p for p in (path, *path.parents) if p.exists())
-        if not existing.is_dir():
-            raise ValueError(f"{existing} is a file, so no run directory can be made under {value}")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise ValueError(f"{existing} is not writable, so no run directory can be made under {value}")
+        if problem := _output_dir_problem(str(home_expanded(value).absolute()), int(time.monotonic())):
+            raise ValueError(problem.replace("{value}", str(value)))
         return value
 
     @property
@@ -94,6 +92,17 @@ class ModelRun(BaseModel):
         if created:
             (staging / RUN_MARKER).write_text("This run directory was created by rompy-tasks.\n")
         return staging
+
+
+@lru_cache(maxsize=64)  # per second: an ensemble's members share one output_dir
+def _output_dir_problem(path_text: str, second: int) -> str | None:
+    path = Path(path_text)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file, so no run directory can be made under {{value}}"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable, so no run directory can be made under {{value}}"
+    return None
 
 
 def _refuse_dangerous_delete(path: Path) -> None:

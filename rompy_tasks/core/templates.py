@@ -33,7 +33,7 @@ MAX_RENDER_SECONDS = 1.0
 MAX_RENDERED_CHARS = 16 * 1024 * 1024
 MAX_INTEGER_BITS = 100_000
 
-_MARKERS = ("{{", "{%", "{#")
+TEMPLATE_MARKERS = ("{{", "{%", "{#")
 _SIZED = (str, bytes, list, tuple)
 _PRINTF_SPECS = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\d*)(?:\.(\d*))?")
 _BRACE_SPECS = re.compile(r"\{[^{}]*?:([^{}]*)\}")
@@ -183,7 +183,7 @@ def _compile(text: str) -> Template:
 
 def render_string(text: str, context: dict[str, Any], where: str = "template") -> str:
     """Render one template string; any Jinja failure or exceeded bound becomes a TemplateError naming `where`."""
-    if not any(marker in text for marker in _MARKERS):
+    if not any(marker in text for marker in TEMPLATE_MARKERS):
         return text  # plain text: nothing to compile (a compile costs about a millisecond)
     token = _BUDGET.set(_Budget(time.monotonic() + MAX_RENDER_SECONDS))
     try:

@@ -91,9 +91,14 @@ class RompyModelBridge(BaseModelConfig):
     def run_command(self, run: "ModelRun") -> list[str]:
         """A rompy config with its own `run(model_run)` runs it in a child process (so a timeout
         or cancellation can kill it); one without needs the backend's command."""
+        if problem := self.command_missing():
+            raise NotImplementedError(problem)
+        return [sys.executable, "-m", "rompy_tasks.models.rompy_run", "run", MODEL_RUN_FILE]
+
+    def command_missing(self) -> str | None:
         if callable(getattr(self.rompy_class, "run", None)):
-            return [sys.executable, "-m", "rompy_tasks.models.rompy_run", "run", MODEL_RUN_FILE]
-        raise NotImplementedError(
+            return None
+        return (
             f"rompy model {self.model_type!r} has no command or run() of its own (rompy's local backend would "
             "run nothing and report success)"
         )
