@@ -122,7 +122,7 @@ def run_member(member: Member, where: Path, flow_pid: int) -> MemberOutcome:
     # and end reach only the terminal (and its progress bar), and the member's task run gets one
     # line when it succeeds (a failure is logged by Prefect and by the flow).
     calls = StageCalls(
-        generate=lambda run, forcing: generate(run, forcing, logger.debug),
+        generate=lambda run, forcing, inputs, cache: generate(run, forcing, logger.debug, inputs, cache),
         run=lambda run, backend: execute(run, backend, lambda line: logger.info(line, extra=TERMINAL_ONLY)),
         postprocess=process_within_timeout,
     )

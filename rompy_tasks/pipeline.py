@@ -19,10 +19,11 @@ from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, st
 from rompy_tasks.core.errors import ConfigError, Problem, StageError
 from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
 from rompy_tasks.core.model_run import ModelRun, output_files
-from rompy_tasks.core.records import write_json_atomically
+from rompy_tasks.core.records import read_record, write_json_atomically
 from rompy_tasks.core.run_files import exclusive, write_text
 from rompy_tasks.core.secrets import REDACTED, redact_url
 from rompy_tasks.forcing import ForcingSource, write_forcing
+from rompy_tasks.inputs import StaticInput, stage_inputs
 from rompy_tasks.pipeline_config import PipelineBase
 from rompy_tasks.plugins import pipeline_config_class
 from rompy_tasks.postprocess.base import BasePostprocessorConfig
@@ -288,6 +289,8 @@ def moved_result(result: PipelineResult, new_dir: Path) -> PipelineResult:
 def write_manifest(result: PipelineResult, pipeline: PipelineBase) -> Path:
     """Record the run (config with secrets hidden, stages, results) in the run directory, atomically."""
     payload = {"pipeline": redacted(pipeline), "result": result.model_dump(mode="json")}
+    if inputs := read_record(stage_log_path(result.staging_dir, "inputs").with_suffix(".json")):
+        payload["inputs"] = inputs["inputs"]  # each static input's URI and sha256
     return write_json_atomically(result.staging_dir / MANIFEST_NAME, payload, durable=False)
 
 
@@ -296,10 +299,21 @@ def write_manifest(result: PipelineResult, pipeline: PipelineBase) -> Path:
 # directly inside its own task run. Both go through `execute_stages`, so a run behaves the same.
 
 
-def generate(model_run: ModelRun, forcing: Sequence[ForcingSource], log: LineSink) -> list[str]:
-    """Create the run directory and write the model's inputs and its forcing cut into it."""
+def generate(
+    model_run: ModelRun,
+    forcing: Sequence[ForcingSource],
+    log: LineSink,
+    inputs: Sequence[StaticInput] = (),
+    cache: Path | None = None,
+) -> list[str]:
+    """Create the run directory and write into it the static inputs, the model's inputs and its forcing cut."""
     staging = model_run.prepare_staging()
-    files = model_run.config.generate(model_run, staging)
+    placed = stage_inputs(list(inputs), staging, cache)
+    for item in placed:
+        log(f"input {item['id']}: {item['uri']} (sha256 {item['sha256'][:12]}...) as {item['path']}")
+    if placed:
+        write_json_atomically(stage_log_path(staging, "inputs").with_suffix(".json"), {"inputs": placed})
+    files = [staging / item["path"] for item in placed] + model_run.config.generate(model_run, staging)
     for source in forcing:
         path = write_forcing(source, model_run.period, staging)
         log(f"forcing {source.name}: {source.shown_url} cut to the run period into {path.name}")
@@ -321,7 +335,7 @@ def execute(model_run: ModelRun, backend: BaseBackendConfig, log: LineSink) -> R
 class StageCalls:
     """How each stage is called: directly (an ensemble member) or as Prefect tasks (the pipeline flow)."""
 
-    generate: Callable[[ModelRun, Sequence[ForcingSource]], list[str]]
+    generate: Callable[[ModelRun, Sequence[ForcingSource], Sequence[StaticInput], Path | None], list[str]]
     run: Callable[[ModelRun, BaseBackendConfig], RunResult]
     postprocess: Callable[[ModelRun, BasePostprocessorConfig], dict[str, Any]]
 
@@ -359,7 +373,9 @@ def _execute_stages_locked(
         for stage in result.stages_requested:
             stage_start = time.monotonic()
             if stage == "generate":
-                result.generated_files = calls.generate(model_run, pipeline.forcing)
+                result.generated_files = calls.generate(
+                    model_run, pipeline.forcing, pipeline.inputs, pipeline.cache_dir
+                )
             elif stage == "run":
                 if validate_stages:
                     check_inputs(model_run)

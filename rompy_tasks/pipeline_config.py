@@ -7,12 +7,15 @@ backends, postprocessors); code that runs a pipeline reads it through this base 
 postprocessor a `BasePostprocessorConfig`.
 """
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from rompy_tasks.backends.base import BaseBackendConfig
 from rompy_tasks.core.model_run import ModelRun
 from rompy_tasks.core.time import seconds_type
 from rompy_tasks.forcing import ForcingSource
+from rompy_tasks.inputs import StaticInput
 from rompy_tasks.postprocess.base import BasePostprocessorConfig
 
 
@@ -28,6 +31,14 @@ class PipelineBase(BaseModel):
     )
     forcing: list[ForcingSource] = Field(
         default_factory=list, description="Forcing data cut to the run period in the generate stage"
+    )
+    inputs: list[StaticInput] = Field(
+        default_factory=list,
+        description="Static files by URI (rompy's DataBlobs: bathymetry, grids), fetched once into the cache "
+        "and linked into the run directory in the generate stage",
+    )
+    cache_dir: Path | None = Field(
+        None, description="The inputs' cache (default: ROMPY_TASKS_CACHE_DIR, else the user's data directory)"
     )
     run_retries: int = Field(0, ge=0, le=10, description="Retries of the run stage after a failure")
     run_retry_delay_seconds: seconds_type(0, 3600) = Field(  # type: ignore[valid-type]

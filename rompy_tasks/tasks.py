@@ -4,6 +4,7 @@ Tasks are side-effecting (they write run directories), so none is cached.
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.blocks.system import Secret
@@ -15,6 +16,7 @@ from rompy_tasks.backends.base import BaseBackendConfig, RunResult
 from rompy_tasks.core.model_run import ModelRun
 from rompy_tasks.core.secrets import register_secret_source
 from rompy_tasks.forcing import ForcingSource
+from rompy_tasks.inputs import StaticInput
 
 
 def read_prefect_secret(block_name: str) -> str:
@@ -27,9 +29,14 @@ register_secret_source("prefect-secret", read_prefect_secret)
 
 
 @task(name="generate-inputs", task_run_name="generate-{model_run.run_id}", cache_policy=NO_CACHE)
-def generate_inputs(model_run: ModelRun, forcing: Sequence[ForcingSource] = ()) -> list[str]:
-    """Create the run directory and write the model's inputs and its forcing cut into it."""
-    return pipeline.generate(model_run, forcing, get_run_logger().info)
+def generate_inputs(
+    model_run: ModelRun,
+    forcing: Sequence[ForcingSource] = (),
+    inputs: Sequence[StaticInput] = (),
+    cache: Path | None = None,
+) -> list[str]:
+    """Create the run directory and write the static inputs, the model's inputs and its forcing cut into it."""
+    return pipeline.generate(model_run, forcing, get_run_logger().info, inputs, cache)
 
 
 @task(name="run-model", task_run_name="run-{model_run.run_id}", cache_policy=NO_CACHE)

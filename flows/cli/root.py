@@ -12,7 +12,7 @@ import time
 import typer
 
 from flows import command_socket
-from flows.cli import alerts, backends, deployments, ensemble, forecast, run, server
+from flows.cli import alerts, backends, cache, deployments, ensemble, forecast, run, server
 from flows.cli.common import EXIT_FAILED, apply_global_options
 from flows.global_options import split_global_options
 
@@ -24,6 +24,7 @@ app.add_typer(forecast.app, name="forecast")
 app.add_typer(server.app, name="server")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(cache.app, name="cache")
 EXIT_JOIN_SECONDS = 10.0
 
 
@@ -47,7 +48,7 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-GROUPS = {"backends", "ensemble", "forecast", "server", "deployments", "alerts"}
+GROUPS = {"backends", "ensemble", "forecast", "server", "deployments", "alerts", "cache"}
 
 
 def main() -> None:

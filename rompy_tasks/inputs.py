@@ -1,0 +1,236 @@
+"""Static inputs by URI (rompy's DataBlob): fetched once into a shared cache, linked into each run.
+
+A bathymetry or grid file that every member of an ensemble and every cycle of a forecast needs
+is fetched once per version of its source: the cache (`<data dir>/cache`, `cache_dir` or
+ROMPY_TASKS_CACHE_DIR) keeps each file's content under its sha256 (`blobs/<sha256>`, read-only),
+and for each source URI and version (its ETag, else its mtime and size) which content it had
+(`sources/<key>.json`). Concurrent runs wait for one fetch (a lock per source version). The
+checksum is computed while the file streams in and checked against a given `sha256`; at each
+use the blob's size and mtime must still be what was recorded, else it is fetched again, never
+used. Each run directory gets a hardlink (no copy, no symbolic link out of the run directory),
+or across filesystems a copy; both read-only.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.records import read_record, write_json_atomically
+from rompy_tasks.core.secrets import redact_url
+from rompy_tasks.core.templates import inside
+from rompy_tasks.data_dir import private_dir
+
+CHUNK_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_BYTES = 20 * 1024**3  # the cache's bound (ROMPY_TASKS_CACHE_MAX_GB); least recently used go first
+READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+
+class StaticInput(BaseModel):
+    """A file by URI placed in the run directory under its own name (rompy's DataBlob keys)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_type: Literal["data_blob", "data_link"] | None = Field(None, description="rompy's: data_link links")
+    id: str = Field("data", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="rompy's DataBlob id")
+    source: str = Field(description="A local path or an fsspec URL (https://, s3://, ...) of a file")
+    link: bool = Field(
+        False,
+        description="rompy's: link rather than copy. Here every input is a read-only hardlink to the cache "
+        "where the filesystem allows (else a copy), never a symbolic link out of the run directory",
+    )
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="The file's checksum, checked at fetch")
+
+    @field_validator("source")
+    @classmethod
+    def _has_a_name(cls, value: str) -> str:
+        name = PurePosixPath(urlparse(value).path if "://" in value else value).name
+        if not value.strip() or name in ("", ".", ".."):
+            raise ValueError(f"{redact_url(value)} names no file")
+        return value
+
+    @property
+    def name(self) -> str:
+        """The file's name in the run directory: the source's base name, as in rompy."""
+        return PurePosixPath(urlparse(self.source).path if "://" in self.source else self.source).name
+
+    @property
+    def shown(self) -> str:
+        return redact_url(self.source)
+
+
+class CachedFile(BaseModel):
+    """What one source version resolved to: its content's sha256 and the blob's size and mtime."""
+
+    uri: str
+    version: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    fetched: datetime
+    used: datetime
+
+
+def cache_dir(configured: Path | None = None) -> Path:
+    """The cache: `configured`, else ROMPY_TASKS_CACHE_DIR, else the user's private data directory."""
+    if configured is not None or os.environ.get("ROMPY_TASKS_CACHE_DIR"):
+        path = Path(configured or os.environ["ROMPY_TASKS_CACHE_DIR"]).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return private_dir("cache")
+
+
+@contextmanager
+def _waiting_lock(path: Path) -> Iterator[None]:
+    """One fetch of a source version at a time; the others wait for it, then use its result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _version(info: dict[str, Any]) -> str:
+    """What says the source changed: its ETag, else its modification time and size."""
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return f"etag:{str(etag).strip(chr(34))}"
+    when = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or info.get("created")
+    return f"mtime:{when}:size:{info.get('size')}"
+
+
+def _intact(cache: Path, entry: CachedFile) -> bool:
+    try:
+        blob = os.stat(cache / "blobs" / entry.sha256)
+    except OSError:
+        return False
+    return blob.st_size == entry.size and blob.st_mtime_ns == entry.mtime_ns
+
+
+def fetch(item: StaticInput, cache: Path) -> CachedFile:
+    """The cached file for `item`'s source as it is now: fetched (once) if the cache lacks it."""
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(item.source)
+        info = fs.info(path)
+    except (OSError, ValueError, ImportError) as err:
+        raise StageError(f"input {item.id!r}: cannot reach {item.shown}: {redact_url(str(err))}") from None
+    if info.get("type") == "directory":
+        raise StageError(f"input {item.id!r}: {item.shown} is a directory; give its files one by one")
+    version = _version(info)
+    key = hashlib.sha256(f"{item.source}\0{version}".encode()).hexdigest()
+    record = cache / "sources" / f"{key}.json"
+    with _waiting_lock(cache / "locks" / key):
+        data = read_record(record)
+        entry = CachedFile.model_validate(data) if data else None
+        if entry is None or not _intact(cache, entry) or (item.sha256 and entry.sha256 != item.sha256):
+            entry = _download(item, fs, path, version, cache)
+        entry.used = datetime.now(UTC)
+        write_json_atomically(record, json.loads(entry.model_dump_json()), durable=False)
+    return entry
+
+
+def _download(item: StaticInput, fs: Any, path: str, version: str, cache: Path) -> CachedFile:
+    """Stream the source into the cache, hashing as it comes; a wrong checksum keeps nothing."""
+    (cache / "blobs").mkdir(parents=True, exist_ok=True)
+    (cache / "tmp").mkdir(parents=True, exist_ok=True)
+    partial = cache / "tmp" / f"{os.getpid()}-{hashlib.sha256(item.source.encode()).hexdigest()[:16]}"
+    digest = hashlib.sha256()
+    try:
+        with fs.open(path, "rb") as source, open(partial, "wb") as target:
+            while chunk := source.read(CHUNK_BYTES):
+                digest.update(chunk)
+                target.write(chunk)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise StageError(f"input {item.id!r}: fetching {item.shown} failed: {redact_url(str(err))}") from None
+    sha = digest.hexdigest()
+    if item.sha256 and sha != item.sha256:
+        partial.unlink(missing_ok=True)
+        raise StageError(f"input {item.id!r}: {item.shown} has sha256 {sha}, not the {item.sha256} given")
+    blob = cache / "blobs" / sha
+    os.chmod(partial, READ_ONLY)
+    os.replace(partial, blob)
+    done = os.stat(blob)
+    now = datetime.now(UTC)
+    return CachedFile(
+        uri=item.shown, version=version, sha256=sha, size=done.st_size, mtime_ns=done.st_mtime_ns, fetched=now, used=now
+    )
+
+
+def place(item: StaticInput, entry: CachedFile, cache: Path, staging_dir: Path) -> Path:
+    """The cached file in the run directory under its name: a hardlink, or across filesystems a copy."""
+    target = staging_dir / item.name
+    inside(staging_dir, target)
+    target.unlink(missing_ok=True)
+    blob = cache / "blobs" / entry.sha256
+    try:
+        os.link(blob, target)
+    except OSError:  # another filesystem, or links not allowed there
+        shutil.copyfile(blob, target)
+        os.chmod(target, READ_ONLY)
+    return target
+
+
+def stage_inputs(items: list[StaticInput], staging_dir: Path, configured_cache: Path | None = None) -> list[dict]:
+    """Fetch (once) and place every input; what the manifest records of each (URI, sha256, file)."""
+    if not items:
+        return []
+    cache = cache_dir(configured_cache)
+    placed = []
+    for item in items:
+        entry = fetch(item, cache)
+        target = place(item, entry, cache, staging_dir)
+        placed.append({"id": item.id, "uri": item.shown, "sha256": entry.sha256, "path": target.name})
+    prune(cache, max_cache_bytes(), keep={item["sha256"] for item in placed})
+    return placed
+
+
+def max_cache_bytes() -> int:
+    gigabytes = os.environ.get("ROMPY_TASKS_CACHE_MAX_GB")
+    return int(float(gigabytes) * 1024**3) if gigabytes else DEFAULT_MAX_BYTES
+
+
+def cached_entries(cache: Path) -> list[tuple[Path, CachedFile]]:
+    """Every source version the cache knows, least recently used first."""
+    entries = []
+    for record in (cache / "sources").glob("*.json"):
+        data = read_record(record)
+        if data:
+            entries.append((record, CachedFile.model_validate(data)))
+    return sorted(entries, key=lambda pair: pair[1].used)
+
+
+def prune(cache: Path, max_bytes: int, keep: set[str] = frozenset()) -> list[CachedFile]:
+    """Remove least recently used entries until the blobs fit in `max_bytes` (never those in `keep`).
+
+    Run directories keep their inputs: a hardlink keeps the data after the cache's name goes."""
+    entries = cached_entries(cache)
+    sizes = {e.sha256: e.size for _, e in entries}
+    total = sum(sizes.values())
+    removed = []
+    for record, entry in entries:
+        if total <= max_bytes:
+            break
+        if entry.sha256 in keep:
+            continue
+        record.unlink(missing_ok=True)
+        if not any(e.sha256 == entry.sha256 for r, e in entries if r.exists()):  # no other source has it
+            (cache / "blobs" / entry.sha256).unlink(missing_ok=True)
+            total -= sizes.pop(entry.sha256, 0)
+        removed.append(entry)
+    return removed
