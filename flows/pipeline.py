@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_context
 from flows.policy import RunRefused, enforce_deployment_policy
 from flows.postprocess import artifact_key, postprocess_flow
+from flows.run_form import flattened_overrides
 from flows.runners import attempts_made, cluster_runner, deliver_worker_events, result_or_lost
 from rompy_tasks.backends.base import BaseBackendConfig, RunResult
 from rompy_tasks.core.errors import WorkerLostError
@@ -70,6 +71,7 @@ def overridden(
 
     First, the run must keep to its deployment's lock (`allowed_overrides`, flows/policy.py).
     """
+    overrides = flattened_overrides(overrides, allowed_overrides)  # the narrowed run form's objects
     enforce_deployment_policy(config, overrides, allowed_overrides)
     if not overrides:
         return config

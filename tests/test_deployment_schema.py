@@ -115,3 +115,48 @@ def test_a_locked_forecast_may_keep_more_cycles_never_fewer():
     assert lowered_retention({"keep_cycles": 6}, deployed) == []
     assert [p.loc for p in lowered_retention({"keep_cycles": 1}, deployed)] == ["overrides.keep_cycles"]
     assert lowered_retention({"keep_cycles": 1}, {"pipeline": {}}) == [], "only forecasts retain cycles"
+
+
+@pytest.mark.parametrize("deployment", list(deployments()))
+def test_a_locked_deployments_run_form_shows_only_its_allowed_overrides_typed(deployment):
+    """Issue 26.1: the form was the whole config (every field refused if changed) and a JSON box.
+    Submitted unchanged (every pre-filled value), the narrowed form changes nothing."""
+    from flows.policy import refused_overrides
+    from flows.run_form import flattened_overrides, narrowed_schema
+
+    schema = SCHEMAS[deployment["entrypoint"].split(":")[1]]
+    text = yaml.safe_dump(deployment["parameters"]).replace("{{ $ROMPY_TASKS_RUNS }}", "/tmp/rompy-runs")
+    deployed = yaml.safe_load(text)
+    form = narrowed_schema(schema, deployed)
+    if not deployed.get("allowed_overrides"):
+        assert form is None, "an unlocked deployment keeps the full form"
+        return
+    names = list(form["properties"])
+    assert names[-1] == "overrides" and not {"pipeline", "ensemble", "forecast", "allowed_overrides"} & set(names)
+    if "forecast" in deployed:
+        assert names[:2] == ["cycle", "force"], "the run controls first"
+    fields = form["properties"]["overrides"]["properties"]
+    assert set(fields) == {pattern.removesuffix(".*") for pattern in deployed["allowed_overrides"]}
+    if "forecast" in deployed:
+        length = fields["forecast_length"]
+        assert length["format"] == "duration" and "Forecast Length" in length["title"]
+        assert fields["keep_cycles"]["default"] == deployed["forecast"]["keep_cycles"], "pre-filled as deployed"
+        assert fields["forecast_length_by_hour"]["additionalProperties"] == {"format": "duration", "type": "string"}
+    # what the form submits unchanged: the run controls' and the overrides' defaults
+    submitted = {name: spec["default"] for name, spec in form["properties"].items() if "default" in spec}
+    submitted["overrides"] = {path: spec["default"] for path, spec in fields.items() if "default" in spec}
+    assert not validate({**deployed, **submitted}, form, preprocess=True), "the API accepts it (enforced schema)"
+    overrides = flattened_overrides(submitted["overrides"], deployed["allowed_overrides"])
+    assert refused_overrides(overrides, deployed["allowed_overrides"]) == []
+    config = next(deployed[name] for name in ("pipeline", "ensemble", "forecast") if name in deployed)
+    if "forecast" in deployed:
+        before = validate_forecast(config)
+        assert apply_forecast_overrides(before, overrides) == before, "unchanged, it changes nothing"
+
+
+def test_a_wildcard_fields_object_becomes_its_paths():
+    from flows.run_form import flattened_overrides
+
+    allowed = ["config.period.*", "config.run_id"]
+    form = {"config.period": {"duration": "2d", "end": None}, "config.run_id": "storm"}
+    assert flattened_overrides(form, allowed) == {"config.period.duration": "2d", "config.run_id": "storm"}

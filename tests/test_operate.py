@@ -165,21 +165,18 @@ def test_the_ui_renders_the_forecast_run_form(operated, tmp_path):
         shot = tmp_path / "run-form.png"
         subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--screenshot={shot}", page], capture_output=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    for label in [
-        "Cycle Interval",
-        "Forecast Length",
-        "Spinup",
-        "Lookback Cycles",
-        "Cold Start Ok",
-        "Keep Cycles",
-        "Max Lateness",
-        "Forcing",
-        "Bbox",
+    for label in [  # the locked deployment's narrowed form (issue 26.1): run controls, then its overrides
         "cycle (Optional)",
         "force (Optional)",
-        "overrides (Optional)",
+        "overrides",
+        "Forecast Length (forecast_length)",
+        "Forecast Length By Hour (forecast_length_by_hour.*)",
+        "Keep Cycles (keep_cycles)",
+        "Max Lateness (max_lateness)",
     ]:
         assert f">{label}" in dom.stdout, f"the run form has no field {label!r}"
+    for label in ["Cycle Interval", "Spinup", "Lookback Cycles", "Bbox", "allowed_overrides"]:
+        assert f">{label}" not in dom.stdout, f"the run form shows {label!r}, which no UI user may change"
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 
@@ -199,3 +196,57 @@ def test_operate_remembers_its_port_and_stops_and_starts_only_the_worker(operate
     assert operated.deployment("model-pipeline/veros-acc")["updated"] == deployed_before, "nothing re-deployed"
     ran = operated.deployment_run("model-pipeline/veros-acc")
     assert "Completed" in ran.stdout, ran.stdout[-2000:] + operated.worker_log()[-2000:]
+
+
+def _final_flow_run(operated: Operated, run_id: str, seconds: float = 300) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        run = operated.api("GET", f"/flow_runs/{run_id}")
+        if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+            return run
+        time.sleep(1)
+    raise AssertionError(f"flow run {run_id} did not end: {operated.worker_log()}")
+
+
+def _submit_form(browser, page: str, changes: dict[str, str]) -> str:
+    """Open the custom-run form logged in, fill `changes` (label: value), submit; the new run's id."""
+    from browser import CLICK_BUTTON, FILL_FIELD
+
+    browser.navigate(page)
+    browser.wait_for("[...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Submit')")
+    for label, value in changes.items():
+        assert browser.evaluate(f"({FILL_FIELD})({json.dumps(label)}, {json.dumps(value)})") == "ok", label
+    assert browser.evaluate(f"({CLICK_BUTTON})('Submit')")
+    path = browser.wait_for("location.pathname.includes('/runs/flow-run/') && location.pathname")
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (scripts/test installs Debian's chromium as root)"
+)
+def test_the_forecast_run_form_submitted_as_a_user_does(operated):
+    """Issue 26.2: the custom-run form of the locked forecast deployment, in headless Chromium:
+    submitted unchanged and with one allowed change, each run completes; a disallowed change
+    (only the API can send one now) shows the user one clear message on the run page."""
+    from browser import Browser
+
+    deployment = operated.deployment("model-forecast/veros-acc-forecast")
+    form = f"/deployments/deployment/{deployment['id']}/run"
+    flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time-budget")]
+    with logged_in_ui(operated, form) as page, Browser(CHROMIUM, flags) as browser:
+        unchanged = _final_flow_run(operated, _submit_form(browser, page, {}))
+        assert unchanged["state"]["type"] == "COMPLETED", operated.worker_log()
+        changed_id = _submit_form(browser, page, {"Forecast Length (forecast_length)": "P1DT12H"})
+        changed = _final_flow_run(operated, changed_id)
+        assert changed["state"]["type"] == "COMPLETED", operated.worker_log()
+        assert changed["parameters"]["overrides"]["forecast_length"] == "P1DT12H", changed["parameters"]
+
+        refused = operated.api(
+            "POST",
+            f"/deployments/{deployment['id']}/create_flow_run",
+            {"parameters": {"overrides": {"spinup": "1d"}}},
+        )
+        assert _final_flow_run(operated, refused["id"])["state"]["name"] == "Refused"
+        browser.navigate(page.replace("/__login", "") + f"/runs/flow-run/{refused['id']}")
+        seen = browser.wait_for("document.body.innerText.includes('Refused') && document.body.innerText")
+        assert "spinup" in seen and "Traceback" not in seen, seen[:3000]

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import out, valid
+from flows.cli.common import connect_api, out, valid
 from rompy_tasks.core.loader import load_document
 
 app = typer.Typer(no_args_is_help=True, help="Prefect deployment files (prefect.yaml)")
@@ -31,3 +31,27 @@ def deployments_render(
     with output.open("a") as handle:
         yaml.safe_dump(data, handle, sort_keys=False, width=120)
     out.print(f"wrote {output}", soft_wrap=True)
+
+
+@app.command("narrow-forms")
+def deployments_narrow_forms() -> None:
+    """Narrow each locked deployment's run form to what a UI user may set (run after `prefect deploy`).
+
+    The form then shows the run controls (cycle, force, ...) first and `overrides` as typed fields
+    of the deployment's allowed_overrides, pre-filled with the deployed values; the config itself
+    stays as deployed. `prefect deploy` writes the full schema again: run this after each deploy.
+    """
+    connect_api()
+    from prefect import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    from flows.run_form import narrowed_schema
+
+    with get_client(sync_client=True) as client:
+        for deployment in client.read_deployments():
+            schema = narrowed_schema(deployment.parameter_openapi_schema or {}, deployment.parameters)
+            if schema is None:
+                continue
+            client.update_deployment(deployment.id, DeploymentUpdate(parameter_openapi_schema=schema))
+            fields = ", ".join(schema["properties"]["overrides"]["properties"])
+            out.print(f"narrowed the run form of {deployment.name}: overrides {fields}", soft_wrap=True)

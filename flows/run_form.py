@@ -1,0 +1,126 @@
+"""A locked deployment's run form: only what a UI user may set, typed, run controls first.
+
+Prefect builds a deployment's parameter schema from the flow's signature, so the UI's custom-run
+form of a locked deployment showed the whole config (a hundred fields, every one refused if
+changed) and `overrides` as a raw JSON box. The narrowed schema has the run controls (`cycle`,
+`force`, stages, ...) at the top and `overrides` as a form of the allowed paths, each typed by
+the config's own schema (durations, numbers, toggles) and pre-filled with the deployed value; a
+wildcard path (`config.period.*`, `forecast_length_by_hour.*`) is an object of its fields, typed
+where the schema types them, else a mapping. The config and the allowlist are not in the form:
+Prefect merges a run's parameters over the deployment's, so they stay as deployed.
+"""
+
+from typing import Any
+
+from flows.policy import LOCKED_PARAMETERS
+
+CONFIG_PARAMETERS = ("pipeline", "ensemble", "forecast")
+RUN_CONTROLS_FIRST = ("cycle", "force")
+
+
+def narrowed_schema(schema: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any] | None:
+    """The deployment's parameter schema narrowed to its allowed overrides; None if it is not locked."""
+    allowed = parameters.get("allowed_overrides")
+    config_name = next((name for name in CONFIG_PARAMETERS if name in parameters), None)
+    if not allowed or config_name is None:
+        return None
+    definitions = schema.get("definitions", {})
+    config_schema = schema["properties"][config_name]
+    fields: dict[str, Any] = {}
+    for pattern in allowed:
+        wildcard = pattern.endswith(".*")
+        path = pattern[:-2] if wildcard else pattern
+        if any(char in path for char in "*?["):  # a glob inside the path: no single type
+            fields[pattern] = {"title": pattern, "description": "any value (a glob of paths)"}
+            continue
+        node = _resolve(_schema_at(config_schema, path.split("."), definitions), definitions)
+        fields[path] = _wildcard_field(node, path) if wildcard else _leaf_field(node, path, parameters[config_name])
+    controls = [name for name in schema["properties"] if name not in (*LOCKED_PARAMETERS, "overrides")]
+    ordered = [*[n for n in RUN_CONTROLS_FIRST if n in controls], *[n for n in controls if n not in RUN_CONTROLS_FIRST]]
+    properties = {name: {**schema["properties"][name], "position": i} for i, name in enumerate(ordered)}
+    properties["overrides"] = {
+        "title": "overrides",
+        "description": "What this deployment lets a run change (its allowed_overrides); the rest is as deployed",
+        "type": "object",
+        "properties": fields,
+        "additionalProperties": False,
+        "position": len(ordered),
+    }
+    return {"title": "Parameters", "type": "object", "properties": properties, "definitions": definitions}
+
+
+def _leaf_field(node: dict[str, Any], path: str, config: Any) -> dict[str, Any]:
+    """One allowed path, typed, pre-filled with the deployed value (submitting it unchanged changes nothing)."""
+    field = _without_default(node)
+    field["title"] = f"{node.get('title', path)} ({path})"
+    deployed = _value_at(config, path.split("."))
+    if deployed is not _MISSING:
+        field["default"] = deployed
+    return field
+
+
+def _wildcard_field(node: dict[str, Any], path: str) -> dict[str, Any]:
+    """The fields under `path.*`: typed where the schema types them (no defaults: what is left empty is unchanged)."""
+    field: dict[str, Any] = {"title": f"{node.get('title', path)} ({path}.*)", "type": "object"}
+    if "properties" in node:
+        field["properties"] = {name: _without_default(sub) for name, sub in node["properties"].items()}
+        field["additionalProperties"] = False
+    else:
+        field["additionalProperties"] = node.get("additionalProperties", True)
+    if "description" in node:
+        field["description"] = node["description"]
+    return field
+
+
+def _without_default(node: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in node.items() if key != "default"}
+
+
+_MISSING = object()
+
+
+def _value_at(config: Any, parts: list[str]) -> Any:
+    for part in parts:
+        if not isinstance(config, dict) or part not in config:
+            return _MISSING
+        config = config[part]
+    return config
+
+
+def _resolve(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    """`node` with a `$ref` followed, and a nullable `anyOf [X, null]` with an object X opened."""
+    while "$ref" in node:
+        node = {**definitions[node["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in node.items() if k != "$ref"}}
+    options = [o for o in node.get("anyOf", []) if o.get("type") != "null"]
+    if len(options) == 1 and ("$ref" in options[0] or options[0].get("type") == "object"):
+        inner = _resolve(options[0], definitions)
+        return {**inner, **{k: v for k, v in node.items() if k not in ("anyOf", "default")}}
+    return node
+
+
+def _schema_at(node: dict[str, Any], parts: list[str], definitions: dict[str, Any]) -> dict[str, Any]:
+    """The schema of the field at `parts` under `node` (a mapping of anything where untyped)."""
+    for part in parts:
+        node = _resolve(node, definitions)
+        if part in node.get("properties", {}):
+            node = node["properties"][part]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return {"title": part}
+    return node
+
+
+def flattened_overrides(overrides: dict[str, Any] | None, allowed: list[str] | None) -> dict[str, Any] | None:
+    """The form's overrides as dotted paths: a wildcard path's object (`config.period: {duration: 2d}`)
+    becomes its fields (`config.period.duration: 2d`); fields left empty (None) in it are unchanged."""
+    if not overrides or not allowed:
+        return overrides
+    wildcards = {pattern[:-2] for pattern in allowed if pattern.endswith(".*")}
+    flat: dict[str, Any] = {}
+    for path, value in overrides.items():
+        if path in wildcards and isinstance(value, dict):
+            flat.update({f"{path}.{key}": item for key, item in value.items() if item is not None})
+        else:
+            flat[path] = value
+    return flat
