@@ -43,10 +43,19 @@ def narrowed_schema(schema: dict[str, Any], parameters: dict[str, Any]) -> dict[
         "description": "What this deployment lets a run change (its allowed_overrides); the rest is as deployed",
         "type": "object",
         "properties": fields,
+        # dotted paths as the shell sends them (`config.period.duration`), where the allowlist matches
+        "patternProperties": {_glob_regex(pattern): {} for pattern in allowed},
         "additionalProperties": False,
         "position": len(ordered),
     }
     return {"title": "Parameters", "type": "object", "properties": properties, "definitions": definitions}
+
+
+def _glob_regex(pattern: str) -> str:
+    """An allowed-overrides glob as a JSON-schema (ECMA 262) regular expression."""
+    import re
+
+    return "^" + "".join({"*": ".*", "?": "."}.get(c, re.escape(c)) for c in pattern) + "$"
 
 
 def _leaf_field(node: dict[str, Any], path: str, config: Any) -> dict[str, Any]:

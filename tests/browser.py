@@ -37,6 +37,8 @@ class Browser:
             page = next(t for t in json.loads(response.read()) if t["type"] == "page")
         self.socket = connect(page["webSocketDebuggerUrl"], max_size=None)
         self.ids = itertools.count(1)
+        self.failed_requests: list[tuple[int, str, str]] = []  # (status, url, request id) seen while waiting
+        self.send("Network.enable")
 
     def send(self, method: str, **params: Any) -> dict:
         ident = next(self.ids)
@@ -46,6 +48,10 @@ class Browser:
             if message.get("id") == ident:
                 assert "error" not in message, message["error"]
                 return message.get("result", {})
+            if message.get("method") == "Network.responseReceived":
+                response = message["params"]["response"]
+                if response["status"] >= 400:
+                    self.failed_requests.append((response["status"], response["url"], message["params"]["requestId"]))
 
     def evaluate(self, script: str) -> Any:
         result = self.send("Runtime.evaluate", expression=script, returnByValue=True, awaitPromise=True)
@@ -63,6 +69,12 @@ class Browser:
                 return value
             time.sleep(0.25)
         raise AssertionError(f"timed out waiting for: {script}; page text: {self.text()[:2000]}")
+
+    def response_body(self, request_id: str) -> str:
+        try:
+            return self.send("Network.getResponseBody", requestId=request_id).get("body", "")
+        except AssertionError:  # the browser has let it go
+            return ""
 
     def text(self) -> str:
         return self.evaluate("document.body ? document.body.innerText : ''") or ""

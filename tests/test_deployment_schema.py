@@ -146,6 +146,12 @@ def test_a_locked_deployments_run_form_shows_only_its_allowed_overrides_typed(de
     submitted = {name: spec["default"] for name, spec in form["properties"].items() if "default" in spec}
     submitted["overrides"] = {path: spec["default"] for path, spec in fields.items() if "default" in spec}
     assert not validate({**deployed, **submitted}, form, preprocess=True), "the API accepts it (enforced schema)"
+    # the shell's dotted paths still pass where the allowlist matches; anything else is refused by the API
+    for pattern in deployed["allowed_overrides"]:
+        if pattern.endswith(".*"):
+            shell = {**deployed, "overrides": {pattern.replace("*", "duration"): "2d"}}
+            assert not validate(shell, form, preprocess=True), pattern
+    assert validate({**deployed, "overrides": {"backend.command": "rm -rf /"}}, form, preprocess=True)
     overrides = flattened_overrides(submitted["overrides"], deployed["allowed_overrides"])
     assert refused_overrides(overrides, deployed["allowed_overrides"]) == []
     config = next(deployed[name] for name in ("pipeline", "ensemble", "forecast") if name in deployed)
