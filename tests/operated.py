@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from services import api_request
@@ -51,6 +52,16 @@ class Operated:
     def flow_run_of(self, ran: subprocess.CompletedProcess) -> dict:
         """The flow run a `deployment_run` created (from the id it printed)."""
         return self.api("GET", f"/flow_runs/{re.search(r'UUID: ([0-9a-f-]{36})', ran.stdout).group(1)}")
+
+    def final_flow_run(self, run_id: str, seconds: float = 300) -> dict:
+        """The flow run `run_id` once it has ended (the worker picks it up and runs it)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            run = self.api("GET", f"/flow_runs/{run_id}")
+            if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+                return run
+            time.sleep(1)
+        raise AssertionError(f"flow run {run_id} did not end: {self.worker_log()}")
 
     def worker_log(self) -> str:
         return (self.tmp / "op" / "worker.log").read_text()[-3000:]

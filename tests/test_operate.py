@@ -198,22 +198,14 @@ def test_operate_remembers_its_port_and_stops_and_starts_only_the_worker(operate
     assert "Completed" in ran.stdout, ran.stdout[-2000:] + operated.worker_log()[-2000:]
 
 
-def _final_flow_run(operated: Operated, run_id: str, seconds: float = 300) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        run = operated.api("GET", f"/flow_runs/{run_id}")
-        if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
-            return run
-        time.sleep(1)
-    raise AssertionError(f"flow run {run_id} did not end: {operated.worker_log()}")
-
-
 def _runs_by_hand(operated: Operated, deployment_id: str) -> set[str]:
     query = {"flow_runs": {"deployment_id": {"any_": [deployment_id]}}}
     return {r["id"] for r in operated.api("POST", "/flow_runs/filter", query) if not r["auto_scheduled"]}
 
 
-def _submit_form(browser, operated: Operated, deployment_id: str, page: str, changes: dict[str, str]) -> str:
+def _submit_form(
+    browser, operated: Operated, deployment_id: str, page: str, changes: dict[str, str], ready: str = "(keep_cycles)"
+) -> str:
     """Open the custom-run form logged in, fill `changes` (label: value), submit; the new run's id."""
     from browser import CLICK_BUTTON, FILL_FIELD
 
@@ -222,7 +214,7 @@ def _submit_form(browser, operated: Operated, deployment_id: str, page: str, cha
     browser.wait_for("location.href === 'about:blank'")
     browser.navigate(page)
     # the form is built once the deployment and its schema have loaded: its overrides' fields show
-    loaded = "location.pathname.endsWith('/run') && document.body && document.body.innerText.includes('(keep_cycles)')"
+    loaded = f"location.pathname.endsWith('/run') && document.body && document.body.innerText.includes({ready!r})"
     browser.wait_for(loaded)
     time.sleep(1)  # the form's values settle (Vue renders the deployment's parameters into it)
     for label, value in changes.items():
@@ -258,11 +250,11 @@ def test_the_forecast_run_form_submitted_as_a_user_does(operated):
     form = f"/deployments/deployment/{deployment['id']}/run"
     flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time-budget")]
     with logged_in_ui(operated, form) as page, Browser(CHROMIUM, flags) as browser:
-        unchanged = _final_flow_run(operated, _submit_form(browser, operated, deployment["id"], page, {}))
+        unchanged = operated.final_flow_run(_submit_form(browser, operated, deployment["id"], page, {}))
         assert unchanged["state"]["type"] == "COMPLETED", operated.worker_log()
         change = {"Forecast Length (forecast_length)": "P1DT12H"}
         changed_id = _submit_form(browser, operated, deployment["id"], page, change)
-        changed = _final_flow_run(operated, changed_id)
+        changed = operated.final_flow_run(changed_id)
         assert changed["state"]["type"] == "COMPLETED", operated.worker_log()
         assert changed["parameters"]["overrides"]["forecast_length"] == "P1DT12H", changed["parameters"]
 
@@ -273,9 +265,38 @@ def test_the_forecast_run_form_submitted_as_a_user_does(operated):
         assert outside.value.code == 409 and "spinup" in outside.value.read().decode()
         # ... and a lock rule beyond the schema (fewer cycles kept than deployed) by the flow, as Refused
         refused = operated.api("POST", create, {"parameters": {"overrides": {"keep_cycles": 1}}})
-        assert _final_flow_run(operated, refused["id"])["state"]["name"] == "Refused"
+        assert operated.final_flow_run(refused["id"])["state"]["name"] == "Refused"
         browser.navigate(page.replace("/__login", "") + f"/runs/flow-run/{refused['id']}")
         seen = browser.wait_for(
             "document.body && document.body.innerText.includes('keep_cycles') && document.body.innerText"
         )  # the run's logs load after its state
         assert "Refused" in seen and "Traceback" not in seen, seen[:3000]
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (scripts/test installs Debian's chromium as root)"
+)
+@pytest.mark.parametrize(
+    ("name", "label", "value", "path"),
+    [
+        ("model-pipeline/veros-acc", "Run Id (config.run_id)", "from-the-form", "config.run_id"),
+        ("model-ensemble/veros-friction-ensemble", "Max Parallel (max_parallel)", "1", "max_parallel"),
+    ],
+)
+def test_the_other_shipped_run_forms_submitted_as_a_user_does(operated, name, label, value, path):
+    """Issue 26.2 for the pipeline and ensemble deployments: unchanged and with one allowed change."""
+    from browser import Browser
+
+    deployment = operated.deployment(name)
+    ready = f"({path})"
+    flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time-budget")]
+    with (
+        logged_in_ui(operated, f"/deployments/deployment/{deployment['id']}/run") as page,
+        Browser(CHROMIUM, flags) as browser,
+    ):
+        unchanged = operated.final_flow_run(_submit_form(browser, operated, deployment["id"], page, {}, ready), 600)
+        assert unchanged["state"]["type"] == "COMPLETED", operated.worker_log()
+        changed_id = _submit_form(browser, operated, deployment["id"], page, {label: value}, ready)
+        changed = operated.final_flow_run(changed_id, 600)
+        assert changed["state"]["type"] == "COMPLETED", operated.worker_log()
+        assert str(changed["parameters"]["overrides"][path]) == value, changed["parameters"]

@@ -24,25 +24,31 @@ def test_the_api_requires_the_auth_string_operate_made(operated):
 
 
 def test_a_locked_deployment_refuses_what_it_does_not_allow(operated):
-    """Through the real worker: each refusal fails the run before anything is written or started."""
+    """The shell's `--param` and the API check the narrowed run form's schema, so a path outside the
+    allowlist never becomes a run. An API user can skip that check (`enforce_parameter_schema: false`)
+    or send parameters the form does not have (the config, the allowlist): the flow refuses those,
+    through the real worker, before anything is written or started."""
     marker = operated.tmp / "pwned"
-    pipeline = operated.deployment("model-pipeline/veros-acc")["parameters"]["pipeline"]
+    deployment = operated.deployment("model-pipeline/veros-acc")
+    command_override = {"backend.command": f"touch {marker}", "config.run_id": "locked-1"}
+    ran = operated.deployment_run("model-pipeline/veros-acc", f"overrides={json.dumps(command_override)}")
+    assert ran.returncode != 0 and "'backend.command' does not match" in ran.stdout, ran.stdout[-1500:]
+    assert "UUID" not in ran.stdout, "no flow run was created"
+
+    pipeline = deployment["parameters"]["pipeline"]
     pipeline["backend"]["command"] = f"touch {marker}"
     attempts = {
-        "a backend command override": (
-            f'overrides={{"backend.command": "touch {marker}", "config.run_id": "locked-1"}}',
+        "a backend command override, the schema check skipped": (
+            {"overrides": command_override},
             "overrides.backend.command: this deployment allows overriding only config.run_id, config.period.*",
         ),
-        "a replaced pipeline": (f"pipeline={json.dumps(pipeline)}", "pipeline: differs from the deployment's value"),
-        "a widened allowlist": (
-            'allowed_overrides=["*"]',
-            "allowed_overrides: differs from the deployment's value",
-        ),
+        "a replaced pipeline": ({"pipeline": pipeline}, "pipeline: differs from the deployment's value"),
+        "a widened allowlist": ({"allowed_overrides": ["*"]}, "allowed_overrides: differs from the deployment's value"),
     }
-    for what, (param, reason) in attempts.items():
-        ran = operated.deployment_run("model-pipeline/veros-acc", param)
-        assert ran.returncode != 0 and "Refused" in ran.stdout, f"{what}: {ran.stdout[-1500:]}"
-        flow_run = operated.flow_run_of(ran)
+    for what, (parameters, reason) in attempts.items():
+        body = {"parameters": parameters, "enforce_parameter_schema": False}
+        created = operated.api("POST", f"/deployments/{deployment['id']}/create_flow_run", body)
+        flow_run = operated.final_flow_run(created["id"])
         state = flow_run["state"]
         assert (state["type"], state["name"]) == ("FAILED", "Refused"), f"{what}: {state}"
         assert reason in state["message"], f"{what}: {state}"
@@ -54,21 +60,23 @@ def test_a_locked_deployment_refuses_what_it_does_not_allow(operated):
 
 
 @pytest.mark.veros
-def test_the_run_form_filling_in_defaults_changes_nothing(operated):
-    """Prefect's run form submits every schema default the stored parameters leave out
-    (`run_retries: 0`, `period.include_end: true`, `delete_existing: false`, ...). Compared as
-    raw dicts, every custom run of a locked deployment was refused, even with nothing changed."""
+def test_the_config_filled_with_its_defaults_changes_nothing(operated):
+    """A client that sends the deployed config back with every schema default filled in (as Prefect's
+    generic run form did: `run_retries: 0`, `period.include_end: true`, `delete_existing: false`, ...)
+    changes nothing: compared as raw dicts, every such run of a locked deployment was refused."""
     from flows.pipeline import PipelineConfig
 
-    deployed = operated.deployment("model-pipeline/veros-acc")["parameters"]
+    deployment = operated.deployment("model-pipeline/veros-acc")
+    deployed = deployment["parameters"]
     filled = PipelineConfig.model_validate(deployed["pipeline"]).model_dump(mode="json")
-    filled["config"]["period"]["end"] = None  # the form sends the unset alternative as null
-    assert filled != deployed["pipeline"], "the form's parameters differ as raw data"
-    ran = operated.deployment_run(
-        "model-pipeline/veros-acc",
-        f"pipeline={json.dumps(filled)}",
-        f"allowed_overrides={json.dumps(deployed['allowed_overrides'])}",
-        'overrides={"config.run_id": "from-the-form", "config.period.duration": "2d"}',
-    )
-    assert ran.returncode == 0 and "Completed" in ran.stdout, ran.stdout[-1500:] + operated.worker_log()
+    filled["config"]["period"]["end"] = None  # the form sent the unset alternative as null
+    assert filled != deployed["pipeline"], "the filled-in parameters differ as raw data"
+    parameters = {
+        "pipeline": filled,
+        "allowed_overrides": deployed["allowed_overrides"],
+        "overrides": {"config.run_id": "from-the-form", "config.period.duration": "2d"},
+    }
+    created = operated.api("POST", f"/deployments/{deployment['id']}/create_flow_run", {"parameters": parameters})
+    flow_run = operated.final_flow_run(created["id"], 600)
+    assert flow_run["state"]["type"] == "COMPLETED", f"{flow_run['state']}\n{operated.worker_log()}"
     assert (operated.runs / "from-the-form" / "acc.snapshot.nc").is_file()
