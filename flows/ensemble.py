@@ -34,7 +34,7 @@ from flows.postprocess import artifact_key, process_within_timeout
 from flows.runners import deliver_worker_events, members_runner, result_or_lost
 from rompy_tasks.backends import guard
 from rompy_tasks.backends.process import allow_starting, child_environment, run_process, terminate_running
-from rompy_tasks.core.errors import StageError, WorkerLostError
+from rompy_tasks.core.errors import EngineUnreachable, StageError, WorkerLostError
 from rompy_tasks.core.records import read_record
 from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.ensemble import (
@@ -64,12 +64,13 @@ class MemberOutcome(BaseModel):
     index: int
     run_id: str
     overrides: dict[str, Any]
-    status: str  # completed | failed | skipped (completed in an earlier run)
+    status: str  # completed | failed | skipped (completed in an earlier run) | not started
     attempts: int = 0
     duration_seconds: float | None = Field(None, description="The last attempt's")
     exit_code: int | None = None
     run_dir: str
     error: str | None = None
+    engine_unreachable: bool = Field(False, description="It failed because its backend's engine stopped answering")
 
 
 class EnsembleResult(BaseModel):
@@ -138,6 +139,7 @@ def run_member(member: Member, where: Path, flow_pid: int) -> MemberOutcome:
                 error=error,
                 exit_code=getattr(err, "exit_code", None),
                 duration_seconds=time.monotonic() - started,
+                engine_unreachable=isinstance(err, EngineUnreachable),
             )
         ) from err
     finally:
@@ -228,6 +230,7 @@ def run_members(
     finished: queue.Queue = queue.Queue()
     pending: dict[int, Member] = {}
     outcomes: list[MemberOutcome] = []
+    unreachable: list[MemberOutcome] = []  # the first member whose engine stopped answering
 
     def collect_one(wait: float) -> None:
         try:
@@ -236,6 +239,8 @@ def run_members(
             return
         outcome = _member_outcome(pending.pop(index), future)
         outcomes.append(outcome)
+        if outcome.engine_unreachable and not unreachable:
+            unreachable.append(outcome)
         if outcome.status == "failed":  # on the terminal too: why, in one line
             logger.warning("member %s failed after %d attempt(s): %s", outcome.run_id, outcome.attempts, outcome.error)
         else:  # its task run says so in the UI; the terminal's progress bar counts this line
@@ -250,8 +255,11 @@ def run_members(
     for position, member in enumerate(todo):
         while not finished.empty():
             collect_one(0)
-        while len(pending) >= parallel:
+        while len(pending) >= parallel and not unreachable:
             collect_one(0.5)
+        if unreachable:
+            outcomes += _not_started(todo[position:], unreachable[0])
+            break
         if position and ensemble.stagger_seconds:
             time.sleep(ensemble.stagger_seconds)
         future = runner.submit(member_task, {"member": member, "where": where, "flow_pid": os.getpid()})
@@ -261,6 +269,19 @@ def run_members(
     while pending:
         collect_one(0.5)
     return outcomes
+
+
+def _not_started(members: list[Member], cause: MemberOutcome) -> list[MemberOutcome]:
+    """The members left queued when the engine stopped answering: one warning for all, none started."""
+    reason = f"not started: {cause.error}"
+    get_run_logger().warning(
+        "%d member(s) not started: member %s found the engine unreachable (%s); "
+        "once it answers again, run the ensemble again to run them",
+        len(members),
+        cause.run_id,
+        cause.error,
+    )
+    return [_outcome(member, "not started", error=reason) for member in members]
 
 
 def _ensemble_run_name() -> str:
@@ -293,7 +314,12 @@ def model_ensemble(
     where = ensemble_dir(ensemble)
     with exclusive(where / ".ensemble.lock", f"ensemble {ensemble.name} ({where})"):
         result = run_ensemble(ensemble, members, where, parallel)
-    failed = result.count("failed")
+    failed, not_started = result.count("failed"), result.count("not started")
+    if not_started:
+        raise RuntimeError(
+            f"{failed} member(s) failed and {not_started} not started: the engine stopped answering "
+            "(see the first failed member); run the ensemble again once it is back"
+        )
     if failed > ensemble.allow_failures:
         raise RuntimeError(f"{failed} member(s) failed, more than allow_failures={ensemble.allow_failures}")
     return result
@@ -351,7 +377,8 @@ def ensemble_postprocess(processor: Any, member_dirs: dict[str, Path], out_dir: 
 def summary_markdown(result: EnsembleResult) -> str:
     lines = [
         f"# Ensemble `{result.name}`: {result.count('completed')} completed, {result.count('failed')} failed, "
-        f"{result.count('skipped')} skipped (done before)",
+        f"{result.count('skipped')} skipped (done before)"
+        + (f", {result.count('not started')} not started" if result.count("not started") else ""),
         "",
         "| member | run id | overrides | status | attempts | duration (s) | exit code | run dir |",
         "|---|---|---|---|---|---|---|---|",

@@ -72,6 +72,9 @@ def run_warm(argv: list[str]) -> int | None:
     return follow(replies, int(reply["pid"]))
 
 
+KILLED_EXIT_CODE = 128 + signal.SIGKILL  # what a shell reports for a command killed with SIGKILL
+
+
 def follow(replies: "ReplyLines", pid: int) -> int:
     """Pass signals on to the command's process and wait for its exit code."""
 
@@ -92,9 +95,12 @@ def follow(replies: "ReplyLines", pid: int) -> int:
         except OSError:
             ended = {}
             break
-    if "exit" not in ended:
-        sys.stderr.write("rompy-tasks: the command's process ended without an exit code (killed?)\n")
-        return 1
+    if "exit" not in ended:  # it died without reporting: killed (SIGKILL, the OOM killer)
+        sys.stderr.write(
+            f"rompy-tasks: the command's process {pid} was killed before it finished; its guard stopped "
+            "its models and marked its runs Crashed\n"
+        )
+        return KILLED_EXIT_CODE
     return int(ended["exit"])
 
 

@@ -23,6 +23,7 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 
 from flows.runners import current_api_url, drain_events
 from rompy_tasks.backends import guard
+from rompy_tasks.orchestrators import orchestrator_labels
 
 
 @contextmanager
@@ -42,5 +43,16 @@ GUARD_HOOKS = {"on_completion": [release_when_ended], "on_failure": [release_whe
 
 
 def crash_if_this_process_dies() -> None:
-    """Call first in a flow: if this process dies before the run ends, the run is marked Crashed."""
+    """Call first in a flow: if this process dies before the run ends, the run is marked Crashed.
+
+    A top-level run started from the command line also names this process on the run (labels), so
+    that the next local server start marks it Crashed if the guard could not (the API was down too)."""
     guard.watch_flow_run(flow_run.id, current_api_url())
+    from prefect.context import FlowRunContext
+
+    run = FlowRunContext.get().flow_run
+    if run.deployment_id is None and run.parent_task_run_id is None:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            client.update_flow_run_labels(run.id, orchestrator_labels())

@@ -47,6 +47,7 @@ from rompy_tasks.data_dir import (
     read_private,
     write_private,
 )
+from rompy_tasks.orchestrators import crash_runs_of_dead_orchestrators, process_start_time
 
 STARTUP_TIMEOUT_SECONDS = 180.0
 STOP_GRACE_SECONDS = 20.0
@@ -101,16 +102,6 @@ def _state_path() -> Path:
     return server_dir() / "server.json"
 
 
-def _process_start_time(pid: int) -> int | None:
-    """The start time of a live (non-zombie) process, or None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-    state, started = fields[0], fields[19]
-    return None if state in {"Z", "X"} else int(started)
-
-
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as response:
@@ -125,7 +116,7 @@ def _recorded() -> ServerInfo | None:
         info = ServerInfo(**json.loads(read_private(_state_path())))
     except (OSError, ValueError, TypeError):
         return None
-    same = _process_start_time(info.pid) == info.started and process_matches(info.pid, *SERVER_COMMAND)
+    same = process_start_time(info.pid) == info.started and process_matches(info.pid, *SERVER_COMMAND)
     return info if same else None
 
 
@@ -222,7 +213,7 @@ def prepare_template(timeout: float = STARTUP_TIMEOUT_SECONDS) -> tuple[Path, bo
     log = staging.parent / f"{staging.name}.log"
     port = free_port()
     proc = _launch(staging, port, log)
-    info = ServerInfo(pid=proc.pid, port=port, started=_process_start_time(proc.pid) or 0)
+    info = ServerInfo(pid=proc.pid, port=port, started=process_start_time(proc.pid) or 0)
     try:
         _wait_healthy(proc, info, log, timeout)
         _terminate(info)
@@ -249,10 +240,13 @@ def start(timeout: float = STARTUP_TIMEOUT_SECONDS) -> tuple[ServerInfo, bool]:
         private_dir("server", "prefect-home")  # 0700: the database holds every run's parameters
         port = free_port(_last_port())
         proc = _launch(home, port, log_path(), auth_string())
-        info = ServerInfo(pid=proc.pid, port=port, started=_process_start_time(proc.pid) or 0, auth=True)
+        info = ServerInfo(pid=proc.pid, port=port, started=process_start_time(proc.pid) or 0, auth=True)
         write_private(_state_path(), json.dumps(asdict(info)))
         write_private(_port_path(), str(port))
         _wait_healthy(proc, info, log_path(), timeout)
+        crashed = crash_runs_of_dead_orchestrators(info.api_url, auth_string())
+        if crashed:  # their orchestrators died while no server answered: they would show Running for good
+            print(f"marked Crashed {len(crashed)} run(s) whose command died: {', '.join(crashed)}", file=sys.stderr)
         return info, True
 
 
@@ -261,9 +255,9 @@ def _terminate(info: ServerInfo) -> None:
     try:
         os.killpg(info.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while _process_start_time(info.pid) == info.started and time.monotonic() < deadline:
+        while process_start_time(info.pid) == info.started and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _process_start_time(info.pid) == info.started:
+        if process_start_time(info.pid) == info.started:
             os.killpg(info.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass

@@ -5,6 +5,8 @@ or raises one ConfigError listing every problem; nothing is written. The result 
 run manifest are plain data so the CLI, the flows and the tests share them.
 """
 
+import errno
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -369,6 +371,7 @@ def _execute_stages_locked(
 ) -> PipelineResult:
     model_run = pipeline.config
     started = time.monotonic()
+    stage = "setup"
     try:
         for stage in result.stages_requested:
             stage_start = time.monotonic()
@@ -389,10 +392,13 @@ def _execute_stages_locked(
             result.timings.append(StageTiming(stage=stage, seconds=time.monotonic() - stage_start))
         result.status = "completed"
     except BaseException as err:
-        result.error = "".join(traceback.format_exception_only(err)).strip()
+        failure = _with_stage_named(err, stage, model_run)
+        result.error = "".join(traceback.format_exception_only(failure)).strip()
         if cleanup_on_failure:
             removed = remove_outputs(model_run)
             log(f"cleanup_on_failure: removed {len(removed)} output file(s); inputs and logs kept")
+        if failure is not err:
+            raise failure from err
         raise
     finally:
         result.timings.append(StageTiming(stage="total", seconds=time.monotonic() - started))
@@ -406,6 +412,35 @@ def _execute_stages_locked(
             result.manifest_error = f"{result.staging_dir / MANIFEST_NAME}: {err.strerror or err}"
             log(f"could not write the run manifest {result.manifest_error}")
     return result
+
+
+FULL_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _with_stage_named(err: BaseException, stage: str, model_run: ModelRun) -> BaseException:
+    """A full disk or quota as one line naming the stage and the file (Python's `[Errno 28] No space
+    left on device` names neither); any other error as it is."""
+    if not isinstance(err, OSError) or err.errno not in FULL_DISK_ERRNOS:
+        return err
+    where = err.filename2 or err.filename or _newest_file(model_run.staging_dir)
+    writing = f" while writing {where}" if where else ""
+    try:
+        free = f"{shutil.disk_usage(model_run.staging_dir).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return StageError(f"{stage} stage: {err.strerror}{writing} ({free} in {model_run.staging_dir})")
+
+
+def _newest_file(directory: Path) -> Path | None:
+    """The file written last under `directory`: where a write without a file name ran out of space."""
+    newest: tuple[float, Path] | None = None
+    for path in directory.rglob("*") if directory.is_dir() else []:
+        try:
+            if path.is_file() and not path.is_symlink() and (newest is None or path.stat().st_mtime > newest[0]):
+                newest = (path.stat().st_mtime, path)
+        except OSError:
+            continue
+    return newest[1] if newest else None
 
 
 def completed_result(pipeline: PipelineBase) -> PipelineResult:

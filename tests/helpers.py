@@ -96,3 +96,13 @@ def python_script(tmp_path: Path, body: str) -> list[str]:
 def table_rows(text: str) -> list[list[str]]:
     """The body rows of a rich table the CLI printed (run it with a wide COLUMNS), cells stripped."""
     return [[cell.strip() for cell in line.split("│")[1:-1]] for line in text.splitlines() if line.startswith("│ 2")]
+
+
+def flow_run_states(api_url: str, auth: str | None, name: str) -> list[str]:
+    """The state types of the flow runs named `name`."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with SyncPrefectClient(api_url, auth_string=auth) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+    return [run.state.type.value for run in runs]

@@ -32,7 +32,7 @@ from rompy_tasks.backends.base import (
     stage_log_path,
 )
 from rompy_tasks.backends.process import emit_line
-from rompy_tasks.core.errors import BackendError
+from rompy_tasks.core.errors import BackendError, EngineUnreachable
 from rompy_tasks.core.run_files import open_for_append
 
 if TYPE_CHECKING:
@@ -278,7 +278,7 @@ def docker_client() -> "docker.DockerClient":
         client.ping()
     except docker.errors.DockerException as err:
         where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise BackendError(
+        raise EngineUnreachable(
             f"Docker engine unreachable at {where}: {err}. Start one (as root: scripts/docker-engine)."
         ) from None
     return client
@@ -513,11 +513,11 @@ def _engine_answers(client: "docker.DockerClient") -> bool:
         return False
 
 
-def _engine_gone(name: str, log: IO[str]) -> BackendError:
+def _engine_gone(name: str, log: IO[str]) -> EngineUnreachable:
     """The error for a run whose engine went away (noted in the run log, which is then closed)."""
     with log:
         log.write(f"# {datetime.now(UTC).isoformat()} the Docker engine went away\n")
-    return BackendError(
+    return EngineUnreachable(
         f"the Docker engine went away during the run of container {name}; "
         "the container is removed on the next docker run once the engine is back"
     )

@@ -277,47 +277,60 @@ def api_headers(auth_string: str | None = None) -> dict[str, str]:
     return headers
 
 
-def _api(api_url: str, method: str, path: str, body: dict | None = None) -> object:
+def _api(api_url: str, method: str, path: str, body: dict | None = None, auth: str | None = None) -> object:
     import json
     import urllib.request
 
-    headers = api_headers()
+    headers = api_headers(auth)
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(api_url.rstrip("/") + path, data=data, headers=headers, method=method)
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the orchestrator's API URL
         return json.loads(response.read() or b"null")
 
 
-def crash_unfinished(api_url: str, flow_run_id: str, ended: set[str] = frozenset()) -> None:
+def list_flow_runs(api_url: str, query: dict, auth: str | None = None) -> list[dict]:
+    """Every flow run `query` (a /flow_runs/filter body) matches."""
+    return _filtered(api_url, "/flow_runs/filter", query, auth)
+
+
+def _filtered(api_url: str, path: str, query: dict, auth: str | None) -> list[dict]:
+    """Every object a filter endpoint matches, page by page (the API returns at most 200 at once)."""
+    found: list[dict] = []
+    while page := _api(api_url, "POST", path, {**query, "offset": len(found), "limit": 200}, auth):
+        found += page
+        if len(page) < 200:
+            break
+    return found
+
+
+def crash_unfinished(api_url: str, flow_run_id: str, ended: set[str] = frozenset(), auth: str | None = None) -> None:
     """Mark the flow run, its subflow runs and all their task runs Crashed where not yet final.
 
     Task runs in `ended` finished (their records are on disk): their final states may still be
     on the way to the API, so they are left alone."""
     crashed = {"state": {"type": "CRASHED", "name": "Crashed", "message": CRASH_MESSAGE}, "force": True}
-    children = _api(
-        api_url, "POST", "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}}
-    )
+    children = list_flow_runs(api_url, {"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}}, auth)
     flow_ids = [flow_run_id] + [run["id"] for run in children]
     for run_id in flow_ids:
-        if _api(api_url, "GET", f"/flow_runs/{run_id}")["state_type"] in UNFINISHED:
-            _set_state(api_url, f"/flow_runs/{run_id}/set_state", crashed)
-    tasks = _api(
+        if _api(api_url, "GET", f"/flow_runs/{run_id}", auth=auth)["state_type"] in UNFINISHED:
+            _set_state(api_url, f"/flow_runs/{run_id}/set_state", crashed, auth)
+    tasks = _filtered(
         api_url,
-        "POST",
         "/task_runs/filter",
         {"flow_runs": {"id": {"any_": flow_ids}}, "task_runs": {"state": {"type": {"any_": UNFINISHED}}}},
+        auth,
     )
     for task_run in tasks:
         if task_run["id"] not in ended:
-            _set_state(api_url, f"/task_runs/{task_run['id']}/set_state", crashed)
+            _set_state(api_url, f"/task_runs/{task_run['id']}/set_state", crashed, auth)
 
 
-def _set_state(api_url: str, path: str, body: dict) -> None:
+def _set_state(api_url: str, path: str, body: dict, auth: str | None = None) -> None:
     """One state change; a run that vanished or refuses does not stop the others."""
     import urllib.error
 
     try:
-        _api(api_url, "POST", path, body)
+        _api(api_url, "POST", path, body, auth)
     except urllib.error.HTTPError:
         pass
 

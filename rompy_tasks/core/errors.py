@@ -139,5 +139,12 @@ class BackendError(RuntimeError):
     """
 
 
+class EngineUnreachable(BackendError):
+    """The engine that runs every model of this backend (e.g. the Docker daemon) is not answering.
+
+    Nothing else can start until it is back, so an ensemble stops starting members at the first.
+    """
+
+
 class WorkerLostError(ModelRunError):
     """The batch job (Dask worker) running the model vanished: cancelled, failed or preempted."""

@@ -73,3 +73,39 @@ def test_a_leftover_another_member_already_removed_counts_as_removed(engine):
         containers = StaleList()
 
     assert remove_leftovers(Engine()) == [], "gone already: nothing to remove, and no error"
+
+
+def test_an_ensemble_stops_starting_members_when_the_engine_goes_away(engine, prefect_api, tmp_path):
+    """Issue 28.4: every queued member failed with its own traceback while the engine was down.
+    Now the first member that finds it unreachable stops the batch; a re-run once it is back runs the rest."""
+    import json
+
+    from helpers import shell_ensemble_doc
+
+    backend = {"type": "docker", "image": VEROS_IMAGE, "timeout": 600}
+    doc = shell_ensemble_doc(tmp_path, ["sh", "-c", "echo started; sleep 30; echo done > out.txt"], {"n": 4})
+    doc["pipeline"]["backend"] = backend
+    doc["max_parallel"] = 1
+    path = write_yaml(tmp_path / "ens.yaml", doc)
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    proc = subprocess.Popen([*CLI, "ensemble", str(path)], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    first_log = tmp_path / "runs" / "ens" / "m_m000" / "logs" / "run.log"
+    try:
+        assert wait_for(lambda: first_log.exists() and "\nstarted\n" in first_log.read_text(), 120), "member 0 runs"
+        subprocess.run([ENGINE, "stop"], check=True)
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+        proc.wait()
+        subprocess.run([ENGINE, "start"], check=True, capture_output=True)
+    assert proc.returncode == 1, stderr[-3000:]
+    assert "3 member(s) not started: member m_m000 found the engine unreachable" in stderr, stderr[-3000:]
+    assert "1 member(s) failed and 3 not started" in stderr
+    assert stderr.count("Traceback") == 0 and "requests.exceptions" not in stderr, stderr[-3000:]
+    for index in (1, 2, 3):
+        assert not (tmp_path / "runs" / "ens" / f"m_m00{index}").exists(), "a queued member never started"
+
+    rerun = run_cli("ensemble", str(path), env={"PREFECT_API_URL": prefect_api}, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    records = sorted((tmp_path / "runs" / "ens").glob("*/rompy_tasks_run.json"))
+    assert len(records) == 4 and all(json.loads(r.read_text())["status"] == "completed" for r in records)

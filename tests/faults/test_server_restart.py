@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 from conftest import CLI, REPO
-from helpers import shell_doc, wait_for, write_yaml
+from helpers import flow_run_states, shell_doc, wait_for, write_yaml
 
 pytestmark = pytest.mark.faults
 
@@ -48,15 +48,6 @@ def test_server_restart_mid_run_loses_nothing(tmp_path):
         server("stop")
 
 
-def flow_run_states(api_url: str, auth: str, name: str) -> list[str]:
-    from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-
-    with SyncPrefectClient(api_url, auth_string=auth) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
-    return [run.state.type.value for run in runs]
-
-
 def test_a_server_that_stops_for_good_ends_the_command_with_one_clear_line(tmp_path):
     """Issue 28.3: was a raw httpx.ConnectError traceback, then a hang in the exit drain."""
     import time
@@ -81,3 +72,16 @@ def test_a_server_that_stops_for_good_ends_the_command_with_one_clear_line(tmp_p
     assert "stopped answering" in stderr and "Traceback" not in stderr, stderr[-3000:]
     assert (tmp_path / "runs" / "api-gone" / "out.txt").read_text() == "done\n", "the model's outputs stay"
     print(f"the command ended {took:.1f} s after the server stopped")
+
+    # its guard could not mark the run Crashed (no API then): the next server start does, from the
+    # orchestrator the run names (host, pid, start time), and leaves runs whose command still runs
+    restarted = subprocess.run(
+        [*CLI, "server", "start"], cwd=REPO, env=env, capture_output=True, text=True, timeout=180
+    )
+    try:
+        assert "marked Crashed 1 run(s) whose command died: api-gone" in restarted.stderr, restarted.stderr
+        port = json.loads((tmp_path / "data" / "rompy-tasks" / "server" / "server.json").read_text())["port"]
+        auth = (tmp_path / "data" / "rompy-tasks" / "server" / "auth").read_text().strip()
+        assert flow_run_states(f"http://127.0.0.1:{port}/api", auth, "api-gone") == ["CRASHED"]
+    finally:
+        subprocess.run([*CLI, "server", "stop"], cwd=REPO, env=env, capture_output=True, timeout=180)
