@@ -25,6 +25,7 @@ from prefect.states import Failed, State
 from pydantic import BaseModel, ValidationError
 
 from rompy_tasks.core.errors import ConfigError, Problem
+from rompy_tasks.core.loader import as_text
 
 LOCKED_PARAMETERS = ("pipeline", "ensemble", "forecast", "allowed_overrides")
 REFUSED = "Refused"  # the state's name: its event is prefect.flow-run.Refused, which the alerts do not page on
@@ -77,7 +78,7 @@ def canonical(value: Any, model: type[BaseModel]) -> Any:
     """
     if isinstance(value, dict):
         try:
-            return model.model_validate(value).model_dump(mode="json")
+            return model.model_validate(value).model_dump(mode="json", fallback=as_text)
         except ValidationError:
             pass
     return value

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from rompy_tasks.core.errors import ConfigError, Problem
 from rompy_tasks.core.loader import (
     apply_field_overrides,
+    as_text,
     assigned_copy,
     given_fields,
     load_with_assignments,
@@ -150,7 +151,7 @@ class Member(BaseModel):
 
 def config_hash(pipeline: PipelineBase) -> str:
     """A stable hash of a member's resolved pipeline: what a completion record is checked against."""
-    text = json.dumps(pipeline.model_dump(mode="json"), sort_keys=True, default=str)
+    text = json.dumps(pipeline.model_dump(mode="json", fallback=as_text), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, stage_log_path
 from rompy_tasks.core.errors import ConfigError, Problem, StageError
-from rompy_tasks.core.loader import apply_field_overrides, load_with_assignments
+from rompy_tasks.core.loader import apply_field_overrides, as_text, load_with_assignments
 from rompy_tasks.core.model_run import ModelRun, output_files
 from rompy_tasks.core.records import read_record, write_json_atomically
 from rompy_tasks.core.run_files import exclusive, write_text
@@ -170,7 +170,7 @@ def load_pipeline(
 def redacted(pipeline: PipelineBase) -> dict[str, Any]:
     """The pipeline as JSON data with values that may be secrets hidden: env_vars (backend and
     postprocessors), URL credentials."""
-    data = pipeline.model_dump(mode="json")
+    data = pipeline.model_dump(mode="json", fallback=as_text)
     for section in [data.get("backend") or {}, *(data.get("postprocessor") or [])]:
         if section.get("env_vars"):
             section["env_vars"] = {key: REDACTED for key in section["env_vars"]}

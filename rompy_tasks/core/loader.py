@@ -342,7 +342,13 @@ def given_fields(model: BaseModel) -> dict[str, Any]:
     times do) would then take the default (1970) instead of deriving the value. Aliases are
     kept, so fields whose names differ from their keys (xbeach's `break`) validate again.
     """
-    return model.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    return model.model_dump(mode="json", exclude_unset=True, by_alias=True, fallback=as_text)
+
+
+def as_text(value: Any) -> str:
+    """A value JSON has no type for (pyproj's CRS in rompy's grids) as its text, which its field
+    accepts again (`EPSG:28350`); without this, dumping it failed and hid the config's own errors."""
+    return str(value)
 
 
 def apply_field_overrides(

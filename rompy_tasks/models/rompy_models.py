@@ -19,6 +19,7 @@ from pydantic import create_model, field_validator
 
 from rompy_tasks.core.config import BaseModelConfig, home_expanded
 from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.loader import as_text, given_fields
 
 if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
@@ -52,7 +53,7 @@ class RompyModelBridge(BaseModelConfig):
 
     def rompy_config(self) -> Any:
         """This config as an instance of rompy's own class."""
-        given = self.model_dump(exclude_unset=True, by_alias=True)  # see given_fields: only what was set
+        given = given_fields(self)  # only what was set, by alias (see given_fields)
         return self.rompy_class.model_validate({**given, "model_type": self.model_type})
 
     def rompy_model_run(self, run: "ModelRun") -> Any:
@@ -77,7 +78,8 @@ class RompyModelBridge(BaseModelConfig):
         before = {p for p in staging_dir.rglob("*") if p.is_file()}
         model_run_file = staging_dir / MODEL_RUN_FILE
         # only what was given, by alias: rompy's child validates it again (see given_fields)
-        model_run_file.write_text(self.rompy_model_run(run).model_dump_json(exclude_unset=True, by_alias=True))
+        model_run = self.rompy_model_run(run)
+        model_run_file.write_text(model_run.model_dump_json(exclude_unset=True, by_alias=True, fallback=as_text))
         done = subprocess.run(  # noqa: S603 - our interpreter and module, no shell
             [sys.executable, "-m", "rompy_tasks.models.rompy_run", "generate", MODEL_RUN_FILE],
             cwd=staging_dir,
