@@ -31,7 +31,7 @@ from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_co
 from flows.pipeline import overridden, overridden_value
 from flows.policy import RunRefused
 from flows.postprocess import artifact_key, process_within_timeout
-from flows.runners import deliver_worker_events, members_runner, result_or_lost
+from flows.runners import QueueNotes, deliver_worker_events, members_runner, result_or_lost
 from rompy_tasks.backends import guard
 from rompy_tasks.backends.process import allow_starting, child_environment, run_process, terminate_running
 from rompy_tasks.core.errors import EngineUnreachable, StageError, WorkerLostError
@@ -231,12 +231,15 @@ def run_members(
     pending: dict[int, Member] = {}
     outcomes: list[MemberOutcome] = []
     unreachable: list[MemberOutcome] = []  # the first member whose engine stopped answering
+    notes = QueueNotes(runner, ensemble.pipeline.backend)
 
     def collect_one(wait: float) -> None:
         try:
             index, future = finished.get(timeout=wait)
         except queue.Empty:
+            notes.note_if_waiting()
             return
+        notes.progressed()
         outcome = _member_outcome(pending.pop(index), future)
         outcomes.append(outcome)
         if outcome.engine_unreachable and not unreachable:

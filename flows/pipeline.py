@@ -18,7 +18,7 @@ from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_co
 from flows.policy import RunRefused, enforce_deployment_policy
 from flows.postprocess import artifact_key, postprocess_flow
 from flows.run_form import flattened_overrides
-from flows.runners import attempts_made, cluster_runner, deliver_worker_events, result_or_lost
+from flows.runners import QueueNotes, attempts_made, cluster_runner, deliver_worker_events, result_or_lost
 from rompy_tasks.backends.base import BaseBackendConfig, RunResult
 from rompy_tasks.core.errors import WorkerLostError
 from rompy_tasks.core.model_run import ModelRun
@@ -94,12 +94,13 @@ def remote_run_stage(
     only while `retries` allows, logged as a retry, after the lost attempt's outputs are removed.
     """
     attempts_left = retries + 1
+    task_runner = FlowRunContext.get().task_runner
     while True:
         task = run_model.with_options(retries=attempts_left - 1, retry_delay_seconds=retry_delay_seconds)
         future = task.submit(model_run, backend)
         try:
-            result = result_or_lost(future, backend, model_run)
-            deliver_worker_events(FlowRunContext.get().task_runner)
+            result = result_or_lost(future, backend, model_run, notes=QueueNotes(task_runner, backend))
+            deliver_worker_events(task_runner)
             return result
         except WorkerLostError as err:
             attempts_left -= attempts_made(future)

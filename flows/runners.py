@@ -14,12 +14,15 @@ guard), and a worker lost with its job fails its task run with an error naming t
 
 import importlib
 import logging
+import os
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from prefect import get_run_logger
 from prefect.futures import PrefectFuture
 from prefect.states import Crashed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -77,11 +80,37 @@ def cluster_runner(backend: BaseBackendConfig, owner_dir: Path) -> TaskRunner | 
     log_directory.mkdir(parents=True, exist_ok=True)
     if spec.batch_job_name:
         guard.watch("slurm", spec.batch_job_name)  # listed until this process ends; its jobs end first
-    return DaskTaskRunner(
+    runner = DaskTaskRunner(
         cluster_class=cluster_class,
         cluster_kwargs=spec.cluster_kwargs,
         adapt_kwargs=spec.adapt_kwargs,
     )
+    runner.batch_job_name = spec.batch_job_name  # for queue_note: what a waiting run waits for
+    return runner
+
+
+QUEUE_NOTE_SECONDS = float(os.environ.get("ROMPY_TASKS_QUEUE_NOTE_SECONDS", "30"))
+
+
+class QueueNotes:
+    """Says, every QUEUE_NOTE_SECONDS that nothing ends while the batch jobs wait in the queue,
+    that the run waits and for what: a busy SLURM queue printed nothing for minutes."""
+
+    def __init__(self, runner: TaskRunner, backend: BaseBackendConfig):
+        self.job_name = getattr(runner, "batch_job_name", None)
+        self.backend = backend
+        self.since = self.last = time.monotonic()
+
+    def progressed(self) -> None:
+        self.last = time.monotonic()
+
+    def note_if_waiting(self) -> None:
+        now = time.monotonic()
+        if self.job_name is None or now - self.last < QUEUE_NOTE_SECONDS:
+            return
+        self.last = now
+        if note := self.backend.queue_note(self.job_name):
+            get_run_logger().warning("%s; waited %.0f s", note, now - self.since)
 
 
 EVENTS_DRAIN_SECONDS = 10  # bounded: an API that stopped answering must not hold the end
@@ -116,7 +145,11 @@ def members_runner(backend: BaseBackendConfig, parallel: int, ensemble_dir: Path
 
 
 def result_or_lost(
-    future: PrefectFuture, backend: BaseBackendConfig, run: ModelRun, raise_on_failure: bool = True
+    future: PrefectFuture,
+    backend: BaseBackendConfig,
+    run: ModelRun,
+    raise_on_failure: bool = True,
+    notes: "QueueNotes | None" = None,
 ) -> Any:
     """`future.result(...)`, or WorkerLostError naming the batch job if the worker running it was lost.
 
@@ -126,6 +159,10 @@ def result_or_lost(
     from distributed import KilledWorker
 
     try:
+        if notes is not None:
+            while not future.wrapped_future.done():
+                future.wait(timeout=1)
+                notes.note_if_waiting()
         return future.result(raise_on_failure=raise_on_failure)
     except KilledWorker:
         message = backend.lost_worker_message(run)

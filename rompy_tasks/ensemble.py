@@ -8,11 +8,14 @@ is reported (with the member index) before anything runs. Member run directories
 the member's resolved config) live in `<ensemble dir>/records/` and make re-runs resume.
 """
 
+import gc
 import hashlib
 import itertools
 import json
 import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -159,8 +162,27 @@ def ensemble_dir(ensemble: EnsembleConfig) -> Path:
     return ensemble.pipeline.config.output_dir.expanduser().absolute() / ensemble.name
 
 
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Validating 100,000 members makes millions of objects that all live on, and the cyclic
+    collector walked them again and again: 40 % of the time. Reference counting still frees
+    every acyclic object at once; the collector runs again when this ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def resolve_members(ensemble: EnsembleConfig) -> list[Member]:
     """Every member's validated pipeline; all problems of all members reported at once."""
+    with _without_cyclic_gc():
+        return _resolve_members(ensemble)
+
+
+def _resolve_members(ensemble: EnsembleConfig) -> list[Member]:
     base = given_fields(ensemble.pipeline)
     base_run_id = ensemble.pipeline.config.run_id
     out_dir = str(ensemble_dir(ensemble))

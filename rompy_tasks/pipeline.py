@@ -20,7 +20,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 from rompy_tasks.backends.base import BaseBackendConfig, LineSink, RunResult, stage_log_path
 from rompy_tasks.core.errors import ConfigError, Problem, StageError
 from rompy_tasks.core.loader import apply_field_overrides, as_text, load_with_assignments
-from rompy_tasks.core.model_run import ModelRun, output_files
+from rompy_tasks.core.model_run import RUN_MARKER, ModelRun, output_files
 from rompy_tasks.core.records import read_record, write_json_atomically
 from rompy_tasks.core.run_files import exclusive, write_text
 from rompy_tasks.core.secrets import REDACTED, redact_url
@@ -190,9 +190,16 @@ def record_generated(run: ModelRun, files: list[Path]) -> Path:
 
 
 def check_inputs(run: ModelRun) -> None:
-    """Before the run stage: the generate stage must have completed for this run directory."""
-    if not stage_log_path(run.staging_dir, "generate").is_file():
-        raise StageError(f"inputs of {run.staging_dir} were never generated: run the generate stage first")
+    """Before the run stage: the generate stage must have completed for this run directory.
+
+    A directory another tool generated (`rompy generate`: files, but not our marker) is run as it
+    is, as rompy's `run --skip-generate` does; one of ours without a completed generate is not."""
+    staging = run.staging_dir
+    if stage_log_path(staging, "generate").is_file():
+        return
+    if staging.is_dir() and not (staging / RUN_MARKER).exists() and any(p.name != "logs" for p in staging.iterdir()):
+        return
+    raise StageError(f"inputs of {staging} were never generated: run the generate stage first")
 
 
 def check_outputs(run: ModelRun) -> None:

@@ -127,6 +127,10 @@ class BaseBackendConfig(BaseModel):
         """Why the worker running `run`'s model vanished (its cluster lost it), for the error."""
         return "the Dask worker running the model was lost"
 
+    def queue_note(self, batch_job_name: str) -> str | None:
+        """What a run waits for while its batch jobs `batch_job_name` are queued (None: they run)."""
+        return None
+
     def shared_settings(self) -> dict[str, Any]:
         """Settings that every member of an ensemble must share (they shape its one cluster)."""
         return {"type": self.type}

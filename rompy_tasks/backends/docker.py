@@ -222,6 +222,16 @@ class DockerConfig(BaseBackendConfig):
             raise ValueError(f"user {value!r} must be a name or uid, optionally with :group")
         return value
 
+    def preflight(self) -> None:
+        """Before anything starts: the engine answers and has the CPUs `cpu` asks for (rompy's own
+        docker_backend.yml asks for 4; rompy uses `cpu` only for `mpiexec -n`, here it is also a limit)."""
+        engine_cpus = docker_client().info().get("NCPU") or 0
+        if engine_cpus and self.cpu > engine_cpus:
+            raise BackendError(
+                f"cpu: {self.cpu} is more than the {engine_cpus} CPU(s) of the Docker engine; in rompy-tasks "
+                f"`cpu` is the container's hard CPU limit (and mpiexec's -n): set cpu to {engine_cpus} or less"
+            )
+
     def container_user(self) -> str:
         """The user the model runs as: explicit, else this process's uid, else a non-root default."""
         if self.user is not None:

@@ -170,6 +170,19 @@ class SlurmConfig(CommandOverride, BaseBackendConfig):
             return "the SLURM job of the Dask worker was lost before the model started"
         return f"SLURM job {job_id} running the model ended before the model did ({job_state(job_id)})"
 
+    def queue_note(self, batch_job_name: str) -> str | None:
+        """The worker jobs still queued and SLURM's reason (`Resources`, `Priority`, ...), while none runs."""
+        listed = subprocess.run(
+            ["squeue", "-h", "--name", batch_job_name, "--user", str(os.getuid()), "-o", "%i|%T|%P|%r"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        jobs = [line.split("|") for line in listed.splitlines() if line.count("|") == 3]
+        if not jobs or any(state != "PENDING" for _, state, _, _ in jobs):
+            return None
+        queued = ", ".join(f"{job} (in partition {partition}: {reason})" for job, _, partition, reason in jobs)
+        return f"waiting for SLURM to start job(s) {queued}"
+
     def shared_settings(self) -> dict[str, Any]:
         """Everything that shapes the worker jobs: members of one ensemble share one cluster."""
         return self.model_dump(

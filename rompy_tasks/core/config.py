@@ -6,6 +6,7 @@ registered under the `rompy_tasks.config` entry-point group; the discriminator i
 `model_type`.
 """
 
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -43,8 +44,13 @@ RunDirGlob = Annotated[str, AfterValidator(_inside_run_dir)]
 _PLAIN = (str, int, float, bool, type(None), datetime, date, timedelta)
 
 
+_PLAIN_TYPES = frozenset(_PLAIN)
+
+
 def plain_data(value: Any) -> Any:
     """`value` as template-safe data: mappings, lists and immutable values; anything else as a string."""
+    if type(value) in _PLAIN_TYPES:  # most values: one set lookup (a template context per member adds up)
+        return value
     if isinstance(value, dict):
         return {str(k): plain_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
@@ -92,16 +98,21 @@ class BaseModelConfig(BaseModel):
         """The restart files a finished run wrote, by seconds after the run's start."""
         raise NotImplementedError(f"model {self.model_type!r} does not support hot starts")
 
-    def template_context(self, run: ModelRunView) -> dict[str, Any]:
+    def template_context(self, run: ModelRunView, names: Iterable[str] = ("runtime", "config")) -> dict[str, Any]:
         """The Jinja context: `runtime` is the model run, `config` this config, as plain data.
 
         Plain values only (strings, numbers, datetimes, lists, mappings; paths as strings), never
         the live objects: their methods could read, write or delete files (`Path.read_text`,
-        `model_copy(...).prepare_staging()`), even while a file is only being validated.
+        `model_copy(...).prepare_staging()`), even while a file is only being validated. Only the
+        `names` a template uses are built (an ensemble validates a templated command per member).
         """
-        runtime = plain_data(run.model_dump())
-        runtime["staging_dir"] = str(run.staging_dir)
-        return {"runtime": runtime, "config": plain_data(self.model_dump())}
+        context: dict[str, Any] = {}
+        if "runtime" in names:
+            context["runtime"] = plain_data(run.model_dump())
+            context["runtime"]["staging_dir"] = str(run.staging_dir)
+        if "config" in names:
+            context["config"] = plain_data(self.model_dump())
+        return context
 
 
 def home_expanded(path: Path) -> Path:

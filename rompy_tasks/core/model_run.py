@@ -63,8 +63,10 @@ class ModelRun(BaseModel):
         Only a directory that rompy-tasks created (it holds our marker file) is ever removed: a
         config pointing `delete_existing` at a data directory must not empty it.
         """
+        if not self.delete_existing:
+            return None
         staging = self.staging_dir
-        if not self.delete_existing or not (staging.exists() or staging.is_symlink()):
+        if not (staging.exists() or staging.is_symlink()):
             return None
         if staging.is_symlink() or not staging.is_dir():
             return f"{staging} is not a directory rompy-tasks created (a link or a file); it is left alone"

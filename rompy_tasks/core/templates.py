@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, nodes
+from jinja2 import StrictUndefined, Template, meta, nodes
 from jinja2 import TemplateError as JinjaError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
@@ -179,6 +179,17 @@ def _compile(text: str) -> Template:
     tree = _CountLoopsAndJoins().visit(_ENV.parse(text))
     tree.set_environment(_ENV)
     return _ENV.from_string(tree)
+
+
+@lru_cache(maxsize=512)
+def referenced_names(text: str) -> frozenset[str]:
+    """The context names a template string uses (none for plain text); a syntax error shows at render."""
+    if not any(marker in text for marker in TEMPLATE_MARKERS):
+        return frozenset()
+    try:
+        return frozenset(meta.find_undeclared_variables(_ENV.parse(text)))
+    except JinjaError:
+        return frozenset({"runtime", "config"})  # rendering reports the error with its field
 
 
 def render_string(text: str, context: dict[str, Any], where: str = "template") -> str:

@@ -161,3 +161,24 @@ def test_swan_output_times_start_at_the_run_start_in_a_run_and_in_ensemble_membe
     _ok(rompy_cli("ensemble", str(path), env=env))
     inputs = sorted((tmp_path / "runs" / "swan_times").rglob("INPUT"))
     assert len(inputs) == 2 and all("tbegblk=20230101.000000" in p.read_text() for p in inputs)
+
+
+def test_skip_generate_runs_a_directory_rompy_generated(tmp_path, env):
+    """rompy's `run --skip-generate` runs what is there; ours refused a directory `rompy generate` made."""
+    made = subprocess.run(
+        [ROMPY_VENV / "bin" / "rompy", "generate", str(FILES / "basic-modelrun.yaml")],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    _ok(made)
+    run_dir = tmp_path / "runs" / "basic_modelrun"
+    assert (run_dir / "INPUT").is_file() and not (run_dir / "logs").exists(), "rompy's own generation"
+    backend = write_yaml(tmp_path / "backend.yaml", {"type": "local", "command": "cat INPUT"})
+    ran = rompy_cli(
+        "run", str(FILES / "basic-modelrun.yaml"), "--backend-config", str(backend), "--skip-generate", env=env
+    )
+    _ok(ran)
+    assert (run_dir / "INPUT").read_text() in (run_dir / "logs" / "run.log").read_text(), "the model read rompy's INPUT"
