@@ -80,13 +80,11 @@ def cluster_runner(backend: BaseBackendConfig, owner_dir: Path) -> TaskRunner | 
     log_directory.mkdir(parents=True, exist_ok=True)
     if spec.batch_job_name:
         guard.watch("slurm", spec.batch_job_name)  # listed until this process ends; its jobs end first
-    runner = DaskTaskRunner(
+    return DaskTaskRunner(
         cluster_class=cluster_class,
         cluster_kwargs=spec.cluster_kwargs,
         adapt_kwargs=spec.adapt_kwargs,
     )
-    runner.batch_job_name = spec.batch_job_name  # for queue_note: what a waiting run waits for
-    return runner
 
 
 QUEUE_NOTE_SECONDS = float(os.environ.get("ROMPY_TASKS_QUEUE_NOTE_SECONDS", "30"))
@@ -97,7 +95,8 @@ class QueueNotes:
     that the run waits and for what: a busy SLURM queue printed nothing for minutes."""
 
     def __init__(self, runner: TaskRunner, backend: BaseBackendConfig):
-        self.job_name = getattr(runner, "batch_job_name", None)
+        # the batch jobs' name, as the cluster submits them (Prefect runs a flow on a copy of its runner)
+        self.job_name = (getattr(runner, "cluster_kwargs", None) or {}).get("job_name")
         self.backend = backend
         self.since = self.last = time.monotonic()
 

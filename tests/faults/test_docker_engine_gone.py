@@ -38,7 +38,7 @@ def test_engine_stopped_mid_run_is_named_and_its_container_removed_next_time(eng
         subprocess.run([ENGINE, "start"], check=True, capture_output=True)
     assert proc.returncode == 1, stderr[-2000:]
     failure = stderr[stderr.index("Run engine-gone failed") :]
-    assert "BackendError: the Docker engine went away during the run of container rompy-engine-gone-" in failure
+    assert "EngineUnreachable: the Docker engine went away during the run of container rompy-engine-gone-" in failure
     assert "requests.exceptions" not in failure
     assert "the Docker engine went away" in log.read_text(), "the run log says what happened"
     assert ours("engine-gone"), "the engine kept the stopped container over its restart"
@@ -108,4 +108,4 @@ def test_an_ensemble_stops_starting_members_when_the_engine_goes_away(engine, pr
     rerun = run_cli("ensemble", str(path), env={"PREFECT_API_URL": prefect_api}, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     records = sorted((tmp_path / "runs" / "ens").glob("*/rompy_tasks_run.json"))
-    assert len(records) == 4 and all(json.loads(r.read_text())["status"] == "completed" for r in records)
+    assert len(records) == 4 and all(json.loads(r.read_text())["result"]["status"] == "completed" for r in records)
