@@ -87,14 +87,15 @@ def cluster_runner(backend: BaseBackendConfig, owner_dir: Path) -> TaskRunner | 
     )
 
 
-QUEUE_NOTE_SECONDS = float(os.environ.get("ROMPY_TASKS_QUEUE_NOTE_SECONDS", "30"))
-
-
 class QueueNotes:
-    """Says, every QUEUE_NOTE_SECONDS that nothing ends while the batch jobs wait in the queue,
-    that the run waits and for what: a busy SLURM queue printed nothing for minutes."""
+    """Says, every ROMPY_TASKS_QUEUE_NOTE_SECONDS (30) that nothing ends while the batch jobs wait
+    in the queue, that the run waits and for what: a busy SLURM queue printed nothing for minutes.
+
+    The interval is read per run, not at import: a warm process imported this module long before
+    the command whose environment counts."""
 
     def __init__(self, runner: TaskRunner, backend: BaseBackendConfig):
+        self.interval = float(os.environ.get("ROMPY_TASKS_QUEUE_NOTE_SECONDS", "30"))
         # the batch jobs' name, as the cluster submits them (Prefect runs a flow on a copy of its runner)
         self.job_name = (getattr(runner, "cluster_kwargs", None) or {}).get("job_name")
         self.backend = backend
@@ -105,7 +106,7 @@ class QueueNotes:
 
     def note_if_waiting(self) -> None:
         now = time.monotonic()
-        if self.job_name is None or now - self.last < QUEUE_NOTE_SECONDS:
+        if self.job_name is None or now - self.last < self.interval:
             return
         self.last = now
         if note := self.backend.queue_note(self.job_name):

@@ -172,7 +172,7 @@ def test_members_are_task_runs_named_by_run_id_not_flow_runs(prefect_api, tmp_pa
     names = [f"tr_m{i:03d}" for i in range(3)]
     deadline = time.monotonic() + 30  # task-run states reach the API as events, a moment later
     tasks = api_runs("task", names)
-    while len(tasks) < 3 or not all(t.state.is_completed() for t in tasks):
+    while len(tasks) < 3 or not all(t.state_name == "Completed" for t in tasks):
         assert time.monotonic() < deadline, [(t.name, t.state_name) for t in tasks]
         time.sleep(0.5)
         tasks = api_runs("task", names)

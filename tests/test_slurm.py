@@ -238,6 +238,7 @@ def test_sigterm_to_the_cli_releases_jobs_and_kills_the_model(cluster, prefect_a
 
 def test_ensemble_from_a_fresh_cli_shares_one_cluster_of_max_jobs_pilot_jobs(cluster, prefect_api, tmp_path):
     """The user's command, in a fresh process: every member succeeds, on at most max_jobs shared jobs."""
+    import threading
 
     doc = {
         "name": "slurm-ens",
@@ -293,3 +294,34 @@ def test_ensemble_from_a_fresh_cli_shares_one_cluster_of_max_jobs_pilot_jobs(clu
     records = sorted(p.stem for p in (where / "records").glob("*.json"))
     assert records == [f"s_m{i:03d}" for i in range(6)]
 
+
+def test_a_run_waiting_in_a_busy_queue_says_what_it_waits_for(cluster, prefect_api, tmp_path):
+    """Issue 29.9: a run whose worker job waited in a busy queue printed nothing for minutes."""
+    blocker = subprocess.run(
+        ["sbatch", "--parsable", "-p", "debug", "-c", "2", "-J", "busy", "-o", "/dev/null", "--wrap", "sleep 120"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    try:
+        running = ["squeue", "-h", "-j", blocker, "-o", "%T"]
+        assert wait_for(lambda: subprocess.run(running, capture_output=True, text=True).stdout.strip() == "RUNNING", 60)
+        doc = {
+            "config": {
+                "run_id": "queued",
+                "output_dir": str(tmp_path),
+                "period": {"start": "2026-01-01", "duration": "1h"},
+                "config": {"model_type": "shell", "command": ["true"]},
+            },
+            "backend": {"type": "slurm", "queue": "debug", "time_limit": "00:10:00"},
+        }
+        env = {**os.environ, "PREFECT_API_URL": prefect_api, "ROMPY_TASKS_QUEUE_NOTE_SECONDS": "3"}
+        path = write_yaml(tmp_path / "p.yaml", doc)
+        proc = subprocess.Popen([*CLI, "run", str(path)], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+        threading.Timer(20, lambda: subprocess.run(["scancel", blocker])).start()  # the queue frees up
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        subprocess.run(["scancel", blocker])
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "waiting for SLURM to start job(s)" in stderr and "(in partition debug: Resources)" in stderr, stderr[-3000:]
+    assert wait_queue_empty()

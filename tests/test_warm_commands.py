@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CLI, REPO, process_gone
-from helpers import shell_doc, wait_for, write_yaml
+from helpers import flow_run_states, shell_doc, wait_for, write_yaml
 
 from flows.command_socket import socket_path
 from flows.entry import wants_warm
@@ -40,10 +40,19 @@ def _run(args: list[str], cwd: Path, env: dict[str, str], umask: int = 0o022) ->
 
 
 def _warm_pid() -> int | None:
+    """The warm process's pid once it accepts commands (its pid file comes before its imports, and
+    a killed one leaves its socket file behind: only a connection says it serves)."""
+    import socket
+
     pid_file = socket_path().with_suffix(".pid")
-    if not socket_path().exists() or not pid_file.exists():
+    if not pid_file.exists():
         return None
     pid = int(pid_file.read_text())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:  # an empty request is ignored
+        try:
+            probe.connect(str(socket_path()))
+        except OSError:
+            return None
     return None if process_gone(pid) else pid
 
 
@@ -199,3 +208,22 @@ def test_both_replies_in_one_read_are_both_taken():
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
 
+
+def test_a_killed_warm_command_says_its_run_was_marked_crashed(tmp_path, prefect_api):
+    """Issue 28.6: a SIGKILLed forked command exited 1, like a failed run, saying nothing of its run."""
+    env = {"PREFECT_API_URL": prefect_api}
+    assert _run(["run", str(_report_doc(tmp_path, "warmup", "true"))], tmp_path, env).returncode == 0
+    _wait_warm()
+    path = _report_doc(tmp_path, "orphan", "echo $PPID > orchestrator.pid; exec sleep 300")
+    caller = subprocess.Popen(
+        [*CLI, "run", str(path)], cwd=tmp_path, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True
+    )
+    pid_file = tmp_path / "runs" / "orphan" / "orchestrator.pid"
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 120), "the model started"
+    orchestrator = int(pid_file.read_text())
+    assert orchestrator != caller.pid, "the command ran in the warm process's fork"
+    os.kill(orchestrator, signal.SIGKILL)  # the forked command, not the caller
+    _, stderr = caller.communicate(timeout=60)
+    assert caller.returncode == 137, stderr[-2000:]
+    assert "was killed before it finished; its guard stopped its models and marked its runs Crashed" in stderr
+    assert wait_for(lambda: flow_run_states(prefect_api, None, "orphan") == ["CRASHED"], 30)

@@ -21,7 +21,7 @@ def task_run_states(api_url: str, name: str) -> list[str]:
 
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[name])))
-    return [run.state.type.value for run in runs]
+    return [run.state_type.value for run in runs if run.state_type]  # the state row follows the run's
 
 
 def scancel_once_started(args: tuple[str, ...], api_url: str, started, run_dir, before=None) -> tuple[int, str, str]:
