@@ -6,14 +6,14 @@ registered under the `rompy_tasks.config` entry-point group; the discriminator i
 `model_type`.
 """
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from rompy_tasks.core.templates import plan_tree, render_tree
+from rompy_tasks.core.templates import Selection, plan_tree, render_tree
 from rompy_tasks.core.time import TimeRange
 
 
@@ -45,6 +45,7 @@ _PLAIN = (str, int, float, bool, type(None), datetime, date, timedelta)
 
 
 _PLAIN_TYPES = frozenset(_PLAIN)
+ALL_FIELDS: Mapping[str, Selection] = {"runtime": True, "config": True}
 
 
 def plain_data(value: Any) -> Any:
@@ -98,20 +99,22 @@ class BaseModelConfig(BaseModel):
         """The restart files a finished run wrote, by seconds after the run's start."""
         raise NotImplementedError(f"model {self.model_type!r} does not support hot starts")
 
-    def template_context(self, run: ModelRunView, names: Iterable[str] = ("runtime", "config")) -> dict[str, Any]:
+    def template_context(self, run: ModelRunView, reads: Mapping[str, Selection] = ALL_FIELDS) -> dict[str, Any]:
         """The Jinja context: `runtime` is the model run, `config` this config, as plain data.
 
         Plain values only (strings, numbers, datetimes, lists, mappings; paths as strings), never
         the live objects: their methods could read, write or delete files (`Path.read_text`,
-        `model_copy(...).prepare_staging()`), even while a file is only being validated. Only the
-        `names` a template uses are built (an ensemble validates a templated command per member).
+        `model_copy(...).prepare_staging()`), even while a file is only being validated. Only what
+        a template `reads` (templates.referenced_fields) is dumped: an ensemble validates a
+        templated command per member.
         """
         context: dict[str, Any] = {}
-        if "runtime" in names:
-            context["runtime"] = plain_data(run.model_dump())
-            context["runtime"]["staging_dir"] = str(run.staging_dir)
-        if "config" in names:
-            context["config"] = plain_data(self.model_dump())
+        if runtime := reads.get("runtime"):
+            context["runtime"] = plain_data(run.model_dump(include=None if runtime is True else runtime))
+            if runtime is True or "staging_dir" in runtime:
+                context["runtime"]["staging_dir"] = str(run.staging_dir)
+        if config := reads.get("config"):
+            context["config"] = plain_data(self.model_dump(include=None if config is True else config))
         return context
 
 

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from rompy_tasks.core.config import RunDirGlob, TemplateConfig
 from rompy_tasks.core.errors import ConfigError
 from rompy_tasks.core.os_limits import argument_limit_message
-from rompy_tasks.core.templates import referenced_names, render_string
+from rompy_tasks.core.templates import merged_selections, referenced_fields, render_string
 
 if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
@@ -39,8 +39,8 @@ class ShellConfig(TemplateConfig):
 
     def run_command(self, run: "ModelRun") -> list[str]:
         parts = [self.command] if isinstance(self.command, str) else self.command
-        names = set().union(*(referenced_names(part) for part in parts))  # plain text needs no context
-        context = self.template_context(run, names) if names else {}
+        reads = merged_selections(referenced_fields(part) for part in parts)  # plain text reads nothing
+        context = self.template_context(run, reads) if reads else {}
         if isinstance(self.command, str):
             return shlex.split(render_string(self.command, context, where="config.config.command"))
         return [render_string(arg, context, where="config.config.command") for arg in self.command]
