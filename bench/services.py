@@ -182,10 +182,10 @@ def bytes_served(log: Path) -> int:
 
 
 @contextmanager
-def s3_endpoint(work: Path) -> Iterator[dict[str, str]]:
-    """An S3-compatible API on loopback (moto's server mode). Yields the environment a client
-    (fsspec's s3fs, boto3) needs to reach it: endpoint and throwaway credentials."""
-    port = free_port()
+def s3_endpoint(work: Path, port: int | None = None) -> Iterator[dict[str, str]]:
+    """An S3-compatible API on loopback (moto's server mode), on `port` or a free one. Yields the
+    environment a client (fsspec's s3fs, boto3) needs to reach it: endpoint and throwaway credentials."""
+    port = port or free_port()
     work.mkdir(parents=True, exist_ok=True)
     log = open(work / "moto.log", "wb")  # noqa: SIM115 - the child's
     process = subprocess.Popen(  # noqa: S603 - moto's console script from our environment

@@ -32,7 +32,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, State
 
 from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_context
-from flows.pipeline import model_pipeline, overridden, overridden_value
+from flows.pipeline import model_pipeline, overridden, overridden_value, postprocess_stage
 from flows.policy import RunRefused, deployment_run
 from flows.postprocess import artifact_key
 from rompy_tasks.core.run_files import exclusive
@@ -53,10 +53,14 @@ from rompy_tasks.forecast import (
     install_attempt,
     is_late,
     prune_cycles,
+    published_destinations,
+    publishers,
     read_cycle,
     require_restart,
     retention_fate,
     save_cycle,
+    unpublish_old_cycles,
+    without_publishers,
 )
 from rompy_tasks.pipeline import moved_result, write_manifest
 
@@ -86,7 +90,7 @@ def resolve_cycle(forecast: ForecastConfig, cycle: datetime | None) -> datetime:
     return floor_cycle(cycle if cycle is not None else flow_run.scheduled_start_time, forecast.cycle_interval)
 
 
-def _publish(forecast: ForecastConfig, record: CycleRecord) -> None:
+def _record_artifact(forecast: ForecastConfig, record: CycleRecord) -> None:
     create_markdown_artifact(
         record.summary_markdown(forecast.name),
         key=artifact_key("forecast", forecast.name, record.run_id),
@@ -204,7 +208,7 @@ def _run_cycle(forecast: ForecastConfig, cycle_time: datetime, force: bool, late
         )
         logger.warning("cycle %s skipped: %s", record.run_id, record.reason)
         save_cycle(forecast, record)
-        _publish(forecast, record)
+        _record_artifact(forecast, record)
         return record
     if previous is not None and previous.status == "completed":
         return _rerun_completed_cycle(forecast, previous)
@@ -216,12 +220,13 @@ def _run_cycle(forecast: ForecastConfig, cycle_time: datetime, force: bool, late
         with subflow_context():
             result = model_pipeline(pipeline)
         _complete(forecast, record, pipeline, result, hot)
+        _note_published(forecast, record, pipeline)
     except BaseException as err:
         record.status, record.reason = "failed", _reason(err)
         raise
     finally:
         save_cycle(forecast, record)
-        _publish(forecast, record)
+        _record_artifact(forecast, record)
     return record
 
 
@@ -241,21 +246,31 @@ def _rerun_completed_cycle(forecast: ForecastConfig, previous: CycleRecord) -> C
         pipeline = cycle_pipeline(forecast, previous.cycle, hot, attempt_dir.parent)
         _note_start(record, pipeline, hot)
         with subflow_context():
-            result = model_pipeline(pipeline)
+            result = model_pipeline(without_publishers(pipeline))  # products go out once they stand
         record.note_results(pipeline, {t.stage: t.seconds for t in result.timings})
         final = install_attempt(forecast, previous.cycle, attempt_dir)
         final_pipeline = cycle_pipeline(forecast, previous.cycle, hot)
-        write_manifest(moved_result(result, final), final_pipeline)
+        result = moved_result(result, final)
+        write_manifest(result, final_pipeline)
     except BaseException as err:
         attempt = FailedAttempt(when=datetime.now(UTC), reason=_reason(err), run_dir=attempt_dir)
         previous.failed_attempts.append(attempt)
         save_cycle(forecast, previous, event=f"forced re-run failed (the completed cycle stands): {attempt.reason}")
-        _publish(forecast, previous)
+        _record_artifact(forecast, previous)
         logger.error("cycle %s: %s; the completed cycle's outputs and restarts are kept", record.run_id, attempt.note())
         raise
     _complete(forecast, record, final_pipeline, result, hot, timings_done=True)
-    save_cycle(forecast, record)
-    _publish(forecast, record)
+    try:
+        for processor in publishers(final_pipeline).values():
+            result.postprocess[processor.processor] = postprocess_stage(final_pipeline.config, processor)
+        write_manifest(result, final_pipeline)
+        _note_published(forecast, record, final_pipeline)
+    except BaseException as err:
+        record.reason = f"the re-run replaced the cycle, but publishing its products failed: {_reason(err)}"
+        raise
+    finally:
+        save_cycle(forecast, record)
+        _record_artifact(forecast, record)
     return record
 
 
@@ -283,6 +298,20 @@ def _complete(
     record.removed_cycles = prune_cycles(forecast, keep={record.run_id} | ({hot.cycle} if hot else set()))
     if record.removed_cycles:
         get_run_logger().info("keep_cycles=%s: removed %s", forecast.keep_cycles, ", ".join(record.removed_cycles))
+
+
+def _note_published(forecast: ForecastConfig, record: CycleRecord, pipeline: Any) -> None:
+    """Record where the cycle's products went; remove older cycles' beyond keep_published_cycles."""
+    record.published = published_destinations(pipeline)
+    if not record.published:
+        return
+    record.unpublished_cycles = unpublish_old_cycles(forecast, record)
+    if record.unpublished_cycles:
+        get_run_logger().info(
+            "keep_published_cycles=%s: removed the published products of %s",
+            forecast.keep_published_cycles,
+            ", ".join(record.unpublished_cycles),
+        )
 
 
 def _reason(err: BaseException) -> str:

@@ -93,22 +93,33 @@ def refused_parameters(run: dict[str, Any], deployed: dict[str, Any], model: typ
     ]
 
 
+RETENTION_SETTINGS = ("keep_cycles", "keep_published_cycles")
+
+
 def lowered_retention(overrides: dict[str, Any], deployed: dict[str, Any]) -> list[Problem]:
-    """A locked forecast may keep more cycles than deployed, never fewer: a UI user setting
-    `keep_cycles: 1` would delete every retained cycle after the next success."""
-    kept = (deployed.get("forecast") or {}).get("keep_cycles")
-    wanted = overrides.get("keep_cycles")
-    if kept is None or wanted is None:
-        return []
-    try:
-        lowered = int(wanted) < int(kept)
-    except (TypeError, ValueError):
-        return []  # not a number: the forecast's own validation names it
-    if lowered:
-        return [
-            Problem("overrides.keep_cycles", f"this deployment keeps at least {kept} cycles; raise it, never lower it")
-        ]
-    return []
+    """A locked forecast may keep more cycles (run directories, published products) than deployed,
+    never fewer: a UI user setting `keep_cycles: 1` would delete every retained cycle after the
+    next success."""
+    if "forecast" not in deployed:
+        return []  # only forecasts retain cycles
+    problems = []
+    for name in RETENTION_SETTINGS:
+        kept = (deployed["forecast"] or {}).get(name)
+        wanted = overrides.get(name)
+        if wanted is None:
+            continue
+        if kept is None:  # unset: every cycle is kept, and any number would be fewer
+            problems.append(Problem(f"overrides.{name}", "this deployment keeps every cycle; it cannot be limited"))
+            continue
+        try:
+            lowered = int(wanted) < int(kept)
+        except (TypeError, ValueError):
+            continue  # not a number: the forecast's own validation names it
+        if lowered:
+            problems.append(
+                Problem(f"overrides.{name}", f"this deployment keeps at least {kept}; raise it, never lower it")
+            )
+    return problems
 
 
 def deployment_run() -> FlowRun | None:

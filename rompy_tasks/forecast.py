@@ -25,6 +25,7 @@ from rompy_tasks.core.run_files import exchange_directories
 from rompy_tasks.core.time import Duration, as_utc
 from rompy_tasks.pipeline import nested_pipeline_type, validate_data
 from rompy_tasks.pipeline_config import PipelineBase
+from rompy_tasks.postprocess.publish import PublishConfig
 from rompy_tasks.postprocess.visualize import PLOT_DIR
 
 CYCLE_FORMAT = "%Y%m%dT%H"
@@ -70,6 +71,12 @@ class ForecastConfig(BaseModel):
     )
     keep_cycles: int | None = Field(
         None, ge=1, description="Cycle directories kept after a successful cycle (default: all)"
+    )
+    keep_published_cycles: int | None = Field(
+        None,
+        ge=1,
+        description="Cycles whose products stay at their `publish` destinations: after a cycle publishes, "
+        "older cycles' published files (those their manifest lists) are removed there (default: all stay)",
     )
     max_lateness: Duration | None = Field(
         None,
@@ -205,6 +212,10 @@ class CycleRecord(BaseModel):
     outputs: list[str] = Field(default_factory=list)
     plots: list[str] = Field(default_factory=list)
     removed_cycles: list[str] = Field(default_factory=list)
+    published: dict[int, str] = Field(
+        default_factory=dict, description="Where each `publish` postprocessor (by index) put this cycle's products"
+    )
+    unpublished_cycles: list[str] = Field(default_factory=list, description="Cycles whose products this one removed")
     reason: str | None = None
     failed_attempts: list[FailedAttempt] = Field(
         default_factory=list, description="Forced re-runs that failed; this record's run is what stands"
@@ -360,6 +371,57 @@ def cycle_pipeline(
     if problems:
         raise ConfigError(problems, f"cycle {cycle_id(cycle)}")
     return validate_data(data, source=f"cycle {cycle_id(cycle)}")
+
+
+def publishers(pipeline: PipelineBase) -> dict[int, PublishConfig]:
+    """The pipeline's `publish` postprocessors by their index in `postprocessor`."""
+    return {i: p for i, p in enumerate(pipeline.postprocessor) if isinstance(p, PublishConfig)}
+
+
+def without_publishers(pipeline: PipelineBase) -> PipelineBase:
+    """The pipeline with its `publish` postprocessors left out: a forced re-run publishes only once
+    its attempt has replaced the cycle."""
+    kept = [p for p in pipeline.postprocessor if not isinstance(p, PublishConfig)]
+    return pipeline.model_copy(update={"postprocessor": kept})
+
+
+def published_destinations(pipeline: PipelineBase) -> dict[int, str]:
+    return {i: p.rendered_destination(pipeline.config) for i, p in publishers(pipeline).items()}
+
+
+def unpublish_old_cycles(forecast: ForecastConfig, current: "CycleRecord") -> list[str]:
+    """Remove from their destinations the products of completed cycles beyond the newest
+    `keep_published_cycles` (by cycle time). A destination that a kept cycle also uses, or lies
+    under, is left alone (a destination not templated on the cycle is every cycle's)."""
+    if forecast.keep_published_cycles is None:
+        return []
+    records = [current] + [
+        r
+        for path in sorted(cycles_dir(forecast).glob("*.json"), reverse=True)
+        if (r := _record_at(path)) and r.run_id != current.run_id and r.status == "completed" and r.published
+    ]
+    records.sort(key=lambda r: r.cycle, reverse=True)
+    kept = {
+        dest.rstrip("/") for r in records[: forecast.keep_published_cycles] + [current] for dest in r.published.values()
+    }
+    processors = publishers(forecast.pipeline)
+    removed = []
+    for record in records[forecast.keep_published_cycles :]:
+        if record.run_id == current.run_id:
+            continue
+        for index, destination in record.published.items():
+            dest = destination.rstrip("/")
+            if index in processors and not any(k == dest or k.startswith(dest + "/") for k in kept):
+                processors[index].unpublish(destination)
+        record.published = {}
+        save_cycle(forecast, record, event=f"products removed from their destinations by cycle {current.run_id}")
+        removed.append(record.run_id)
+    return sorted(removed)
+
+
+def _record_at(path: Path) -> "CycleRecord | None":
+    data = read_record(path)
+    return CycleRecord.model_validate(data) if data else None
 
 
 def restarts_by_valid_time(pipeline: PipelineBase) -> dict[str, str]:

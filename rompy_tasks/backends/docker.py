@@ -14,7 +14,6 @@ import hashlib
 import os
 import re
 import shlex
-import stat
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from rompy_tasks.backends.base import (
 )
 from rompy_tasks.backends.process import emit_line
 from rompy_tasks.core.errors import BackendError, EngineUnreachable
+from rompy_tasks.core.host_paths import host_access_problem
 from rompy_tasks.core.run_files import open_for_append
 
 if TYPE_CHECKING:
@@ -49,16 +49,6 @@ _USER = re.compile(r"^([a-z_][a-z0-9_-]*|\d+)(:([a-z_][a-z0-9_-]*|\d+))?$")
 _ROOT_USERS = {"root", "0", "0:0", "root:root"}
 
 
-# Host paths that give a container the host: system directories, runtime sockets, engine state.
-HOST_PATHS_REFUSED = tuple(
-    Path(p)
-    for p in (
-        "/etc", "/root", "/boot", "/proc", "/sys", "/dev", "/run", "/var/run", "/var/lib/docker",
-        "/var/lib/containerd", "/usr", "/bin", "/sbin", "/lib", "/lib64",
-    )
-)  # fmt: skip
-# Roots shared by every user: below them is fine (a user's data), the root itself hands over everyone's files.
-SHARED_ROOTS_REFUSED = (Path("/home"), Path("/tmp"))
 PIDS_LIMIT_DEFAULT = 4096
 VOLUME_ROOTS_VARIABLE = "ROMPY_TASKS_DOCKER_VOLUME_ROOTS"  # a site's allowlist of data roots, `:`-separated
 
@@ -67,26 +57,6 @@ def allowed_volume_roots() -> list[Path]:
     """The site's data roots (resolved) that volumes must lie under; empty when the site set none."""
     value = os.environ.get(VOLUME_ROOTS_VARIABLE, "")
     return [Path(root).expanduser().resolve() for root in value.split(":") if root.strip()]
-
-
-def host_access_problem(path: Path) -> str | None:
-    """Why handing `path` to a container (a mount, a build context) would hand it the host; None if not."""
-    resolved = path.expanduser().resolve()
-    if resolved == Path("/"):
-        return "it is the host's root directory"
-    if resolved in SHARED_ROOTS_REFUSED:
-        return f"it is {resolved} itself, which holds every user's files (mount a directory below it)"
-    try:
-        if stat.S_ISSOCK(resolved.stat().st_mode):
-            return "it is a socket, an API into the host (such as the Docker engine's)"
-    except OSError:
-        pass
-    for refused in HOST_PATHS_REFUSED:
-        if resolved == refused or refused in resolved.parents:
-            return f"it is inside the host's {refused}"
-        if resolved in refused.parents:
-            return f"it contains the host's {refused}"
-    return None
 
 
 def parse_volume(spec: str) -> tuple[Path, str, str]:

@@ -1,0 +1,231 @@
+"""`publish`: upload a run's products to where others fetch them (an object store, a shared disk).
+
+The destination is any fsspec URL (`s3://bucket/fc/{{ runtime.run_id }}`, `file:///data/products`,
+`sftp://host/path`, or a plain path), templated like a command. Files go first, the manifest
+(sha256 and size of each) last, so a consumer that sees `manifest.json` sees complete files; a
+re-run removes the old manifest before it changes anything and skips files whose checksum the
+previous manifest records and whose size the destination still shows. A forecast can remove old
+cycles' products (`keep_published_cycles`): the manifest first, then the files it lists. Transient errors are
+retried. Credentials are references (`secret_options: {key: env:AWS_ACCESS_KEY_ID}`), resolved
+only while publishing: never in the config, the manifest, the logs or the API.
+"""
+
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
+
+from rompy_tasks.core.config import RunDirGlob
+from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.host_paths import host_access_problem
+from rompy_tasks.core.model_run import files_matching
+from rompy_tasks.core.secrets import SecretRef, redact_url, resolve_secrets
+from rompy_tasks.core.templates import referenced_fields, render_string
+from rompy_tasks.postprocess.archive import sha256_of
+from rompy_tasks.postprocess.base import BasePostprocessorConfig
+
+if TYPE_CHECKING:
+    from rompy_tasks.core.model_run import ModelRun
+
+MANIFEST = "manifest.json"
+# storage options that carry credentials: by reference only (secret_options)
+_CREDENTIAL_OPTION = re.compile(r"(key|secret|password|passphrase|token|credential)", re.IGNORECASE)
+# not worth retrying: the same call fails the same way
+_PERMANENT = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError)
+T = TypeVar("T")
+
+
+class PublishConfig(BasePostprocessorConfig):
+    """Upload the run's products to `destination`, the manifest last."""
+
+    processor: Literal["publish"] = "publish"
+    destination: StrictStr = Field(
+        description="fsspec URL or path of the directory to publish into; a template "
+        "(`{{ runtime.run_id }}`, `{{ runtime.period.start.strftime('%Y%m%dT%H') }}`)"
+    )
+    files: list[RunDirGlob] = Field(min_length=1, description="Glob patterns (in the run directory) of the products")
+    storage_options: dict[StrictStr, StrictStr | StrictInt | StrictFloat | StrictBool] = Field(
+        default_factory=dict, description="fsspec options of the destination (endpoint_url, region, ...), no secrets"
+    )
+    secret_options: dict[StrictStr, SecretRef] = Field(
+        default_factory=dict, description="fsspec options whose values are secrets, by reference (env:NAME)"
+    )
+    retries: int = Field(3, ge=0, le=10, description="Retries of a transiently failing upload")
+    retry_delay_seconds: float = Field(2.0, ge=0, le=300, description="First retry delay; doubles each time")
+
+    @field_validator("destination")
+    @classmethod
+    def _destination_usable(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("destination must not be empty")
+        parts = urlsplit(value) if "://" in value else None
+        if parts is not None and (parts.password is not None or parts.query):
+            raise ValueError("credentials go in secret_options by reference, not in the destination URL")
+        referenced_fields(value)  # a syntax error shows when the run checks its templates
+        if not referenced_fields(value) and (local := _local_path(value)) and (problem := host_access_problem(local)):
+            raise ValueError(f"{value} cannot be a destination: {problem}")
+        return value
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if named := sorted(key for key in value if _CREDENTIAL_OPTION.search(key)):
+            raise ValueError(f"{', '.join(named)}: credentials go in secret_options, by reference (env:NAME)")
+        return value
+
+    def process(self, run: "ModelRun") -> dict[str, Any]:
+        destination = self.rendered_destination(run)
+        shown = redact_url(destination)
+        files = files_matching(run.staging_dir, self.files)
+        if not files:
+            raise StageError(f"publish: no file in {run.staging_dir} matches {self.files}")
+        entries = [
+            {"path": f.relative_to(run.staging_dir).as_posix(), "size": f.stat().st_size, "sha256": sha256_of(f)}
+            for f in files
+        ]
+        fs, root = self._filesystem(destination)
+        previous = self._retried(lambda: _read_manifest(fs, f"{root}/{MANIFEST}"), shown)
+        known = {e["path"]: e for e in previous.get("files", [])} if previous else {}
+        changed = [e for e in entries if not _still_there(fs, root, e, known.get(e["path"]))]
+        manifest = {"run_id": run.run_id, "files": entries}
+        if not changed and previous == manifest:
+            return self._result(shown, entries, uploaded=[])
+        if previous is not None:  # from here until the new manifest, consumers see no manifest at all
+            self._retried(lambda: fs.rm_file(f"{root}/{MANIFEST}"), shown)
+        for entry in changed:
+            local, remote = run.staging_dir / entry["path"], f"{root}/{entry['path']}"
+            self._retried(lambda local=local, remote=remote: _put(fs, local, remote), shown)
+        body = json.dumps(manifest, indent=2).encode()
+        self._retried(lambda: fs.pipe_file(f"{root}/{MANIFEST}", body), shown)
+        return self._result(shown, entries, uploaded=changed)
+
+    def rendered_destination(self, run: "ModelRun") -> str:
+        """The destination for this run; a local one is checked again once rendered."""
+        reads = referenced_fields(self.destination)
+        text = self.destination
+        if reads:
+            text = render_string(text, run.config.template_context(run, reads), where="publish.destination").strip()
+            if (local := _local_path(text)) and (problem := host_access_problem(local)):
+                raise StageError(f"publish: {text} cannot be a destination: {problem}")
+        return text.rstrip("/")
+
+    def unpublish(self, destination: str) -> list[str]:
+        """Remove what a publish put at `destination`: its manifest first (consumers stop taking
+        the products), then the files it lists. Nothing else there is touched."""
+        shown = redact_url(destination)
+        fs, root = self._filesystem(destination)
+        manifest = self._retried(lambda: _read_manifest(fs, f"{root}/{MANIFEST}"), shown)
+        if manifest is None:
+            return []
+        self._retried(lambda: fs.rm_file(f"{root}/{MANIFEST}"), shown)
+        removed = []
+        for entry in manifest.get("files", []):
+            relative = PurePosixPath(str(entry.get("path", "")))
+            if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+                continue  # a manifest changed at the destination names nothing outside it
+            self._retried(lambda path=f"{root}/{relative}": _remove(fs, path), shown)
+            removed.append(str(relative))
+        return removed
+
+    def _filesystem(self, destination: str) -> tuple[Any, str]:
+        import fsspec
+
+        options = {**self.storage_options, **resolve_secrets(self.secret_options, "publish.secret_options")}
+        try:
+            fs, root = fsspec.core.url_to_fs(destination, **options)
+        except (ImportError, ValueError, TypeError) as err:
+            raise StageError(f"publish: cannot use {redact_url(destination)}: {redact_url(str(err))}") from None
+        return fs, root.rstrip("/")
+
+    def _retried(self, call: Callable[[], T], shown: str) -> T:
+        """`call`, retried on transient errors (a dropped connection, a throttled store)."""
+        delay = self.retry_delay_seconds
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except _PERMANENT as err:
+                raise StageError(f"publish to {shown} failed: {redact_url(str(err))}") from None
+            except _transient_errors() as err:
+                if attempt == self.retries:
+                    raise StageError(
+                        f"publish to {shown} failed after {attempt + 1} attempt(s): {redact_url(str(err))}"
+                    ) from None
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def _result(self, shown: str, entries: list[dict], uploaded: list[dict]) -> dict[str, Any]:
+        sent = sum(e["size"] for e in uploaded)
+        return {
+            "success": True,
+            "destination": shown,
+            "message": f"published {len(entries)} file(s) to {shown}: {len(uploaded)} uploaded ({sent} bytes), "
+            f"{len(entries) - len(uploaded)} unchanged",
+            "files": [e["path"] for e in entries],
+            "uploaded": [e["path"] for e in uploaded],
+        }
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """What a retry may cure: OS and network errors, and those of the clients fsspec uses, which
+    are not OSErrors (botocore's EndpointConnectionError, aiohttp's ClientError)."""
+    errors: list[type[BaseException]] = [OSError]
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+
+        errors += [BotoConnectionError, HTTPClientError]
+    except ImportError:
+        pass
+    try:
+        from aiohttp import ClientError
+
+        errors.append(ClientError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _local_path(destination: str) -> Path | None:
+    """The directory a local destination names (a path or file://), None for a remote one."""
+    if "://" not in destination:
+        return Path(destination).expanduser().absolute()
+    parts = urlsplit(destination)
+    return Path(parts.path) if parts.scheme in ("file", "local") else None
+
+
+def _read_manifest(fs: Any, path: str) -> dict | None:
+    try:
+        return json.loads(fs.cat_file(path))
+    except FileNotFoundError:
+        return None
+    except ValueError:  # not ours, or cut short: publish everything again
+        return {}
+
+
+def _still_there(fs: Any, root: str, entry: dict, known: dict | None) -> bool:
+    """The destination holds this content already: the last manifest has its checksum, the store its size."""
+    if known is None or known.get("sha256") != entry["sha256"]:
+        return False
+    try:
+        return fs.info(f"{root}/{entry['path']}").get("size") == entry["size"]
+    except OSError:
+        return False
+
+
+def _remove(fs: Any, path: str) -> None:
+    try:
+        fs.rm_file(path)
+    except FileNotFoundError:
+        pass
+
+
+def _put(fs: Any, local: Path, remote: str) -> None:
+    parent = remote.rsplit("/", 1)[0]
+    fs.makedirs(parent, exist_ok=True)
+    fs.put_file(str(local), remote)
