@@ -8,7 +8,9 @@ and for each source URI and version (its ETag, else its mtime and size) which co
 checksum is computed while the file streams in and checked against a given `sha256`; at each
 use the blob's size and mtime must still be what was recorded, else it is fetched again, never
 used. Each run directory gets a hardlink (no copy, no symbolic link out of the run directory),
-or across filesystems a copy; both read-only.
+or across filesystems a copy; both read-only. A directory source is cached file by file: its
+version is its listing (names, sizes, ETags or mtimes), its checksum the sha256 of its files'
+names, sizes and sha256s, and the run directory gets the same tree of read-only links.
 """
 
 import fcntl
@@ -44,7 +46,7 @@ class StaticInput(BaseModel):
 
     model_type: Literal["data_blob", "data_link"] | None = Field(None, description="rompy's: data_link links")
     id: str = Field("data", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="rompy's DataBlob id")
-    source: str = Field(description="A local path or an fsspec URL (https://, s3://, ...) of a file")
+    source: str = Field(description="A local path or an fsspec URL (https://, s3://, ...) of a file or a directory")
     link: bool = Field(
         False,
         description="rompy's: link rather than copy. Here every input is a read-only hardlink to the cache "
@@ -70,16 +72,34 @@ class StaticInput(BaseModel):
         return redact_url(self.source)
 
 
+class CachedBlob(BaseModel):
+    """One file of a directory source: where it goes under the directory, and its blob."""
+
+    path: str
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
 class CachedFile(BaseModel):
-    """What one source version resolved to: its content's sha256 and the blob's size and mtime."""
+    """What one source version resolved to: its content's sha256 and the blob's size and mtime;
+    for a directory, its files (`sha256` then covers their names, sizes and checksums, `size`
+    their total)."""
 
     uri: str
     version: str
     sha256: str
     size: int
     mtime_ns: int
+    files: list[CachedBlob] | None = None
     fetched: datetime
     used: datetime
+
+    def blobs(self) -> list[CachedBlob]:
+        """The blobs this entry needs: a file's one, or a directory's files."""
+        if self.files is not None:
+            return self.files
+        return [CachedBlob(path="", sha256=self.sha256, size=self.size, mtime_ns=self.mtime_ns)]
 
 
 def cache_dir(configured: Path | None = None) -> Path:
@@ -113,11 +133,34 @@ def _version(info: dict[str, Any]) -> str:
 
 
 def _intact(cache: Path, entry: CachedFile) -> bool:
-    try:
-        blob = os.stat(cache / "blobs" / entry.sha256)
-    except OSError:
-        return False
-    return blob.st_size == entry.size and blob.st_mtime_ns == entry.mtime_ns
+    for blob in entry.blobs():
+        try:
+            found = os.stat(cache / "blobs" / blob.sha256)
+        except OSError:
+            return False
+        if found.st_size != blob.size or found.st_mtime_ns != blob.mtime_ns:
+            return False
+    return True
+
+
+def tree_checksum(files: list[CachedBlob]) -> str:
+    """A directory's checksum: the sha256 of its files' names, sizes and sha256s, by name."""
+    lines = "".join(f"{f.path}\0{f.size}\0{f.sha256}\n" for f in sorted(files, key=lambda f: f.path))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _directory_listing(item: StaticInput, fs: Any, path: str) -> dict[str, dict[str, Any]]:
+    """The directory's files by relative path; a name that would leave the directory is refused."""
+    root = path.rstrip("/")
+    listing = {}
+    for name, info in sorted(fs.find(root, detail=True).items()):
+        relative = PurePosixPath(name[len(root) :].lstrip("/")) if name.startswith(root) else None
+        if relative is None or not relative.parts or relative.is_absolute() or ".." in relative.parts:
+            raise StageError(f"input {item.id!r}: {item.shown} lists {name!r}, outside the directory")
+        listing[relative.as_posix()] = info
+    if not listing:
+        raise StageError(f"input {item.id!r}: {item.shown} is an empty directory")
+    return listing
 
 
 def fetch(item: StaticInput, cache: Path) -> CachedFile:
@@ -129,16 +172,29 @@ def fetch(item: StaticInput, cache: Path) -> CachedFile:
         info = fs.info(path)
     except (OSError, ValueError, ImportError) as err:
         raise StageError(f"input {item.id!r}: cannot reach {item.shown}: {redact_url(str(err))}") from None
-    if info.get("type") == "directory":
-        raise StageError(f"input {item.id!r}: {item.shown} is a directory; give its files one by one")
-    version = _version(info)
+    listing = None
+    # an HTTP server's directory is a page of links: a source ending in / is read as one
+    if info.get("type") == "directory" or (item.source.endswith("/") and fs.isdir(path)):
+        listing = _directory_listing(item, fs, path)
+        version = (
+            "tree:"
+            + hashlib.sha256(
+                "".join(f"{name}\0{_version(file_info)}\n" for name, file_info in listing.items()).encode()
+            ).hexdigest()
+        )
+    else:
+        version = _version(info)
     key = hashlib.sha256(f"{item.source}\0{version}".encode()).hexdigest()
     record = cache / "sources" / f"{key}.json"
     with _waiting_lock(cache / "locks" / key):
         data = read_record(record)
-        entry = CachedFile.model_validate(data) if data else None
+        try:
+            entry = CachedFile.model_validate(data) if data else None
+        except ValueError:  # a record this version cannot read: fetch again
+            entry = None
         if entry is None or not _intact(cache, entry) or (item.sha256 and entry.sha256 != item.sha256):
-            entry = _download(item, fs, path, version, cache)
+            entry = _download_tree(item, fs, path, listing, version, cache) if listing else None
+            entry = entry or _download(item, fs, path, version, cache)
         entry.used = datetime.now(UTC)
         write_json_atomically(record, json.loads(entry.model_dump_json()), durable=False)
     return entry
@@ -146,9 +202,55 @@ def fetch(item: StaticInput, cache: Path) -> CachedFile:
 
 def _download(item: StaticInput, fs: Any, path: str, version: str, cache: Path) -> CachedFile:
     """Stream the source into the cache, hashing as it comes; a wrong checksum keeps nothing."""
+    blob = _stream_blob(item, fs, path, cache)
+    if item.sha256 and blob.sha256 != item.sha256:
+        _drop_unused_blob(cache, blob)
+        raise StageError(f"input {item.id!r}: {item.shown} has sha256 {blob.sha256}, not the {item.sha256} given")
+    now = datetime.now(UTC)
+    return CachedFile(
+        uri=item.shown,
+        version=version,
+        sha256=blob.sha256,
+        size=blob.size,
+        mtime_ns=blob.mtime_ns,
+        fetched=now,
+        used=now,
+    )
+
+
+def _download_tree(
+    item: StaticInput, fs: Any, path: str, listing: dict[str, dict[str, Any]], version: str, cache: Path
+) -> CachedFile:
+    """Every file of a directory source into the cache; a wrong checksum of the whole keeps none
+    of the blobs it fetched (those another entry shares stay)."""
+    root = path.rstrip("/")
+    files = [
+        _stream_blob(item, fs, f"{root}/{relative}", cache).model_copy(update={"path": relative})
+        for relative in listing
+    ]
+    checksum = tree_checksum(files)
+    if item.sha256 and checksum != item.sha256:
+        for blob in files:
+            _drop_unused_blob(cache, blob)
+        raise StageError(f"input {item.id!r}: {item.shown} has sha256 {checksum}, not the {item.sha256} given")
+    now = datetime.now(UTC)
+    return CachedFile(
+        uri=item.shown,
+        version=version,
+        sha256=checksum,
+        size=sum(f.size for f in files),
+        mtime_ns=0,
+        files=files,
+        fetched=now,
+        used=now,
+    )
+
+
+def _stream_blob(item: StaticInput, fs: Any, path: str, cache: Path) -> CachedBlob:
+    """One remote file into `blobs/<sha256>` (read-only), hashed as it streams."""
     (cache / "blobs").mkdir(parents=True, exist_ok=True)
     (cache / "tmp").mkdir(parents=True, exist_ok=True)
-    partial = cache / "tmp" / f"{os.getpid()}-{hashlib.sha256(item.source.encode()).hexdigest()[:16]}"
+    partial = cache / "tmp" / f"{os.getpid()}-{hashlib.sha256(path.encode()).hexdigest()[:16]}"
     digest = hashlib.sha256()
     try:
         with fs.open(path, "rb") as source, open(partial, "wb") as target:
@@ -159,31 +261,45 @@ def _download(item: StaticInput, fs: Any, path: str, version: str, cache: Path) 
         partial.unlink(missing_ok=True)
         raise StageError(f"input {item.id!r}: fetching {item.shown} failed: {redact_url(str(err))}") from None
     sha = digest.hexdigest()
-    if item.sha256 and sha != item.sha256:
-        partial.unlink(missing_ok=True)
-        raise StageError(f"input {item.id!r}: {item.shown} has sha256 {sha}, not the {item.sha256} given")
     blob = cache / "blobs" / sha
     os.chmod(partial, READ_ONLY)
     os.replace(partial, blob)
     done = os.stat(blob)
-    now = datetime.now(UTC)
-    return CachedFile(
-        uri=item.shown, version=version, sha256=sha, size=done.st_size, mtime_ns=done.st_mtime_ns, fetched=now, used=now
-    )
+    return CachedBlob(path="", sha256=sha, size=done.st_size, mtime_ns=done.st_mtime_ns)
+
+
+def _drop_unused_blob(cache: Path, blob: CachedBlob) -> None:
+    """Remove a blob no cached entry uses (a fetch that failed its checksum)."""
+    if not any(blob.sha256 in {b.sha256 for b in e.blobs()} for _, e in cached_entries(cache)):
+        (cache / "blobs" / blob.sha256).unlink(missing_ok=True)
 
 
 def place(item: StaticInput, entry: CachedFile, cache: Path, staging_dir: Path) -> Path:
-    """The cached file in the run directory under its name: a hardlink, or across filesystems a copy."""
+    """The cached file (or directory tree) in the run directory under its name: hardlinks, or
+    across filesystems copies."""
     target = staging_dir / item.name
     inside(staging_dir, target)
+    if entry.files is None:
+        _link_blob(cache / "blobs" / entry.sha256, target)
+        return target
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.is_dir():
+        shutil.rmtree(target)
+    for blob in entry.files:
+        destination = inside(staging_dir, target / blob.path)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        _link_blob(cache / "blobs" / blob.sha256, destination)
+    return target
+
+
+def _link_blob(blob: Path, target: Path) -> None:
     target.unlink(missing_ok=True)
-    blob = cache / "blobs" / entry.sha256
     try:
         os.link(blob, target)
     except OSError:  # another filesystem, or links not allowed there
         shutil.copyfile(blob, target)
         os.chmod(target, READ_ONLY)
-    return target
 
 
 def stage_inputs(items: list[StaticInput], staging_dir: Path, configured_cache: Path | None = None) -> list[dict]:
@@ -220,7 +336,7 @@ def prune(cache: Path, max_bytes: int, keep: set[str] = frozenset()) -> list[Cac
 
     Run directories keep their inputs: a hardlink keeps the data after the cache's name goes."""
     entries = cached_entries(cache)
-    sizes = {e.sha256: e.size for _, e in entries}
+    sizes = {blob.sha256: blob.size for _, e in entries for blob in e.blobs()}
     total = sum(sizes.values())
     removed = []
     for record, entry in entries:
@@ -229,8 +345,10 @@ def prune(cache: Path, max_bytes: int, keep: set[str] = frozenset()) -> list[Cac
         if entry.sha256 in keep:
             continue
         record.unlink(missing_ok=True)
-        if not any(e.sha256 == entry.sha256 for r, e in entries if r.exists()):  # no other source has it
-            (cache / "blobs" / entry.sha256).unlink(missing_ok=True)
-            total -= sizes.pop(entry.sha256, 0)
+        still_used = {blob.sha256 for r, e in entries if r.exists() for blob in e.blobs()}
+        for blob in entry.blobs():
+            if blob.sha256 not in still_used and blob.sha256 in sizes:  # no other source has it
+                (cache / "blobs" / blob.sha256).unlink(missing_ok=True)
+                total -= sizes.pop(blob.sha256)
         removed.append(entry)
     return removed

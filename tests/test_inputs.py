@@ -125,3 +125,81 @@ def test_the_cache_is_bounded_least_recently_used_first_and_the_cache_command_sh
     emptied = run_cli("cache", "prune", "--cache-dir", str(cache))
     assert emptied.returncode == 0 and "removed 2 entries" in emptied.stdout
     assert not list((cache / "blobs").iterdir())
+
+
+GRID_FILES = {"grid.nc": os.urandom(300_000), "sub/mask.nc": os.urandom(200_000), "sub/deeper/x.txt": b"x"}
+
+
+def _tree_sha(files: dict[str, bytes]) -> str:
+    lines = "".join(
+        f"{name}\0{len(data)}\0{hashlib.sha256(data).hexdigest()}\n" for name, data in sorted(files.items())
+    )
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+
+
+def _placed_tree(run_dir: Path) -> dict[str, bytes]:
+    return {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_a_directory_input_over_http_is_fetched_once_for_an_ensemble_and_keyed_by_its_files(
+    tmp_path, http_server, prefect_api
+):
+    """Issue 25.1: a grid directory (nginx's listing) fetched once, each member a read-only tree of links."""
+    www, url, log = http_server
+    _write_tree(www / "grid", GRID_FILES)
+    doc = shell_ensemble_doc(tmp_path, ["sh", "-c", "ls -R grid > seen.txt"], {"n": 3}, max_parallel=3)
+    doc["pipeline"]["inputs"] = [{"id": "grid", "source": f"{url}/grid/", "sha256": _tree_sha(GRID_FILES)}]
+    doc["pipeline"]["cache_dir"] = str(tmp_path / "cache")
+    ran = run_cli("ensemble", str(write_yaml(tmp_path / "ens.yaml", doc)), env={"PREFECT_API_URL": prefect_api})
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    requests = [line.split(" ", 2) for line in log.read_text().splitlines()]  # status, bytes, "range" path
+    # listings and their redirects (/grid -> /grid/) left out
+    file_bodies = [int(sent) for status, sent, rest in requests if status != "301" and not rest.endswith("/")]
+    assert sum(file_bodies) == sum(map(len, GRID_FILES.values())), f"each file came once: {requests}"
+    for member in range(3):
+        run_dir = tmp_path / "runs" / "ens" / f"m_m{member:03d}"
+        assert _placed_tree(run_dir / "grid") == GRID_FILES
+        placed = run_dir / "grid" / "sub" / "mask.nc"
+        assert placed.stat().st_mode & 0o777 == 0o444 and placed.stat().st_nlink > 1, "a read-only hardlink"
+        manifest = json.loads((run_dir / "rompy_tasks_run.json").read_text())
+        assert manifest["inputs"][0]["sha256"] == _tree_sha(GRID_FILES) and manifest["inputs"][0]["path"] == "grid"
+
+
+def test_a_changed_file_in_a_directory_source_is_fetched_again_and_a_wrong_tree_checksum_fails(tmp_path):
+    source = tmp_path / "grid"
+    _write_tree(source, GRID_FILES)
+    cache = cache_dir(tmp_path / "cache")
+    item = StaticInput(id="grid", source=str(source))
+    first = fetch(item, cache)
+    assert first.sha256 == _tree_sha(GRID_FILES) and fetch(item, cache).fetched == first.fetched
+    changed = {**GRID_FILES, "sub/mask.nc": os.urandom(200_000)}
+    _write_tree(source, changed)
+    second = fetch(item, cache)
+    assert second.sha256 == _tree_sha(changed)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    assert _placed_tree(place(item, second, cache, run_dir)) == changed
+    from rompy_tasks.core.errors import StageError
+
+    with pytest.raises(StageError, match="not the 000"):
+        fetch(StaticInput(id="grid", source=str(source), sha256="0" * 64), cache)
+
+
+def test_a_directory_input_from_s3(tmp_path, s3, prefect_api):
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    for name, data in GRID_FILES.items():
+        fs.pipe(f"data/grids/grid/{name}", data)
+    doc = shell_doc(tmp_path, ["true"], run_id="r")
+    doc["inputs"] = [{"id": "grid", "source": "s3://data/grids/grid"}]
+    doc["cache_dir"] = str(tmp_path / "cache")
+    ran = run_cli("run", str(write_yaml(tmp_path / "p.yaml", doc)), env={"PREFECT_API_URL": prefect_api})
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert _placed_tree(tmp_path / "runs" / "r" / "grid") == GRID_FILES

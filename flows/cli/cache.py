@@ -33,7 +33,7 @@ def cache_show(cache_dir: CacheDirOption = None) -> None:
             f"{entry.used:%Y-%m-%d %H:%M}",
         )
     out.print(table)
-    total = sum({e.sha256: e.size for _, e in entries}.values())
+    total = sum({blob.sha256: blob.size for _, e in entries for blob in e.blobs()}.values())
     out.print(f"{len(entries)} source version(s), {total / 1e6:.1f} MB of {max_cache_bytes() / 1e9:.1f} GB allowed")
 
 
