@@ -67,6 +67,9 @@ class ForcingSource(BaseModel):
     def output(self) -> str:
         return f"{FORCING_DIR}/{self.name}.nc"
 
+    def write(self, period: TimeRange, staging_dir: Path) -> Path:
+        return write_forcing(self, period, staging_dir)
+
     @property
     def shown_url(self) -> str:
         """The URL(s) for messages and records, credentials hidden."""

@@ -240,7 +240,7 @@ class CycleRecord(BaseModel):
         self.start = "hot" if hot else "cold"
         self.restart_from, self.restart_cycle = (str(hot.restart), hot.cycle) if hot else (None, None)
         self.period_start, self.period_end = run.period.start, run.period.end
-        self.forcing = [source.output for source in pipeline.forcing]
+        self.forcing = [source.output for source in [*pipeline.forcing, *pipeline.data]]
         if not hot:
             self.reason = "cold start: no restart from an earlier cycle (cold_start_ok)"
 

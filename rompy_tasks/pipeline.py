@@ -24,9 +24,8 @@ from rompy_tasks.core.model_run import RUN_MARKER, ModelRun, output_files
 from rompy_tasks.core.records import read_record, write_json_atomically
 from rompy_tasks.core.run_files import exclusive, write_text
 from rompy_tasks.core.secrets import REDACTED, redact_url
-from rompy_tasks.forcing import ForcingSource, write_forcing
 from rompy_tasks.inputs import StaticInput, stage_inputs
-from rompy_tasks.pipeline_config import PipelineBase
+from rompy_tasks.pipeline_config import DataCut, PipelineBase
 from rompy_tasks.plugins import pipeline_config_class
 from rompy_tasks.postprocess.base import BasePostprocessorConfig
 
@@ -310,7 +309,7 @@ def write_manifest(result: PipelineResult, pipeline: PipelineBase) -> Path:
 
 def generate(
     model_run: ModelRun,
-    forcing: Sequence[ForcingSource],
+    forcing: Sequence[DataCut],
     log: LineSink,
     inputs: Sequence[StaticInput] = (),
     cache: Path | None = None,
@@ -323,9 +322,9 @@ def generate(
     if placed:
         write_json_atomically(stage_log_path(staging, "inputs").with_suffix(".json"), {"inputs": placed})
     files = [staging / item["path"] for item in placed] + model_run.config.generate(model_run, staging)
-    for source in forcing:
-        path = write_forcing(source, model_run.period, staging)
-        log(f"forcing {source.name}: {source.shown_url} cut to the run period into {path.name}")
+    for source in forcing:  # the forcing cuts, then rompy's data blocks
+        path = source.write(model_run.period, staging)
+        log(f"{source.shown_url} cut to the run period into {path.relative_to(staging)}")
         files.append(path)
     record_generated(model_run, files)
     log(f"generated {len(files)} input file(s) in {staging}")
@@ -344,7 +343,7 @@ def execute(model_run: ModelRun, backend: BaseBackendConfig, log: LineSink) -> R
 class StageCalls:
     """How each stage is called: directly (an ensemble member) or as Prefect tasks (the pipeline flow)."""
 
-    generate: Callable[[ModelRun, Sequence[ForcingSource], Sequence[StaticInput], Path | None], list[str]]
+    generate: Callable[[ModelRun, Sequence[DataCut], Sequence[StaticInput], Path | None], list[str]]
     run: Callable[[ModelRun, BaseBackendConfig], RunResult]
     postprocess: Callable[[ModelRun, BasePostprocessorConfig], dict[str, Any]]
 
@@ -384,7 +383,7 @@ def _execute_stages_locked(
             stage_start = time.monotonic()
             if stage == "generate":
                 result.generated_files = calls.generate(
-                    model_run, pipeline.forcing, pipeline.inputs, pipeline.cache_dir
+                    model_run, [*pipeline.forcing, *pipeline.data], pipeline.inputs, pipeline.cache_dir
                 )
             elif stage == "run":
                 if validate_stages:

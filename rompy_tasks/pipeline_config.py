@@ -14,9 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from rompy_tasks.backends.base import BaseBackendConfig
 from rompy_tasks.core.model_run import ModelRun
 from rompy_tasks.core.time import seconds_type
+from rompy_tasks.data.blocks import DataBlock, DataGrid, DataPoint
 from rompy_tasks.forcing import ForcingSource
 from rompy_tasks.inputs import StaticInput
 from rompy_tasks.postprocess.base import BasePostprocessorConfig
+
+DataCut = ForcingSource | DataGrid | DataPoint
+"""What the generate stage cuts out of a source into the run directory (`write(period, dir)`)."""
 
 
 class PipelineBase(BaseModel):
@@ -31,6 +35,11 @@ class PipelineBase(BaseModel):
     )
     forcing: list[ForcingSource] = Field(
         default_factory=list, description="Forcing data cut to the run period in the generate stage"
+    )
+    data: list[DataBlock] = Field(
+        default_factory=list,
+        description="rompy's data blocks (DataGrid, DataPoint): a source cut to the run period (and a grid's bbox) "
+        "with rompy's filters, written to <id>.nc in the generate stage",
     )
     inputs: list[StaticInput] = Field(
         default_factory=list,

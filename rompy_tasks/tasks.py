@@ -15,8 +15,8 @@ from rompy_tasks import pipeline
 from rompy_tasks.backends.base import BaseBackendConfig, RunResult
 from rompy_tasks.core.model_run import ModelRun
 from rompy_tasks.core.secrets import register_secret_source
-from rompy_tasks.forcing import ForcingSource
 from rompy_tasks.inputs import StaticInput
+from rompy_tasks.pipeline_config import DataCut
 
 
 def read_prefect_secret(block_name: str) -> str:
@@ -31,7 +31,7 @@ register_secret_source("prefect-secret", read_prefect_secret)
 @task(name="generate-inputs", task_run_name="generate-{model_run.run_id}", cache_policy=NO_CACHE)
 def generate_inputs(
     model_run: ModelRun,
-    forcing: Sequence[ForcingSource] = (),
+    forcing: Sequence[DataCut] = (),
     inputs: Sequence[StaticInput] = (),
     cache: Path | None = None,
 ) -> list[str]:

@@ -36,8 +36,8 @@ def _strip_union_tags(loc: tuple, data: object) -> tuple:
         if isinstance(current, dict) and item in current:
             kept.append(item)
             current = current[item]
-        elif isinstance(current, dict) and not last:
-            continue
+        elif isinstance(current, dict) and (not last or item in _tags_of(current)):
+            continue  # a tag last: the member's own validator failed (its path is the mapping)
         elif isinstance(current, list) and isinstance(item, int) and 0 <= item < len(current):
             kept.append(item)
             current = current[item]
@@ -45,6 +45,11 @@ def _strip_union_tags(loc: tuple, data: object) -> tuple:
             kept.append(item)
             current = None
     return tuple(kept)
+
+
+def _tags_of(mapping: dict) -> set:
+    """The values of the discriminating keys our unions use."""
+    return {mapping.get(key) for key in ("model_type", "type", "processor") if isinstance(mapping.get(key), str)}
 
 
 def _loc_to_path(loc: tuple) -> str:
@@ -89,9 +94,11 @@ class ConfigError(ValueError):
 
 
 def _missing_model_hint(error: Any) -> str:
-    """For an unknown `model_type` in the core install: rompy's models come with the `rompy` extra."""
+    """For an unknown model's `model_type` in the core install: rompy's models come with the `rompy` extra."""
     if error.get("type") != "union_tag_invalid" or "model_type" not in str(error.get("ctx", {}).get("discriminator")):
         return ""
+    if tuple(error.get("loc", ()))[-2:] != ("config", "config"):
+        return ""  # a data source's model_type, not a model's
     import importlib.util
 
     if importlib.util.find_spec("rompy") is not None:

@@ -57,9 +57,12 @@ def source_format(url: str | list[str], given: SourceFormat | None = None) -> So
 
 @contextmanager
 def open_source(
-    url: str | list[str], format: SourceFormat | None = None, time_name: str = "time"
+    url: str | list[str], format: SourceFormat | None = None, time_name: str = "time", options: dict | None = None
 ) -> Iterator["xr.Dataset"]:
-    """The source as one lazy dataset; files and connections are closed when the block ends."""
+    """The source as one lazy dataset; files and connections are closed when the block ends.
+
+    `options` go to xarray's open_dataset for NetCDF (rompy's SourceFile `kwargs`); the chunks
+    stay ours (aligned to the file's, bounded)."""
     kind = source_format(url, format)
     with ExitStack() as stack:
         try:
@@ -69,7 +72,7 @@ def open_source(
                 yield stack.enter_context(_open_opendap(_single(url, "an OPeNDAP URL")))
             else:
                 paths = expand(url)
-                datasets = [stack.enter_context(_open_netcdf(path)) for path in paths]
+                datasets = [stack.enter_context(_open_netcdf(path, options or {})) for path in paths]
                 yield datasets[0] if len(datasets) == 1 else combine_along_time(datasets, paths, time_name)
         except StageError:
             raise
@@ -150,9 +153,10 @@ def open_one_of_many(path: Path) -> Iterator["xr.Dataset"]:
 
 
 @contextmanager
-def _open_netcdf(url: str) -> Iterator["xr.Dataset"]:
+def _open_netcdf(url: str, options: dict[str, Any]) -> Iterator["xr.Dataset"]:
+    options = {key: value for key, value in options.items() if key != "chunks"}
     if not is_remote(url):
-        with open_lazy(local_path(url), SOURCE_CHUNK_BYTES) as ds:
+        with open_lazy(local_path(url), SOURCE_CHUNK_BYTES, **options) as ds:
             yield ds
         return
     import fsspec
@@ -161,7 +165,7 @@ def _open_netcdf(url: str) -> Iterator["xr.Dataset"]:
     fs, path = fsspec.core.url_to_fs(url)
     with (
         fs.open(path, "rb", block_size=REMOTE_BLOCK_BYTES, cache_type="blockcache") as handle,
-        open_lazy(handle, SOURCE_CHUNK_BYTES, engine="h5netcdf") as ds,
+        open_lazy(handle, SOURCE_CHUNK_BYTES, **{"engine": "h5netcdf", **options}) as ds,
     ):
         yield ds
 
