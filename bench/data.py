@@ -11,7 +11,9 @@
     source's chunks the selection touches, and the cut's own size;
 (c) the cut from a glob of 10 daily files; (d) from a Zarr store (when zarr is installed);
 (e) `analyze` of a 2 GB output (`rompy-tasks postprocess`) against a dask script;
-(f) `ensemble_stats` over 8 and 32 members of 200 MB (`rompy-tasks ensemble`), peak RSS.
+(f) `ensemble_stats` over 8 and 32 members of 200 MB (`rompy-tasks ensemble`), peak RSS;
+(a') the cut of (a) as a rompy DataGrid block in `data:`; (g) and (h) in inputs_products.py:
+    16 members sharing a 1 GB static input over https, publishing 500 MB of products to S3.
 
 Medians of `--runs`. Generated data (never committed) lives in --work (default: a temporary
 directory); the free disk is checked first and at most about 12 GB exists at a time.
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from common import RT, median, spread, stop_server, user_env
+from inputs_products import bench_publish, bench_shared_input
 from services import bytes_served, nginx_serving
 
 HOURLY_GB = 1440 * 721 * 4 * 2 * 24 / 1e9  # two float32 global fields an hour, a day
@@ -138,11 +141,27 @@ def bench_cut(work: Path, env: dict[str, str], runs: int, sizes: list[int], sour
         print(f"  => cut work {work_ours:.2f} s vs lazy xarray {work_lazy:.2f} s: {work_ours / work_lazy:.2f}x; "
               f"vs ncks {floor.get('ncks', float('nan')):.2f} s; peak RSS {peak:.0f} MB", flush=True)  # fmt: skip
         if sources and gb == sizes[0]:
+            bench_data_block(work, source, env, runs, base, floor["lazy"] - floor["imports"])
             bench_remote(work, source, env, runs)
             bench_glob(work, source, env, runs)
             bench_zarr(work, source, env, runs)
             bench_analyze(work, source, env, runs)
         source.unlink()
+
+
+def bench_data_block(work: Path, source: Path, env: dict[str, str], runs: int, base: float, lazy: float) -> None:
+    """The same cut as rompy's DataGrid in `data:` (sort filter for the descending latitude, as a
+    rompy user writes it), against the same lazy xarray floor."""
+    print("(a') the same cut as a rompy DataGrid block", flush=True)
+    path = pipeline_file(work, "block", None)
+    doc = yaml.safe_load(path.read_text())
+    doc["data"] = [{"model_type": "grid", "id": "wind", "variables": ["u10", "v10"], "bbox": CUT,
+                    "source": {"model_type": "file", "uri": str(source)}, "time_buffer": [BUFFER_HOURS, BUFFER_HOURS],
+                    "coords": {"x": "lon", "y": "lat"}, "filter": {"sort": {"coords": ["lat"]}}}]  # fmt: skip
+    path.write_text(yaml.safe_dump(doc))
+    ours, peak = measure("rompy-tasks run, DataGrid block", [RT, "run", str(path)], env, work, runs)
+    print(f"  => cut work {ours - base:.2f} s vs lazy xarray {lazy:.2f} s: {(ours - base) / lazy:.2f}x; "
+          f"peak RSS {peak:.0f} MB", flush=True)  # fmt: skip
 
 
 def bench_remote(work: Path, source: Path, env: dict[str, str], runs: int) -> None:
@@ -252,8 +271,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="2,8", help="source sizes in GB")
     parser.add_argument("--members", default="8,32")
     parser.add_argument("--work", type=Path)
-    parts_help = "cut (a), sources (b-e, on the first size), stats (f)"
-    parser.add_argument("--parts", default="cut,sources,stats", help=parts_help)
+    parts_help = "cut (a), sources (a', b-e, on the first size), stats (f), inputs (g), publish (h)"
+    parser.add_argument("--parts", default="cut,sources,stats,inputs,publish", help=parts_help)
+    parser.add_argument("--input-gb", type=float, default=1.0, help="(g) the shared static input's size")
+    parser.add_argument("--publish-mb", type=int, default=500, help="(h) the products' total size")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="rompy-tasks-data-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -270,6 +291,10 @@ def main() -> None:
             bench_cut(work, env, args.runs, sizes, "sources" in parts)
         if "stats" in parts:
             bench_ensemble_stats(work, env, args.runs, [int(n) for n in args.members.split(",")])
+        if "inputs" in parts:
+            bench_shared_input(work, env, args.input_gb)
+        if "publish" in parts:
+            bench_publish(work, env, args.publish_mb)
     finally:
         stop_server(env)
         if args.work is None:

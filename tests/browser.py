@@ -65,7 +65,13 @@ class Browser:
         """Poll `script` until it returns something truthy; that value."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            if value := self.evaluate(script):
+            try:
+                value = self.evaluate(script)
+            except AssertionError as err:  # the page navigated (a redirect, the app's router) mid-evaluation
+                if "navigated or closed" not in str(err):
+                    raise
+                value = None
+            if value:
                 return value
             time.sleep(0.25)
         raise AssertionError(f"timed out waiting for: {script}; page text: {self.text()[:2000]}")

@@ -11,9 +11,11 @@ only while publishing: never in the config, the manifest, the logs or the API.
 """
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -84,9 +86,11 @@ class PublishConfig(BasePostprocessorConfig):
         files = files_matching(run.staging_dir, self.files)
         if not files:
             raise StageError(f"publish: no file in {run.staging_dir} matches {self.files}")
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # hashlib releases the GIL
+            sums = list(pool.map(sha256_of, files))
         entries = [
-            {"path": f.relative_to(run.staging_dir).as_posix(), "size": f.stat().st_size, "sha256": sha256_of(f)}
-            for f in files
+            {"path": f.relative_to(run.staging_dir).as_posix(), "size": f.stat().st_size, "sha256": sha}
+            for f, sha in zip(files, sums, strict=True)
         ]
         fs, root = self._filesystem(destination)
         previous = self._retried(lambda: _read_manifest(fs, f"{root}/{MANIFEST}"), shown)
@@ -97,9 +101,10 @@ class PublishConfig(BasePostprocessorConfig):
             return self._result(shown, entries, uploaded=[])
         if previous is not None:  # from here until the new manifest, consumers see no manifest at all
             self._retried(lambda: fs.rm_file(f"{root}/{MANIFEST}"), shown)
-        for entry in changed:
-            local, remote = run.staging_dir / entry["path"], f"{root}/{entry['path']}"
-            self._retried(lambda local=local, remote=remote: _put(fs, local, remote), shown)
+        if changed:  # one batch: fsspec's async stores (s3, gcs, http) upload the files concurrently
+            local = [str(run.staging_dir / e["path"]) for e in changed]
+            remote = [f"{root}/{e['path']}" for e in changed]
+            self._retried(lambda: _put(fs, local, remote), shown)
         body = json.dumps(manifest, indent=2).encode()
         self._retried(lambda: fs.pipe_file(f"{root}/{MANIFEST}", body), shown)
         return self._result(shown, entries, uploaded=changed)
@@ -225,7 +230,7 @@ def _remove(fs: Any, path: str) -> None:
         pass
 
 
-def _put(fs: Any, local: Path, remote: str) -> None:
-    parent = remote.rsplit("/", 1)[0]
-    fs.makedirs(parent, exist_ok=True)
-    fs.put_file(str(local), remote)
+def _put(fs: Any, local: list[str], remote: list[str]) -> None:
+    for parent in sorted({path.rsplit("/", 1)[0] for path in remote}):
+        fs.makedirs(parent, exist_ok=True)
+    fs.put(local, remote)
