@@ -1,4 +1,4 @@
-"""The demo on every backend, as README shows it: `rompy-tasks run examples/veros-acc/pipeline.yaml
+"""The demo on every backend, as Getting started shows it: `rompy-tasks run examples/veros-acc/pipeline.yaml
 --backend-config examples/backends/<backend>.yaml`, in a fresh process (5 model days: one snapshot)."""
 
 import pytest

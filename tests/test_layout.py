@@ -1,4 +1,4 @@
-"""The import direction README's layout section states, checked on the real imports.
+"""The import direction the Code layout page (docs/layout.md) states, checked on the real imports.
 
 `flows` -> `rompy_tasks` (tasks, pipeline, ensemble, forecast, ...) -> {backends, postprocess,
 models} -> `core`. Only `flows/` and `rompy_tasks/tasks.py` import Prefect; `core` imports

@@ -92,7 +92,7 @@ class EnsembleStatsConfig(BaseModel):
         }
 
     def outputs(self) -> list[str]:
-        """The names of the fields written (README documents them)."""
+        """The names of the fields written (the reference documents them)."""
         names = [f"{v}_{kind}" for v in self.variables for kind in ("mean", "spread")]
         names += [f"{v}_quantile" for v in self.variables] if self.quantiles else []
         return names + [f"{v}_exceedance" for v in self.thresholds]
