@@ -118,5 +118,9 @@ def test_a_reference_page_renders_its_tables_in_a_browser(site, tmp_path):
         assert rows >= 30, "every backend's fields, one row each"
         assert browser.evaluate("document.querySelector('#localconfig') !== null")
         shot = base64.b64decode(browser.send("Page.captureScreenshot", format="png")["data"])
+        browser.navigate((site / "index.html").as_uri())  # a diagram, drawn by the vendored mermaid (no CDN here)
+        # the diagram is drawn in a closed shadow root: an undrawn one (no mermaid) has no height
+        drawn = "(document.querySelector('div.mermaid') || {getBoundingClientRect: () => ({height: 0})})"
+        assert browser.wait_for(f"{drawn}.getBoundingClientRect().height > 50", 30)
     (tmp_path / "backends.png").write_bytes(shot)
     assert shot.startswith(b"\x89PNG") and len(shot) > 30_000, "a rendered page, not a blank one"
