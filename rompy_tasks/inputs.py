@@ -203,34 +203,28 @@ def fetch(item: StaticInput, cache: Path) -> CachedFile:
 def _download(item: StaticInput, fs: Any, path: str, version: str, cache: Path) -> CachedFile:
     """Stream the source into the cache, hashing as it comes; a wrong checksum keeps nothing."""
     blob = _stream_blob(item, fs, path, cache)
-    if item.sha256 and blob.sha256 != item.sha256:
-        _drop_unused_blob(cache, blob)
-        raise StageError(f"input {item.id!r}: {item.shown} has sha256 {blob.sha256}, not the {item.sha256} given")
-    now = datetime.now(UTC)
-    return CachedFile(
-        uri=item.shown,
-        version=version,
-        sha256=blob.sha256,
-        size=blob.size,
-        mtime_ns=blob.mtime_ns,
-        fetched=now,
-        used=now,
-    )
+    return _checked_entry(item, [blob], blob.sha256, version, cache, files=None)
 
 
 def _download_tree(
     item: StaticInput, fs: Any, path: str, listing: dict[str, dict[str, Any]], version: str, cache: Path
 ) -> CachedFile:
-    """Every file of a directory source into the cache; a wrong checksum of the whole keeps none
-    of the blobs it fetched (those another entry shares stay)."""
+    """Every file of a directory source into the cache."""
     root = path.rstrip("/")
     files = [
         _stream_blob(item, fs, f"{root}/{relative}", cache).model_copy(update={"path": relative})
         for relative in listing
     ]
-    checksum = tree_checksum(files)
+    return _checked_entry(item, files, tree_checksum(files), version, cache, files=files)
+
+
+def _checked_entry(
+    item: StaticInput, blobs: list[CachedBlob], checksum: str, version: str, cache: Path, files: list | None
+) -> CachedFile:
+    """The cache entry of what was fetched; a checksum other than the one given keeps none of its
+    blobs (those another entry shares stay)."""
     if item.sha256 and checksum != item.sha256:
-        for blob in files:
+        for blob in blobs:
             _drop_unused_blob(cache, blob)
         raise StageError(f"input {item.id!r}: {item.shown} has sha256 {checksum}, not the {item.sha256} given")
     now = datetime.now(UTC)
@@ -238,8 +232,8 @@ def _download_tree(
         uri=item.shown,
         version=version,
         sha256=checksum,
-        size=sum(f.size for f in files),
-        mtime_ns=0,
+        size=sum(blob.size for blob in blobs),
+        mtime_ns=blobs[0].mtime_ns if files is None else 0,
         files=files,
         fetched=now,
         used=now,
