@@ -31,7 +31,7 @@ from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_co
 from flows.pipeline import overridden, overridden_value
 from flows.policy import RunRefused
 from flows.postprocess import artifact_key, process_within_timeout
-from flows.runners import QueueNotes, deliver_worker_events, members_runner, result_or_lost
+from flows.runners import QueueNotes, deliver_worker_events, members_runner, reduction_client, result_or_lost
 from rompy_tasks.backends import guard
 from rompy_tasks.backends.process import allow_starting, child_environment, run_process, terminate_running
 from rompy_tasks.core.errors import EngineUnreachable, StageError, WorkerLostError
@@ -357,7 +357,9 @@ def run_ensemble(ensemble: EnsembleConfig, members: list[Member], where: Path, p
     done = {m.run_id: Path(m.run_dir) for m in result.members if m.status in ("completed", "skipped")}
     for processor in ensemble.postprocessor:
         with subflow_context():
-            result.postprocess[processor.processor] = ensemble_postprocess(processor, done, where / "stats")
+            result.postprocess[processor.processor] = ensemble_postprocess(
+                processor, done, where / "stats", ensemble.pipeline.backend
+            )
     run_batch_commands(ensemble.post_batch, where, "post_batch")
 
     create_markdown_artifact(
@@ -369,9 +371,16 @@ def run_ensemble(ensemble: EnsembleConfig, members: list[Member], where: Path, p
 
 
 @flow(name="ensemble-stats", flow_run_name="stats-{processor.processor}", validate_parameters=False)
-def ensemble_postprocess(processor: Any, member_dirs: dict[str, Path], out_dir: Path) -> dict[str, Any]:
-    """An ensemble-level postprocessor over the successful members, as its own subflow."""
-    outcome = processor.process(member_dirs, out_dir)
+def ensemble_postprocess(
+    processor: Any, member_dirs: dict[str, Path], out_dir: Path, backend: Any = None
+) -> dict[str, Any]:
+    """An ensemble-level postprocessor over the successful members, as its own subflow; on batch
+    jobs of the ensemble's backend when it asks for `workers`."""
+    workers = getattr(processor, "workers", None)
+    with reduction_client(backend, workers, out_dir.parent) as client:
+        if client is not None:
+            get_run_logger().info("statistics computed on %d SLURM worker job(s)", workers.jobs)
+        outcome = processor.process(member_dirs, out_dir, client)
     if outcome.get("markdown"):
         create_markdown_artifact(outcome["markdown"], key=artifact_key("ensemble-stats", out_dir.parent.name))
     return {k: v for k, v in outcome.items() if k != "markdown"}

@@ -18,6 +18,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,32 @@ def cluster_runner(backend: BaseBackendConfig, owner_dir: Path) -> TaskRunner | 
         cluster_kwargs=spec.cluster_kwargs,
         adapt_kwargs=spec.adapt_kwargs,
     )
+
+
+@contextmanager
+def reduction_client(backend: BaseBackendConfig, workers: Any, owner_dir: Path) -> Iterator[Any]:
+    """A Dask client on batch jobs of `backend` sized by `workers` (ensemble statistics' `workers`);
+    None when there are none. The jobs end with the block, and with this process (the guard)."""
+    if workers is None:
+        yield None
+        return
+    log_directory = owner_dir / "logs" / "slurm"
+    spec = backend.reduction_cluster(
+        current_api_url(), log_directory, workers.jobs, workers.cores, workers.memory, workers.time_limit
+    )
+    if spec is None:
+        raise BackendError(f"backend {backend.type!r} has no batch jobs to compute on (workers need slurm)")
+    backend.preflight()
+    cluster_class = _import_cluster_class(spec.cluster_class)
+    from distributed import Client
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    log_directory.mkdir(parents=True, exist_ok=True)
+    if spec.batch_job_name:
+        guard.watch("slurm", spec.batch_job_name)
+    with cluster_class(**spec.cluster_kwargs) as cluster, Client(cluster) as client:
+        cluster.scale(jobs=spec.adapt_kwargs["n"])
+        yield client
 
 
 class QueueNotes:

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
+from rompy_tasks.backends.base import BaseBackendConfig
 from rompy_tasks.core.errors import ConfigError, Problem
 from rompy_tasks.core.loader import (
     apply_field_overrides,
@@ -106,6 +107,18 @@ class EnsembleConfig(BaseModel):
         if "index" not in names:
             raise ValueError("run_id_template must contain {index} so member run ids are unique")
         return value
+
+    @model_validator(mode="after")
+    def _workers_need_batch_jobs(self) -> "EnsembleConfig":
+        backend = type(self.pipeline.backend)
+        if backend.reduction_cluster is BaseBackendConfig.reduction_cluster:
+            for i, processor in enumerate(self.postprocessor):
+                if processor.workers is not None:
+                    raise ValueError(
+                        f"postprocessor[{i}].workers: statistics compute on batch jobs of a slurm backend; "
+                        f"this ensemble's backend is {self.pipeline.backend.type!r} (leave workers out)"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _indexes_in_range(self) -> "EnsembleConfig":

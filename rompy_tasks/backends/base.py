@@ -123,6 +123,13 @@ class BaseBackendConfig(BaseModel):
         """
         return None
 
+    def reduction_cluster(
+        self, api_url: str, log_directory: Path, jobs: int, cores: int, memory: str, walltime: str
+    ) -> DaskCluster | None:
+        """Batch jobs sized for a data reduction (ensemble statistics), not for the model; None
+        when this backend has no batch jobs."""
+        return None
+
     def lost_worker_message(self, run: "ModelRun") -> str:
         """Why the worker running `run`'s model vanished (its cluster lost it), for the error."""
         return "the Dask worker running the model was lost"

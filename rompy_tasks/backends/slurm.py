@@ -163,6 +163,24 @@ class SlurmConfig(CommandOverride, BaseBackendConfig):
             dask_config={"distributed.scheduler.worker-saturation": 1.0},
         )
 
+    def reduction_cluster(
+        self, api_url: str, log_directory: Path, jobs: int, cores: int, memory: str, walltime: str
+    ) -> DaskCluster:
+        """Worker jobs for ensemble statistics: this backend's partition, account and job setup,
+        with the reduction's own cores, memory and walltime; a lost job's blocks are recomputed
+        (a reduction reads files and writes nothing, so running it again is harmless)."""
+        spec = self.dask_cluster(api_url, log_directory)
+        kwargs = {
+            **spec.cluster_kwargs,
+            "cores": cores,
+            "job_cpu": cores,
+            "memory": _dask_memory(memory),
+            "walltime": walltime,
+            "scheduler_options": {"interface": self.interface},
+            "job_directives_skip": ["-n 1"],
+        }
+        return DaskCluster(spec.cluster_class, kwargs, {"n": jobs}, spec.batch_job_name)
+
     def lost_worker_message(self, run: "ModelRun") -> str:
         """Name the SLURM job that was running the model and what SLURM says became of it."""
         job_id = recorded_job(run)

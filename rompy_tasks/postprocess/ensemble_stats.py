@@ -12,7 +12,9 @@ written before the next is read: memory is about MEMBERS_BUDGET_BYTES, whatever 
 count or the output size.
 """
 
+import itertools
 import warnings
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +33,19 @@ STATS_DIR = "stats"
 MEMBERS_BUDGET_BYTES = 64 * 2**20  # one block across all members (numpy's quantiles take a few times that)
 
 
+class StatsWorkers(BaseModel):
+    """Batch jobs of the ensemble's backend (SLURM) that compute the statistics, sized for the
+    reduction rather than the model: blocks of the grid go to them, the results come back to be
+    written. They are started for the statistics, also when every member was complete before."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: int = Field(2, ge=1, le=100, description="Worker jobs at once")
+    cores: int = Field(1, ge=1, le=128, description="CPUs of each worker job (its threads)")
+    memory: str = Field("2G", pattern=r"^\d+[KMGT]?$", description="Memory of each worker job, such as 4G")
+    time_limit: str = Field("01:00:00", description="Walltime of each worker job (HH:MM:SS or D-HH:MM:SS)")
+
+
 class EnsembleStatsConfig(BaseModel):
     """Member mean, spread, quantiles and exceedance probabilities of chosen variables of one NetCDF output."""
 
@@ -44,6 +59,9 @@ class EnsembleStatsConfig(BaseModel):
         default_factory=dict, description="Per variable, thresholds whose exceedance probability is computed"
     )
     output: str = Field("ensemble_stats.nc", pattern=r"^[A-Za-z0-9_.-]+\.nc$")
+    workers: StatsWorkers | None = Field(
+        None, description="Compute on batch jobs of the ensemble's (slurm) backend instead of this process"
+    )
 
     @field_validator("quantiles")
     @classmethod
@@ -62,7 +80,9 @@ class EnsembleStatsConfig(BaseModel):
             raise ValueError("give at least one threshold per variable")
         return value
 
-    def process(self, member_dirs: dict[str, Path], out_dir: Path) -> dict[str, Any]:
+    def process(self, member_dirs: dict[str, Path], out_dir: Path, client: Any = None) -> dict[str, Any]:
+        """Combine the members' outputs; blocks are computed on `client` (a Dask client of the
+        `workers`' batch jobs) when given, else here."""
 
         files = {}
         for run_id, staging in member_dirs.items():
@@ -80,13 +100,17 @@ class EnsembleStatsConfig(BaseModel):
                 missing = [v for v in self.variables if v not in ds]
                 if missing:
                     raise StageError(f"ensemble_stats: {', '.join(missing)} not in {path}")
-            self.write_statistics(members, target, {"members": ",".join(files), "source_file": self.file})
+            paths = [str(path) for path in files.values()]
+            self.write_statistics(
+                members, target, {"members": ",".join(files), "source_file": self.file}, paths, client
+            )
         with dask_threads() as compute, open_lazy(target) as written:
             plot = out_dir / f"{target.stem}.{self.variables[0]}.png"
             _plot_mean_and_spread(written, self.variables[0], plot, compute)
         return {
             "success": True,
-            "message": f"{', '.join(self.outputs())} over {len(files)} member(s)",
+            "message": f"{', '.join(self.outputs())} over {len(files)} member(s)"
+            + (f", computed on {self.workers.jobs} batch job(s)" if client is not None and self.workers else ""),
             "files": [str(target), str(plot)],
             "markdown": f"Ensemble statistics over {len(files)} members: `{target.name}`, `{plot.name}`.",
         }
@@ -97,12 +121,16 @@ class EnsembleStatsConfig(BaseModel):
         names += [f"{v}_quantile" for v in self.variables] if self.quantiles else []
         return names + [f"{v}_exceedance" for v in self.thresholds]
 
-    def write_statistics(self, members: list[Any], target: Path, attrs: dict[str, str]) -> None:
+    def write_statistics(
+        self, members: list[Any], target: Path, attrs: dict[str, str], paths: list[str], client: Any = None
+    ) -> None:
         """Stream the statistics into `target`, one block of the grid at a time across all members.
 
         The members' files are read lazily (xarray's lazy indexing: a block reads only its own
         part of each file); a block holds every member's values of a few steps (or of part of a
         step), about MEMBERS_BUDGET_BYTES in all, so memory does not grow with the output size.
+        With a `client`, the workers read and reduce the blocks (a few in flight per worker) and
+        this process writes each result as it comes.
         """
         import netCDF4
 
@@ -111,9 +139,37 @@ class EnsembleStatsConfig(BaseModel):
             out.setncatts(attrs)
             for name in self.variables:
                 self._create_fields(out, first, name)
-            for name in self.variables:
-                for block in blocks(first[name].shape, first[name].dtype.itemsize * len(members)):
-                    self._write_block(out, members, name, block)
+            work = [
+                (name, block)
+                for name in self.variables
+                for block in blocks(first[name].shape, first[name].dtype.itemsize * len(members))
+            ]
+            if client is None:
+                for name, block in work:
+                    values = read_block(members, name, block)
+                    write_block(out, name, block, block_statistics(values, self.quantiles, self.thresholds.get(name)))
+                return
+            for name, block, statistics in self._on_workers(client, paths, work):
+                write_block(out, name, block, statistics)
+
+    def _on_workers(self, client: Any, paths: list[str], work: list[tuple[str, tuple]]) -> Iterator[tuple]:
+        """Each block's statistics from the workers, as they finish; at most two blocks a worker
+        job in flight, so the results waiting here stay few."""
+        from distributed import as_completed
+
+        pending = iter(work)
+        limit = 2 * (self.workers.jobs if self.workers else 1)
+
+        def submit(name: str, block: tuple) -> Any:
+            return client.submit(
+                statistics_from_files, paths, name, block, self.quantiles, self.thresholds.get(name), pure=False
+            )
+
+        running = as_completed([submit(*item) for item in itertools.islice(pending, limit)], with_results=True)
+        for _, (name, block, statistics) in running:
+            yield name, block, statistics
+            if (item := next(pending, None)) is not None:
+                running.add(submit(*item))
 
     def _create_fields(self, out: Any, first: Any, name: str) -> None:
         data = first[name]
@@ -141,19 +197,44 @@ class EnsembleStatsConfig(BaseModel):
             exceedance = out.createVariable(f"{name}_exceedance", "f4", (levels, *data.dims), fill_value=np.nan)
             exceedance.long_name = f"fraction of members with {name} above the threshold"
 
-    def _write_block(self, out: Any, members: list[Any], name: str, block: tuple[slice, ...]) -> None:
-        kind_of = value_type(members[0][name].dtype)
-        values = np.stack([member[name].variable[block].values for member in members]).astype(kind_of, copy=False)
-        valid = np.isfinite(values).sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN points (land) stay NaN
-            out[f"{name}_mean"][block] = np.nanmean(values, axis=0)
-            out[f"{name}_spread"][block] = np.nanstd(values, axis=0)
-            if self.quantiles:
-                out[f"{name}_quantile"][(slice(None), *block)] = member_quantiles(values, self.quantiles)
-            for i, level in enumerate(self.thresholds.get(name, [])):
-                above = (values > level).sum(axis=0) / valid
-                out[f"{name}_exceedance"][(i, *block)] = np.where(valid > 0, above, np.nan)
+
+def read_block(members: list[Any], name: str, block: tuple[slice, ...]) -> np.ndarray:
+    """Every member's values of `name` in `block`, stacked along a first (member) axis."""
+    kind_of = value_type(members[0][name].dtype)
+    return np.stack([member[name].variable[block].values for member in members]).astype(kind_of, copy=False)
+
+
+def block_statistics(values: np.ndarray, quantiles: list[float], thresholds: list[float] | None) -> dict[str, Any]:
+    """Mean, spread, quantiles and exceedance fractions over the members (the first axis)."""
+    valid = np.isfinite(values).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN points (land) stay NaN
+        found: dict[str, Any] = {"mean": np.nanmean(values, axis=0), "spread": np.nanstd(values, axis=0)}
+        if quantiles:
+            found["quantile"] = member_quantiles(values, quantiles)
+        if thresholds:
+            found["exceedance"] = np.stack(
+                [np.where(valid > 0, (values > level).sum(axis=0) / valid, np.nan) for level in thresholds]
+            )
+    return found
+
+
+def statistics_from_files(
+    paths: list[str], name: str, block: tuple[slice, ...], quantiles: list[float], thresholds: list[float] | None
+) -> tuple[str, tuple[slice, ...], dict[str, Any]]:
+    """On a worker: one block's statistics, reading the members' files there (a shared filesystem)."""
+    with ExitStack() as stack:
+        members = [stack.enter_context(open_one_of_many(Path(path))) for path in paths]
+        return name, block, block_statistics(read_block(members, name, block), quantiles, thresholds)
+
+
+def write_block(out: Any, name: str, block: tuple[slice, ...], statistics: dict[str, Any]) -> None:
+    out[f"{name}_mean"][block] = statistics["mean"]
+    out[f"{name}_spread"][block] = statistics["spread"]
+    if "quantile" in statistics:
+        out[f"{name}_quantile"][(slice(None), *block)] = statistics["quantile"]
+    if "exceedance" in statistics:
+        out[f"{name}_exceedance"][(slice(None), *block)] = statistics["exceedance"]
 
 
 def member_quantiles(values: np.ndarray, quantiles: list[float]) -> np.ndarray:
