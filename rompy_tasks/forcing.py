@@ -28,7 +28,7 @@ from rompy_tasks.data.selection import (
     select_variables,
     time_span,
 )
-from rompy_tasks.data.sources import SourceFormat, open_source
+from rompy_tasks.data.sources import SourceFormat, SourceUrl, open_source
 from rompy_tasks.data.threads import dask_threads
 
 FORCING_DIR = "forcing"
@@ -41,7 +41,7 @@ class ForcingSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="Output file forcing/<name>.nc")
-    url: str | list[str] = Field(
+    url: SourceUrl | list[SourceUrl] = Field(
         description="The source: a NetCDF file, a glob or list of files along time, a Zarr store or an OPeNDAP "
         "URL (dap2://, dap4://); a local path or any fsspec URL (https://, s3://, ...)"
     )

@@ -32,6 +32,7 @@ from rompy_tasks.core.errors import StageError
 from rompy_tasks.core.records import read_record, write_json_atomically
 from rompy_tasks.core.secrets import redact_url
 from rompy_tasks.core.templates import inside
+from rompy_tasks.data.sources import SourceUrl
 from rompy_tasks.data_dir import private_dir
 
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -46,7 +47,9 @@ class StaticInput(BaseModel):
 
     model_type: Literal["data_blob", "data_link"] | None = Field(None, description="rompy's: data_link links")
     id: str = Field("data", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="rompy's DataBlob id")
-    source: str = Field(description="A local path or an fsspec URL (https://, s3://, ...) of a file or a directory")
+    source: SourceUrl = Field(
+        description="A local path or an fsspec URL (https://, s3://, ...) of a file or a directory"
+    )
     link: bool = Field(
         False,
         description="rompy's: link rather than copy. Here every input is a read-only hardlink to the cache "

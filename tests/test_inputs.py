@@ -93,6 +93,7 @@ def test_an_input_from_s3(tmp_path, s3, prefect_api):
         ({"source": "https://example.org/"}, "names no file"),
         ({"source": "x.nc", "sha256": "abc"}, "inputs[0].sha256"),
         ({"source": "x.nc", "unknown": 1}, "inputs[0].unknown"),
+        ({"source": "foo://host/bathy.nc"}, "inputs[0].source: Value error, unknown URL scheme 'foo'"),
     ],
 )
 def test_bad_inputs_are_invalid_with_their_field_path(tmp_path, entry, message):

@@ -146,6 +146,7 @@ def test_a_store_that_answers_late_is_retried(tmp_path, prefect_api):
         ({"storage_options": {"secret": "x"}}, "storage_options", "credentials go in secret_options"),
         ({"secret_options": {"secret": "plain-value"}}, "secret_options.secret", "must be a reference"),
         ({"files": ["../*.nc"]}, "files.0", "run directory"),
+        ({"destination": "foo://bucket/x"}, "destination", "unknown URL scheme 'foo'"),
     ],
 )
 def test_a_bad_publish_section_is_exit_2_naming_the_field(tmp_path, publish, field, message):

@@ -28,7 +28,7 @@ from rompy_tasks.core.templates import inside
 from rompy_tasks.core.time import TimeRange
 from rompy_tasks.data.output import write_netcdf
 from rompy_tasks.data.selection import BoundingBox, naive_utc, select_variables
-from rompy_tasks.data.sources import open_source
+from rompy_tasks.data.sources import SourceUrl, open_source
 from rompy_tasks.data.threads import dask_threads
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ class SourceFile(_Strict):
     """rompy's SourceFile: a dataset xarray opens (NetCDF, local or any fsspec URL), lazily."""
 
     model_type: Literal["file"] = "file"
-    uri: StrictStr = Field(description="Path or URL of the dataset")
+    uri: SourceUrl = Field(description="Path or URL of the dataset")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of xarray.open_dataset")
     variable: str | None = Field(None, description="Variable to select from the dataset")
 
@@ -168,7 +168,7 @@ class SourceIntake(_Strict):
 
     model_type: Literal["intake"] = "intake"
     dataset_id: str = Field(description="The id of the dataset to read in the catalog")
-    catalog_uri: StrictStr | None = Field(None, description="The URI of the catalog to read from")
+    catalog_uri: SourceUrl | None = Field(None, description="The URI of the catalog to read from")
     catalog_yaml: StrictStr | None = Field(None, description="The YAML string of the catalog to read from")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="The intake dataset's parameters")
 
@@ -241,7 +241,7 @@ class SourceTimeseriesCSV(_Strict):
     """rompy's SourceTimeseriesCSV: a time series from a CSV file (columns become variables)."""
 
     model_type: Literal["csv"] = "csv"
-    filename: StrictStr = Field(description="Path or URL of the CSV file")
+    filename: SourceUrl = Field(description="Path or URL of the CSV file")
     tcol: str = Field("time", description="Name of the column containing the time data")
     read_csv_kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of pandas.read_csv")
 
@@ -268,7 +268,7 @@ class SourceWavespectra(_Strict):
     """rompy's SourceWavespectra: wave spectra through one of wavespectra's readers."""
 
     model_type: Literal["wavespectra"] = "wavespectra"
-    uri: StrictStr = Field(description="Path or URL of the dataset")
+    uri: SourceUrl = Field(description="Path or URL of the dataset")
     reader: str = Field(pattern=r"^read_[a-z0-9_]+$", description="The wavespectra reader, e.g. read_swan")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the reader")
 

@@ -14,7 +14,9 @@ import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, StrictStr
 
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.core.secrets import redact_url
@@ -24,11 +26,27 @@ if TYPE_CHECKING:
 
 SourceFormat = Literal["netcdf", "zarr", "opendap"]
 OPENDAP_SCHEMES = ("dap2://", "dap4://")
+OPENDAP_SCHEMES_NAMES = ("dap2", "dap4")
 ZARR_METADATA = (".zmetadata", ".zgroup", "zarr.json")  # consolidated (v2), group (v2), v3
 REMOTE_BLOCK_BYTES = 256 * 1024  # small blocks: bytes fetched stay close to the chunks touched
 GLOB_CHARACTERS = set("*?[")
 CHUNK_BYTES = 64 * 2**20  # outputs reduced whole (analyze): fewer, larger tasks
 SOURCE_CHUNK_BYTES = 8 * 2**20  # sources cut: a selection reads whole chunks, so keep them near the file's own
+
+
+def _known_scheme(url: str) -> str:
+    """A URL whose scheme no reader knows is invalid input (exit 2), found before anything is fetched."""
+    if "://" in url:
+        scheme = url.split("://", 1)[0].lower()
+        import fsspec
+
+        if scheme not in {*OPENDAP_SCHEMES_NAMES, *fsspec.available_protocols()}:
+            raise ValueError(f"unknown URL scheme {scheme!r} (file, https, s3, gs, sftp, dap2, dap4, ... or a path)")
+    return url
+
+
+SourceUrl = Annotated[StrictStr, AfterValidator(_known_scheme)]
+"""A path or a URL of a scheme fsspec (or OPeNDAP) can read."""
 
 
 def is_remote(url: str) -> bool:

@@ -28,6 +28,7 @@ from rompy_tasks.core.host_paths import host_access_problem
 from rompy_tasks.core.model_run import files_matching
 from rompy_tasks.core.secrets import SecretRef, redact_url, resolve_secrets
 from rompy_tasks.core.templates import referenced_fields, render_string
+from rompy_tasks.data.sources import SourceUrl
 from rompy_tasks.postprocess.archive import sha256_of
 from rompy_tasks.postprocess.base import BasePostprocessorConfig
 
@@ -46,7 +47,7 @@ class PublishConfig(BasePostprocessorConfig):
     """Upload the run's products to `destination`, the manifest last."""
 
     processor: Literal["publish"] = "publish"
-    destination: StrictStr = Field(
+    destination: SourceUrl = Field(
         description="fsspec URL or path of the directory to publish into; a template "
         "(`{{ runtime.run_id }}`, `{{ runtime.period.start.strftime('%Y%m%dT%H') }}`)"
     )

@@ -162,6 +162,7 @@ def test_a_data_point_from_csv_and_a_grid_from_an_intake_catalog_match_rompys(tm
             "version 2 readers can call any Python",
         ),
         ({"id": "../up"}, "data[0].id", "should match pattern"),
+        ({"source": {"model_type": "file", "uri": "foo://x/era5.nc"}}, "data[0].source.uri", "unknown URL scheme"),
     ],
 )
 def test_bad_data_blocks_are_exit_2_naming_the_field(tmp_path, block, where, message):
