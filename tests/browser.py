@@ -6,11 +6,14 @@ each step is one protocol command (`Page.navigate`, `Runtime.evaluate`) over web
 
 import itertools
 import json
+import os
 import re
+import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from websockets.sync.client import connect
@@ -25,6 +28,7 @@ class Browser:
             [chromium, *flags, "--remote-debugging-port=0", f"--user-data-dir={self.profile.name}", "about:blank"],
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
         port = None
         deadline = time.monotonic() + 60
@@ -86,9 +90,18 @@ class Browser:
         return self.evaluate("document.body ? document.body.innerText : ''") or ""
 
     def close(self) -> None:
+        """Kill Chromium and every helper process it started (they write into the profile until
+        they die: removing it before failed with "Directory not empty"), then remove the profile."""
         self.socket.close()
-        self.process.kill()
+        group = self.process.pid  # its own session: the renderers, GPU and crash handlers are in it
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.process.wait()
+        deadline = time.monotonic() + 10
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.1)
         self.profile.cleanup()
 
     def __enter__(self) -> "Browser":
@@ -96,6 +109,18 @@ class Browser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _group_alive(group: int) -> bool:
+    """Any live (not zombie) process in process group `group`."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
 
 
 # JavaScript helpers for Prefect's forms (plain DOM: the UI is Vue, which listens to input events)
