@@ -7,8 +7,10 @@ Nothing here is written by hand, so the reference cannot drift from the code. Th
 places the vendored mermaid script (scripts/docs fetches it from the npm registry).
 """
 
+import re
 import types
 import typing
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +95,18 @@ def default_of(field: Any) -> str:
         return f"`{value!r}`" if not isinstance(value, BaseModel) else "(its defaults)"
     if field.default is PydanticUndefined:
         return "**required**"
-    value = field.default
-    return f"`{value.value if hasattr(value, 'value') else value!r}`"
+    return f"`{shown_value(field.default)}`"
+
+
+def shown_value(value: Any) -> str:
+    """A default as a user writes it in YAML."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds():g}s"
+    if hasattr(value, "value"):  # an enum
+        return repr(value.value)
+    return repr(value)
 
 
 CONSTRAINTS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<", "min_length": "at least", "max_length": "at most"}
@@ -112,7 +124,9 @@ def constraints_of(field: Any) -> str:
 
 
 def cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """One table cell: one line, pipes escaped, and `<name>` shown rather than taken for HTML."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return re.sub(r"<(?=[A-Za-z/])", "&lt;", text)
 
 
 def model_section(model: type[BaseModel], page: str, title: str | None = None) -> str:
