@@ -87,21 +87,28 @@ class PublishConfig(BasePostprocessorConfig):
         files = files_matching(run.staging_dir, self.files)
         if not files:
             raise StageError(f"publish: no file in {run.staging_dir} matches {self.files}")
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # hashlib releases the GIL
-            sums = list(pool.map(sha256_of, files))
-        entries = [
-            {"path": f.relative_to(run.staging_dir).as_posix(), "size": f.stat().st_size, "sha256": sha}
-            for f, sha in zip(files, sums, strict=True)
-        ]
         fs, root = self._filesystem(destination)
         previous = self._retried(lambda: _read_manifest(fs, f"{root}/{MANIFEST}"), shown)
-        known = {e["path"]: e for e in previous.get("files", [])} if previous else {}
-        changed = [e for e in entries if not _still_there(fs, root, e, known.get(e["path"]))]
+        relative = [f.relative_to(run.staging_dir).as_posix() for f in files]
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # hashlib releases the GIL
+            hashing = pool.map(sha256_of, files)
+            if previous is None:  # nothing published there yet: every file goes, uploaded while it is hashed
+                self._retried(lambda: _put(fs, [str(f) for f in files], [f"{root}/{r}" for r in relative]), shown)
+            sums = list(hashing)
+        entries = [
+            {"path": path, "size": f.stat().st_size, "sha256": sha}
+            for f, path, sha in zip(files, relative, sums, strict=True)
+        ]
         manifest = {"run_id": run.run_id, "files": entries}
+        if previous is None:
+            self._retried(lambda: fs.pipe_file(f"{root}/{MANIFEST}", json.dumps(manifest, indent=2).encode()), shown)
+            return self._result(shown, entries, uploaded=entries)
+        known = {e["path"]: e for e in previous.get("files", [])}
+        changed = [e for e in entries if not _still_there(fs, root, e, known.get(e["path"]))]
         if not changed and previous == manifest:
             return self._result(shown, entries, uploaded=[])
-        if previous is not None:  # from here until the new manifest, consumers see no manifest at all
-            self._retried(lambda: fs.rm_file(f"{root}/{MANIFEST}"), shown)
+        # from here until the new manifest, consumers see no manifest at all
+        self._retried(lambda: fs.rm_file(f"{root}/{MANIFEST}"), shown)
         if changed:  # one batch: fsspec's async stores (s3, gcs, http) upload the files concurrently
             local = [str(run.staging_dir / e["path"]) for e in changed]
             remote = [f"{root}/{e['path']}" for e in changed]
