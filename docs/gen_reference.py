@@ -193,9 +193,18 @@ _IncludeLoader.add_constructor("!include", lambda loader, node: f"!include {load
 
 
 def deployments_page() -> None:
-    spec = yaml.load((ROOT / "deployments" / "prefect.yaml").read_text(), Loader=_IncludeLoader)  # noqa: S506
-    lines = ["# Deployments", "", "Each deployment `deployments/prefect.yaml` ships, read from the file itself.", ""]
-    for deployment in spec["deployments"]:
+    lines = ["# Deployments", "", "Each deployment the project ships, read from its prefect.yaml.", ""]
+    for path in sorted((ROOT / "deployments").rglob("prefect.yaml")):
+        spec = yaml.load(path.read_text(), Loader=_IncludeLoader)  # noqa: S506
+        lines += [f"From `{path.relative_to(ROOT)}`:", ""]
+        lines += _deployment_sections(spec["deployments"])
+    with mkdocs_gen_files.open("reference/deployments.md", "w") as out:
+        out.write("\n".join(lines))
+
+
+def _deployment_sections(deployments: list[dict]) -> list[str]:
+    lines: list[str] = []
+    for deployment in deployments:
         flow = deployment["entrypoint"].rsplit(":", 1)[1]
         params = deployment.get("parameters") or {}
         lines += [
@@ -217,8 +226,7 @@ def deployments_page() -> None:
             else "- not locked: any override"
         )
         lines.append("")
-    with mkdocs_gen_files.open("reference/deployments.md", "w") as out:
-        out.write("\n".join(lines))
+    return lines
 
 
 def rompy_models_note() -> str:

@@ -69,7 +69,7 @@ def test_every_command_and_deployment_is_in_the_reference(site):
         for sub in names:
             assert f"rompy-tasks {name} {sub}".strip() in cli, f"rompy-tasks {name} {sub}"
     deployments = page_text(site, "reference/deployments")
-    for name in ("veros-acc", "veros-friction-ensemble", "veros-acc-forecast"):
+    for name in ("veros-acc", "veros-friction-ensemble", "veros-acc-forecast", "veros-acc-docker"):
         assert name in deployments
 
 
