@@ -72,21 +72,27 @@ def cluster_runner(backend: BaseBackendConfig, owner_dir: Path) -> TaskRunner | 
         return None
     from prefect_dask import DaskTaskRunner
 
+    cluster_class = _prepared_cluster_class(spec, log_directory)
+    return DaskTaskRunner(
+        cluster_class=cluster_class,
+        cluster_kwargs=spec.cluster_kwargs,
+        adapt_kwargs=spec.adapt_kwargs,
+    )
+
+
+def _prepared_cluster_class(spec: Any, log_directory: Path) -> type:
+    """The cluster class of `spec`, imported, with its Dask settings, log directory and guard in place."""
     cluster_class = _import_cluster_class(spec.cluster_class)
     import dask
 
-    dask.config.set(spec.dask_config)  # process-wide: read when the runner starts its scheduler
+    dask.config.set(spec.dask_config)  # process-wide: read when the scheduler starts
     # Dask's scheduler logs every connection at INFO; keep its warnings. Set after the import:
     # importing distributed resets its loggers to its own config.
     logging.getLogger("distributed").setLevel(logging.WARNING)
     log_directory.mkdir(parents=True, exist_ok=True)
     if spec.batch_job_name:
         guard.watch("slurm", spec.batch_job_name)  # listed until this process ends; its jobs end first
-    return DaskTaskRunner(
-        cluster_class=cluster_class,
-        cluster_kwargs=spec.cluster_kwargs,
-        adapt_kwargs=spec.adapt_kwargs,
-    )
+    return cluster_class
 
 
 @contextmanager
@@ -103,13 +109,9 @@ def reduction_client(backend: BaseBackendConfig, workers: Any, owner_dir: Path) 
     if spec is None:
         raise BackendError(f"backend {backend.type!r} has no batch jobs to compute on (workers need slurm)")
     backend.preflight()
-    cluster_class = _import_cluster_class(spec.cluster_class)
+    cluster_class = _prepared_cluster_class(spec, log_directory)
     from distributed import Client
 
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    log_directory.mkdir(parents=True, exist_ok=True)
-    if spec.batch_job_name:
-        guard.watch("slurm", spec.batch_job_name)
     with cluster_class(**spec.cluster_kwargs) as cluster, Client(cluster) as client:
         cluster.scale(jobs=spec.adapt_kwargs["n"])
         yield client

@@ -295,8 +295,7 @@ def cycle_run_dir(forecast: ForecastConfig, cycle: datetime) -> Path:
 
 
 def read_cycle(forecast: ForecastConfig, cycle: datetime) -> CycleRecord | None:
-    data = read_record(cycles_dir(forecast) / f"{cycle_id(cycle)}.json")
-    return CycleRecord.model_validate(data) if data else None
+    return _record_at(cycles_dir(forecast) / f"{cycle_id(cycle)}.json")
 
 
 def recent_cycles(

@@ -28,7 +28,7 @@ from rompy_tasks.core.host_paths import host_access_problem
 from rompy_tasks.core.model_run import files_matching
 from rompy_tasks.core.secrets import SecretRef, redact_url, resolve_secrets
 from rompy_tasks.core.templates import referenced_fields, render_string
-from rompy_tasks.data.sources import SourceUrl
+from rompy_tasks.data.sources import SourceUrl, is_remote, local_path
 from rompy_tasks.postprocess.archive import sha256_of
 from rompy_tasks.postprocess.base import BasePostprocessorConfig
 
@@ -206,10 +206,7 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 
 def _local_path(destination: str) -> Path | None:
     """The directory a local destination names (a path or file://), None for a remote one."""
-    if "://" not in destination:
-        return Path(destination).expanduser().absolute()
-    parts = urlsplit(destination)
-    return Path(parts.path) if parts.scheme in ("file", "local") else None
+    return None if is_remote(destination) else local_path(destination).absolute()
 
 
 def _read_manifest(fs: Any, path: str) -> dict | None:
