@@ -220,7 +220,8 @@ def _submit_form(
     for label, value in changes.items():
         assert browser.evaluate(f"({FILL_FIELD})({json.dumps(label)}, {json.dumps(value)})") == "ok", label
     created: set[str] = set()
-    for _attempt in range(3):  # SQLite answers 503 under the scheduler's and worker's load: a user clicks again
+    for attempt in range(5):  # SQLite answers 503 under the scheduler's and worker's load: a user waits, clicks again
+        time.sleep(2 * attempt)
         browser.failed_requests.clear()
         assert browser.evaluate(f"({CLICK_BUTTON})('Submit')")
         deadline = time.monotonic() + 30
