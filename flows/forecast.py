@@ -20,23 +20,16 @@ from typing import Any
 
 from prefect import flow, get_client, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterDeploymentId,
-    FlowRunFilterExpectedStartTime,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-)
-from prefect.client.schemas.objects import StateType
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, State
 
 from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_context
-from flows.pipeline import model_pipeline, overridden, overridden_value, postprocess_stage
+from flows.pipeline import model_pipeline, overridden, postprocess_stage
 from flows.policy import RunRefused, deployment_run
 from flows.postprocess import artifact_key
+from flows.run_names import cycle_run_name, give_cycle_name, waiting_forecast_runs
 from rompy_tasks.core.run_files import exclusive
-from rompy_tasks.core.time import as_utc, parse_duration
+from rompy_tasks.core.time import as_utc
 from rompy_tasks.forecast import (
     CycleRecord,
     FailedAttempt,
@@ -71,18 +64,9 @@ def _cycle_run_name() -> str:
     Never raises: a failing run-name function would crash the flow run before it starts.
     """
     try:
-        return _cycle_name_from(flow_run.parameters or {})
+        return cycle_run_name(flow_run.parameters or {}, flow_run.scheduled_start_time)
     except Exception:  # noqa: BLE001 - the flow itself reports bad parameters properly
         return "forecast-cycle"
-
-
-def _cycle_name_from(params: dict[str, Any]) -> str:
-    cycle = params.get("cycle")
-    name = overridden_value(params, "forecast", "name")
-    interval = overridden_value(params, "forecast", "cycle_interval")
-    interval = ForecastConfig.model_fields["cycle_interval"].default if interval is None else parse_duration(interval)
-    when = cycle or flow_run.scheduled_start_time
-    return f"{name}-{cycle_id(floor_cycle(datetime.fromisoformat(when) if isinstance(when, str) else when, interval))}"
 
 
 def resolve_cycle(forecast: ForecastConfig, cycle: datetime | None) -> datetime:
@@ -146,27 +130,23 @@ def waiting_earlier_cycles(forecast: ForecastConfig, cycle_time: datetime) -> li
 
     Each with whether it was asked for by name (its run has a `cycle` parameter) rather than
     created by the scheduler. Cycles already completed are left out. Outside a deployment: none.
-    Waiting runs still under the scheduler's random names get their cycle's name, so the UI shows
-    which cycles pile up (Prefect names a run by `flow_run_name` only when it starts).
+    Waiting runs of this deployment get their cycle's name on the way (flows/run_names.py).
     """
     this_run = deployment_run()
     if this_run is None:
         return []
-    waiting = FlowRunFilter(
-        deployment_id=FlowRunFilterDeploymentId(any_=[this_run.deployment_id]),
-        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])),
-        expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(UTC)),
-    )
+    now = datetime.now(UTC)
     cycles: dict[datetime, bool] = {}
     with get_client(sync_client=True) as client:
-        for run in client.read_flow_runs(flow_run_filter=waiting):
+        for run in waiting_forecast_runs(client, this_run.deployment_id):
             if run.id == this_run.id:
                 continue
+            give_cycle_name(client, run)
+            if run.expected_start_time is None or run.expected_start_time > now:
+                continue  # not due yet
             named = run.parameters.get("cycle")
             when = datetime.fromisoformat(named) if isinstance(named, str) else run.expected_start_time
             earlier = floor_cycle(when, forecast.cycle_interval)
-            if run.name != (name := f"{forecast.name}-{cycle_id(earlier)}"):
-                client.update_flow_run(run.id, name=name)
             done = read_cycle(forecast, earlier)
             if earlier < cycle_time and not (done and done.status == "completed"):
                 cycles[earlier] = cycles.get(earlier, False) or named is not None

@@ -10,7 +10,7 @@ import uuid
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import REPO
+from conftest import REPO, run_cli
 from helpers import VEROS_IMAGE, shell_model_run, signal_cli_once, write_yaml
 from pydantic import ValidationError
 
@@ -330,6 +330,13 @@ def test_docker_work_pool_runs_the_whole_pipeline_in_a_container(engine, tmp_pat
             "deploy", "--prefect-file", "deployments/docker/prefect.yaml", "--all", env=env, cwd=REPO
         )
         assert deployed.returncode == 0, (deployed.stdout + deployed.stderr)[-3000:]
+        narrowed = run_cli("deployments", "narrow-forms", env=env)
+        assert "narrowed the run form of veros-acc-docker: overrides config.run_id" in narrowed.stdout, narrowed
+        refused = prefect_cli(
+            "deployment", "run", "model-pipeline/veros-acc-docker",
+            "--param", 'overrides={"backend.command": "touch /tmp/x"}', env=env, cwd=REPO,
+        )  # fmt: skip
+        assert refused.returncode != 0 and "'backend.command' does not match" in refused.stdout, refused.stdout
         with prefect_worker("rompy-docker", "docker", env, tmp_path / "worker.log"):
             ran = prefect_cli(
                 "deployment",

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers import wait_for
 from operated import OPERATE, Operated
 
 from rompy_tasks.forecast import cycle_id, floor_cycle
@@ -191,11 +192,36 @@ def test_operate_remembers_its_port_and_stops_and_starts_only_the_worker(operate
     assert stopped.returncode == 0 and "stopped worker" in stopped.stderr, stopped.stderr
     status = subprocess.run([OPERATE, "status"], env=shell, capture_output=True, text=True, timeout=60)
     assert "server: up" in status.stdout and "worker: not running" in status.stdout, "the server stays"
+    assert "run namer: running" in status.stdout, status.stdout
+    _waiting_runs_carry_their_cycle_names(operated)
     started = subprocess.run([OPERATE, "start", "worker"], env=shell, capture_output=True, text=True, timeout=120)
     assert started.returncode == 0 and "starting a worker" in started.stderr, started.stderr
     assert operated.deployment("model-pipeline/veros-acc")["updated"] == deployed_before, "nothing re-deployed"
     ran = operated.deployment_run("model-pipeline/veros-acc")
     assert "Completed" in ran.stdout, ran.stdout[-2000:] + operated.worker_log()[-2000:]
+
+
+def _waiting_runs_carry_their_cycle_names(operated: Operated) -> None:
+    """Issue 26.6, with no worker: the scheduler's coming runs and a late one (created as the
+    scheduler does, due three days ago) take their cycle's name before any of them starts."""
+    deployment = operated.deployment("model-forecast/veros-acc-forecast")
+    due = floor_cycle(datetime.now(UTC), TWELVE_HOURS) - 6 * TWELVE_HOURS
+    body = {"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": due.isoformat()}}}
+    late = operated.api("POST", f"/deployments/{deployment['id']}/create_flow_run", body)["id"]
+    query = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}}
+
+    def misnamed() -> list[tuple[str, str]] | None:
+        runs = operated.api("POST", "/flow_runs/filter", query)
+        if len(runs) < 3:
+            return None  # the scheduler's runs are not all there yet
+        expected = [f"acc-forecast-{cycle_id(datetime.fromisoformat(r['expected_start_time']))}" for r in runs]
+        return [(r["name"], e) for r, e in zip(runs, expected, strict=True) if r["name"] != e]
+
+    try:
+        assert wait_for(lambda: misnamed() == [], 30, interval=1), misnamed()
+        assert operated.api("GET", f"/flow_runs/{late}")["name"] == f"acc-forecast-{cycle_id(due)}"
+    finally:  # it would run (as Skipped) when the worker is back: the other tests expect no such cycle
+        operated.api("DELETE", f"/flow_runs/{late}")
 
 
 def _runs_by_hand(operated: Operated, deployment_id: str) -> set[str]:

@@ -132,6 +132,29 @@ def forecast_status(
         raise typer.Exit(1)
 
 
+@app.command("name-runs")
+def forecast_name_runs(
+    every: Annotated[
+        float | None,
+        typer.Option(min=1, help="Keep naming every this many seconds until stopped (scripts/operate runs it so)"),
+    ] = None,
+) -> None:
+    """Give waiting forecast runs (scheduled, late, pending) their cycle's name.
+
+    Prefect names a run only when it starts; the scheduler's runs wait under random names.
+    """
+    connect_api()
+    from prefect import get_client
+
+    from flows.run_names import keep_naming, name_waiting_runs
+
+    if every is None:
+        with get_client(sync_client=True) as client:
+            out.print(f"named {name_waiting_runs(client)} waiting forecast run(s)")
+        return
+    keep_naming(lambda: get_client(sync_client=True), every, lambda error: err.print(f"naming runs: {error}"))
+
+
 @app.command("validate")
 def forecast_validate(
     file: Annotated[Path, typer.Argument(help="Forecast YAML/JSON file")],

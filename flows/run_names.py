@@ -1,0 +1,95 @@
+"""Forecast runs carry their cycle's name while they wait, not only once they start.
+
+Prefect names a flow run by the flow's `flow_run_name` only when the run starts. Its scheduler
+(3.9) inserts the runs of a deployment's schedules in bulk under random slugs
+(`myrtle-donkey`): it has no name template and emits no event for them, and no automation
+action renames a run (a webhook back into the API would store the API's auth string in a block
+every API user can read). So during an outage the UI showed random names pile up, not which
+cycles wait. `name_waiting_runs` renames every waiting forecast run (scheduled, late, pending)
+to `<forecast>-<YYYYMMDDTHH>`; `scripts/operate` runs it beside the server every few seconds
+(`rompy-tasks forecast name-runs --every 5`), so it works while the worker is down, and each
+cycle's run does it as it starts.
+"""
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+
+from flows.pipeline import overridden_value
+from rompy_tasks.core.time import parse_duration
+from rompy_tasks.forecast import ForecastConfig, cycle_id, floor_cycle
+
+FORECAST_FLOW = "model-forecast"
+WAITING = [StateType.SCHEDULED, StateType.PENDING]
+PAGE = 200  # the API's default page size
+
+
+def cycle_run_name(parameters: dict[str, Any], scheduled: datetime) -> str:
+    """`<forecast name>-<YYYYMMDDTHH>`: the `cycle` parameter, else the scheduled start time,
+    floored to the cycle interval (both after the run's overrides)."""
+    cycle = parameters.get("cycle")
+    name = overridden_value(parameters, "forecast", "name")
+    interval = overridden_value(parameters, "forecast", "cycle_interval")
+    interval = ForecastConfig.model_fields["cycle_interval"].default if interval is None else parse_duration(interval)
+    when = cycle or scheduled
+    return f"{name}-{cycle_id(floor_cycle(datetime.fromisoformat(when) if isinstance(when, str) else when, interval))}"
+
+
+def give_cycle_name(client: SyncPrefectClient, run: FlowRun) -> bool:
+    """Rename `run` to its cycle's name if it has another; False if it had it (or has no cycle)."""
+    try:
+        name = cycle_run_name(run.parameters, run.expected_start_time)
+    except Exception:  # noqa: BLE001 - bad parameters: the run itself reports them when it starts
+        return False
+    if run.name == name:
+        return False
+    client.update_flow_run(run.id, name=name)
+    return True
+
+
+def waiting_forecast_runs(client: SyncPrefectClient, deployment_id: Any = None) -> list[FlowRun]:
+    """Every waiting run of the forecast flow (of one deployment if given), page by page."""
+    runs: list[FlowRun] = []
+    state = FlowRunFilterState(type=FlowRunFilterStateType(any_=WAITING))
+    deployment = FlowRunFilterDeploymentId(any_=[deployment_id]) if deployment_id else None
+    while True:
+        page = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[FORECAST_FLOW])),
+            flow_run_filter=FlowRunFilter(state=state, deployment_id=deployment),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=PAGE,
+            offset=len(runs),
+        )
+        runs.extend(page)
+        if len(page) < PAGE:
+            return runs
+
+
+def name_waiting_runs(client: SyncPrefectClient) -> int:
+    """Give every waiting forecast run its cycle's name; how many were renamed."""
+    return sum(give_cycle_name(client, run) for run in waiting_forecast_runs(client))
+
+
+def keep_naming(client_factory: Callable[[], Any], every: float, on_error: Callable[[Exception], None]) -> None:
+    """`name_waiting_runs` every `every` seconds until stopped; an unreachable API is reported
+    and tried again (the server may be restarting), never fatal."""
+    while True:
+        try:
+            with client_factory() as client:
+                name_waiting_runs(client)
+        except Exception as error:  # noqa: BLE001 - a daemon beside the server outlives its restarts
+            on_error(error)
+        time.sleep(every)
