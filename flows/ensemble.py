@@ -303,6 +303,13 @@ def model_ensemble(
     """Run the members of an ensemble (all, or `indexes`), resuming from earlier runs.
 
     `overrides` ({"pipeline.config.period.duration": "2d", ...}) changes single fields of `ensemble`.
+
+    Args:
+        ensemble: The members and the pipeline they vary.
+        indexes: Run only these members (by index); the others are left as they are.
+        max_parallel: Members running at once (default: the ensemble's own).
+        overrides: Single fields to change, by dotted path.
+        allowed_overrides: The paths a run of a locked deployment may override (globs).
     """
     crash_if_this_process_dies()
     try:

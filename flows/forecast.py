@@ -95,6 +95,13 @@ def forecast_cycle(
     `cycle` defaults to the scheduled start time; `force` re-runs a completed (or late) cycle;
     `overrides` ({"forecast_length": "72h", ...}) changes single fields of `forecast`. A skipped
     cycle ends in a state named Skipped (not a green Completed); its caller still gets the record.
+
+    Args:
+        forecast: The forecast: its pipeline, cycle interval, hot start and retention.
+        cycle: The cycle to run (UTC). Empty: the scheduled start time (or now), floored to the cycle interval.
+        force: Run the cycle again even if it completed (the completed cycle stays unless the new attempt succeeds).
+        overrides: Single fields to change, by dotted path.
+        allowed_overrides: The paths a run of a locked deployment may override (globs).
     """
     crash_if_this_process_dies()
     logger = get_run_logger()

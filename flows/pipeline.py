@@ -151,6 +151,15 @@ def model_pipeline(
 
     `overrides` ({"config.period.duration": "2d", ...}) changes single fields of `pipeline`;
     a deployment's `allowed_overrides` (globs such as `config.period.*`) locks everything else.
+
+    Args:
+        pipeline: The run: model config, backend and postprocessors.
+        first_stage: Start at this stage (run or postprocess reuse the run directory's inputs).
+        last_stage: Stop after this stage.
+        cleanup_on_failure: Remove the run directory if the run fails (it is kept by default).
+        validate_stages: Check before starting that the stages asked for can run.
+        overrides: Single fields to change, by dotted path.
+        allowed_overrides: The paths a run of a locked deployment may override (globs).
     """
     crash_if_this_process_dies()
     logger = get_run_logger()

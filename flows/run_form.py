@@ -33,11 +33,13 @@ def narrowed_schema(schema: dict[str, Any], parameters: dict[str, Any]) -> dict[
         if any(char in path for char in "*?["):  # a glob inside the path: no single type
             fields[pattern] = {"title": pattern, "description": "any value (a glob of paths)"}
             continue
-        node = _resolve(_schema_at(config_schema, path.split("."), definitions), definitions)
+        node = _resolve(_schema_at(config_schema, path.split("."), definitions, parameters[config_name]), definitions)
         fields[path] = _wildcard_field(node, path) if wildcard else _leaf_field(node, path, parameters[config_name])
     controls = [name for name in schema["properties"] if name not in (*LOCKED_PARAMETERS, "overrides")]
     ordered = [*[n for n in RUN_CONTROLS_FIRST if n in controls], *[n for n in controls if n not in RUN_CONTROLS_FIRST]]
-    properties = {name: {**schema["properties"][name], "position": i} for i, name in enumerate(ordered)}
+    properties = {
+        name: {**_plain_optional(schema["properties"][name]), "position": i} for i, name in enumerate(ordered)
+    }
     properties["overrides"] = {
         "title": "overrides",
         "description": "What this deployment lets a run change (its allowed_overrides); the rest is as deployed",
@@ -70,15 +72,28 @@ def _leaf_field(node: dict[str, Any], path: str, config: Any) -> dict[str, Any]:
 
 def _wildcard_field(node: dict[str, Any], path: str) -> dict[str, Any]:
     """The fields under `path.*`: typed where the schema types them (no defaults: what is left empty is unchanged)."""
-    field: dict[str, Any] = {"title": f"{node.get('title', path)} ({path}.*)", "type": "object"}
+    # titled by the field's name as pydantic titles fields (a model's own title is its class name: TimeRange)
+    title = path.rsplit(".", 1)[-1].replace("_", " ").title()
+    field: dict[str, Any] = {"title": f"{title} ({path}.*)", "type": "object"}
     if "properties" in node:
-        field["properties"] = {name: _without_default(sub) for name, sub in node["properties"].items()}
+        field["properties"] = {name: _without_default(_plain_optional(sub)) for name, sub in node["properties"].items()}
         field["additionalProperties"] = False
     else:
         field["additionalProperties"] = node.get("additionalProperties", True)
     if "description" in node:
         field["description"] = node["description"]
     return field
+
+
+def _plain_optional(node: dict[str, Any]) -> dict[str, Any]:
+    """A run control that is `X | None = None` as a plain optional X: the form shows an empty
+    date-time picker for `cycle` (left empty, the run omits it) instead of an X/None switch."""
+    options = [o for o in node.get("anyOf", []) if o.get("type") != "null"]
+    if node.get("default", 0) is not None or len(options) != 1 or len(node["anyOf"]) != 2:
+        return node
+    if "$ref" in options[0] or options[0].get("type") in ("object", "array"):
+        return node  # structured: the switch says "not given" better than an empty editor
+    return {**{k: v for k, v in node.items() if k not in ("anyOf", "default")}, **options[0]}
 
 
 def _without_default(node: dict[str, Any]) -> dict[str, Any]:
@@ -107,10 +122,14 @@ def _resolve(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any
     return node
 
 
-def _schema_at(node: dict[str, Any], parts: list[str], definitions: dict[str, Any]) -> dict[str, Any]:
-    """The schema of the field at `parts` under `node` (a mapping of anything where untyped)."""
+def _schema_at(node: dict[str, Any], parts: list[str], definitions: dict[str, Any], config: Any) -> dict[str, Any]:
+    """The schema of the field at `parts` under `node` (a mapping of anything where untyped).
+
+    A union with a discriminator (the model config: `model_type`) is followed into the branch
+    the deployed `config` chose, so `config.config.settings.A_h` is typed as Veros types it."""
     for part in parts:
-        node = _resolve(node, definitions)
+        node = _resolve(_chosen_branch(node, config), definitions)
+        config = config.get(part) if isinstance(config, dict) else None
         if part in node.get("properties", {}):
             node = node["properties"][part]
         elif isinstance(node.get("additionalProperties"), dict):
@@ -118,6 +137,14 @@ def _schema_at(node: dict[str, Any], parts: list[str], definitions: dict[str, An
         else:
             return {"title": part}
     return node
+
+
+def _chosen_branch(node: dict[str, Any], config: Any) -> dict[str, Any]:
+    """The branch of a discriminated union that `config` names; `node` itself otherwise."""
+    discriminator = node.get("discriminator") or {}
+    chosen = config.get(discriminator.get("propertyName")) if isinstance(config, dict) else None
+    ref = discriminator.get("mapping", {}).get(chosen) if isinstance(chosen, str) else None
+    return {"$ref": ref} if ref else node
 
 
 def flattened_overrides(overrides: dict[str, Any] | None, allowed: list[str] | None) -> dict[str, Any] | None:

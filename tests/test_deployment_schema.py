@@ -142,6 +142,17 @@ def test_a_locked_deployments_run_form_shows_only_its_allowed_overrides_typed(de
         assert length["format"] == "duration" and "Forecast Length" in length["title"]
         assert fields["keep_cycles"]["default"] == deployed["forecast"]["keep_cycles"], "pre-filled as deployed"
         assert fields["forecast_length_by_hour"]["additionalProperties"] == {"format": "duration", "type": "string"}
+        cycle = form["properties"]["cycle"]  # a date-time picker left empty, not a date-time/None switch
+        assert (cycle["type"], cycle["format"]) == ("string", "date-time") and "default" not in cycle
+        assert "floored to the cycle interval" in cycle["description"], "the flow's docstring describes it"
+    if "config.period" in fields:  # a wildcard: its fields, empty pickers where the model allows None
+        period = fields["config.period"]
+        assert period["title"] == "Period (config.period.*)", period["title"]
+        assert period["properties"]["start"] == {"title": "Start", "format": "date-time", "type": "string"}
+    if "config.config.settings.A_h" in fields:  # Veros settings typed and described as Veros defines them
+        viscosity = fields["config.config.settings.A_h"]
+        assert viscosity["type"] == "number" and viscosity["description"] == "lateral viscosity in m^2/s"
+        assert viscosity["title"] == "A_h (config.config.settings.A_h)"
     # what the form submits unchanged: the run controls' and the overrides' defaults
     submitted = {name: spec["default"] for name, spec in form["properties"].items() if "default" in spec}
     submitted["overrides"] = {path: spec["default"] for path, spec in fields.items() if "default" in spec}

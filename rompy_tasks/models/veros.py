@@ -85,6 +85,26 @@ class WindStress(BaseModel):
         return value
 
 
+RUN_SETTINGS = frozenset({"runlen", "identifier", "restart_input_filename", "restart_frequency"})  # set from the run
+JSON_TYPES = {float: "number", int: "integer", bool: "boolean", str: "string"}
+
+
+def is_file_name_setting(name: str) -> bool:
+    """Veros' file names take absolute paths and are format templates: one would write outside
+    the run directory (through a locked deployment's settings override too)."""
+    return name.endswith("_filename")
+
+
+def settable_settings_schema() -> dict[str, Any]:
+    """Each Veros setting a config may set, typed and described as Veros defines it, so run forms
+    and the schema show `A_h` as a number with Veros' own description rather than as any value."""
+    return {
+        name: {"title": name, "type": JSON_TYPES[setting.type], "description": setting.description}
+        for name, setting in SETTINGS.items()
+        if setting.type in JSON_TYPES and name not in RUN_SETTINGS and not is_file_name_setting(name)
+    }
+
+
 class VerosConfig(BaseModelConfig):
     """Run a Veros setup for the model run's period."""
 
@@ -94,7 +114,9 @@ class VerosConfig(BaseModelConfig):
         None, pattern=r"^[A-Za-z0-9_-]+$", description="Prefix of output files; defaults to the setup name"
     )
     settings: dict[str, float | int | bool | str] = Field(
-        default_factory=dict, description="Veros settings overrides, passed as `-s NAME VALUE`"
+        default_factory=dict,
+        description="Veros settings overrides, passed as `-s NAME VALUE`",
+        json_schema_extra=lambda schema: schema.update(properties=settable_settings_schema()),
     )
     diagnostics: dict[Diagnostic, FrequencyInput] = Field(
         default_factory=dict, description="Output (and sampling) frequency in seconds per diagnostic"
@@ -130,16 +152,13 @@ class VerosConfig(BaseModelConfig):
     @field_validator("settings")
     @classmethod
     def _known_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        reserved = {"runlen", "identifier", "restart_input_filename", "restart_frequency"}
         unknown = sorted(k for k in value if k not in SETTINGS)
         if unknown:
             raise ValueError(f"unknown Veros setting(s): {', '.join(unknown)}")
-        clash = sorted(reserved & value.keys())
+        clash = sorted(RUN_SETTINGS & value.keys())
         if clash:
             raise ValueError(f"{', '.join(clash)} are set from the run (period, identifier, restart_*)")
-        # Veros' file names take absolute paths and are format templates: one would write outside
-        # the run directory (through a locked deployment's settings override too)
-        paths = sorted(k for k in value if k.endswith("_filename"))
+        paths = sorted(k for k in value if is_file_name_setting(k))
         if paths:
             raise ValueError(f"{', '.join(paths)}: file names are set by rompy-tasks inside the run directory")
         return value
