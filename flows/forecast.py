@@ -27,7 +27,7 @@ from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_co
 from flows.pipeline import model_pipeline, overridden, postprocess_stage
 from flows.policy import RunRefused, deployment_run
 from flows.postprocess import artifact_key
-from flows.run_names import cycle_run_name, give_cycle_name, waiting_forecast_runs
+from flows.run_names import cycle_run_name, give_cycle_name, run_cycle, waiting_forecast_runs
 from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.core.time import as_utc
 from rompy_tasks.forecast import (
@@ -152,8 +152,7 @@ def waiting_earlier_cycles(forecast: ForecastConfig, cycle_time: datetime) -> li
             if run.expected_start_time is None or run.expected_start_time > now:
                 continue  # not due yet
             named = run.parameters.get("cycle")
-            when = datetime.fromisoformat(named) if isinstance(named, str) else run.expected_start_time
-            earlier = floor_cycle(when, forecast.cycle_interval)
+            earlier = run_cycle(run.parameters, run.expected_start_time, forecast.cycle_interval)
             done = read_cycle(forecast, earlier)
             if earlier < cycle_time and not (done and done.status == "completed"):
                 cycles[earlier] = cycles.get(earlier, False) or named is not None

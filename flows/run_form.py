@@ -86,8 +86,9 @@ def _wildcard_field(node: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def _plain_optional(node: dict[str, Any]) -> dict[str, Any]:
-    """A run control that is `X | None = None` as a plain optional X: the form shows an empty
-    date-time picker for `cycle` (left empty, the run omits it) instead of an X/None switch."""
+    """A field that is `X | None = None` (a run control, a wildcard's field) as a plain optional X:
+    the form shows an empty date-time picker for `cycle` (left empty, the run omits it) instead of
+    an X/None switch."""
     options = [o for o in node.get("anyOf", []) if o.get("type") != "null"]
     if node.get("default", 0) is not None or len(options) != 1 or len(node["anyOf"]) != 2:
         return node

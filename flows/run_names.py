@@ -12,8 +12,8 @@ cycle's run does it as it starts.
 """
 
 import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -43,12 +43,16 @@ MAX_REMEMBERED = 5000  # runs named once and not read again; beyond, all are rea
 def cycle_run_name(parameters: dict[str, Any], scheduled: datetime) -> str:
     """`<forecast name>-<YYYYMMDDTHH>`: the `cycle` parameter, else the scheduled start time,
     floored to the cycle interval (both after the run's overrides)."""
-    cycle = parameters.get("cycle")
     name = overridden_value(parameters, "forecast", "name")
     interval = overridden_value(parameters, "forecast", "cycle_interval")
     interval = ForecastConfig.model_fields["cycle_interval"].default if interval is None else parse_duration(interval)
-    when = cycle or scheduled
-    return f"{name}-{cycle_id(floor_cycle(datetime.fromisoformat(when) if isinstance(when, str) else when, interval))}"
+    return f"{name}-{cycle_id(run_cycle(parameters, scheduled, interval))}"
+
+
+def run_cycle(parameters: dict[str, Any], scheduled: datetime, interval: timedelta) -> datetime:
+    """The cycle a run is for: its `cycle` parameter (API JSON: a string), else its scheduled start, floored."""
+    when = parameters.get("cycle") or scheduled
+    return floor_cycle(datetime.fromisoformat(when) if isinstance(when, str) else when, interval)
 
 
 def give_cycle_name(client: SyncPrefectClient, run: FlowRun) -> bool:
@@ -64,7 +68,7 @@ def give_cycle_name(client: SyncPrefectClient, run: FlowRun) -> bool:
 
 
 def waiting_forecast_runs(
-    client: SyncPrefectClient, deployment_id: Any = None, skip: set[UUID] = frozenset()
+    client: SyncPrefectClient, deployment_id: Any = None, skip: Collection[UUID] = ()
 ) -> list[FlowRun]:
     """Every waiting run of the forecast flow (of one deployment if given; not those in `skip`), page by page."""
     runs: list[FlowRun] = []
