@@ -7,10 +7,13 @@ and for each source URI and version (its ETag, else its mtime and size) which co
 (`sources/<key>.json`). Concurrent runs wait for one fetch (a lock per source version). The
 checksum is computed while the file streams in and checked against a given `sha256`; at each
 use the blob's size and mtime must still be what was recorded, else it is fetched again, never
-used. Each run directory gets a hardlink (no copy, no symbolic link out of the run directory),
-or across filesystems a copy; both read-only. A directory source is cached file by file: its
-version is its listing (names, sizes, ETags or mtimes), its checksum the sha256 of its files'
-names, sizes and sha256s, and the run directory gets the same tree of read-only links.
+used. Each run directory gets its own read-only copy (a reflink where the filesystem shares
+blocks copy-on-write, else an in-kernel copy), never a hardlink nor a symbolic link: the run may
+write what is in its directory (a model opening its input for update, root ignoring modes), and
+a shared inode would hand the changed bytes to every later run, member and cycle while their
+manifests claim the pinned sha256. A directory source is cached file by file: its version is
+its listing (names, sizes, ETags or mtimes), its checksum the sha256 of its files' names, sizes
+and sha256s, and the run directory gets the same tree of read-only copies.
 """
 
 import fcntl
@@ -38,6 +41,7 @@ from rompy_tasks.data_dir import private_dir
 CHUNK_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_BYTES = 20 * 1024**3  # the cache's bound (ROMPY_TASKS_CACHE_MAX_GB); least recently used go first
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+FICLONE = 0x40049409  # linux/fs.h: share the source's blocks copy-on-write
 
 
 class StaticInput(BaseModel):
@@ -52,8 +56,8 @@ class StaticInput(BaseModel):
     )
     link: bool = Field(
         False,
-        description="rompy's: link rather than copy. Here every input is a read-only hardlink to the cache "
-        "where the filesystem allows (else a copy), never a symbolic link out of the run directory",
+        description="rompy's: link rather than copy. Here every input is the run's own read-only copy of the "
+        "cached file (a reflink where the filesystem allows), never a link a model could write the cache through",
     )
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="The file's checksum, checked at fetch")
 
@@ -273,12 +277,12 @@ def _drop_unused_blob(cache: Path, blob: CachedBlob) -> None:
 
 
 def place(item: StaticInput, entry: CachedFile, cache: Path, staging_dir: Path) -> Path:
-    """The cached file (or directory tree) in the run directory under its name: hardlinks, or
-    across filesystems copies."""
+    """The cached file (or directory tree) in the run directory under its name: the run's own
+    read-only copies, so nothing the run does reaches the cache."""
     target = staging_dir / item.name
     inside(staging_dir, target)
     if entry.files is None:
-        _link_blob(cache / "blobs" / entry.sha256, target)
+        _copy_blob(cache / "blobs" / entry.sha256, target)
         return target
     if target.is_symlink() or target.is_file():
         target.unlink()
@@ -287,17 +291,22 @@ def place(item: StaticInput, entry: CachedFile, cache: Path, staging_dir: Path) 
     for blob in entry.files:
         destination = inside(staging_dir, target / blob.path)
         destination.parent.mkdir(parents=True, exist_ok=True)
-        _link_blob(cache / "blobs" / blob.sha256, destination)
+        _copy_blob(cache / "blobs" / blob.sha256, destination)
     return target
 
 
-def _link_blob(blob: Path, target: Path) -> None:
+def _copy_blob(blob: Path, target: Path) -> None:
+    """`blob` as a new read-only file at `target`: no inode shared with the cache."""
     target.unlink(missing_ok=True)
-    try:
-        os.link(blob, target)
-    except OSError:  # another filesystem, or links not allowed there
-        shutil.copyfile(blob, target)
-        os.chmod(target, READ_ONLY)
+    with open(blob, "rb") as source, open(target, "xb") as copy:
+        try:  # copy-on-write where the filesystem shares blocks (btrfs, xfs): instant, no extra space
+            fcntl.ioctl(copy.fileno(), FICLONE, source.fileno())
+            cloned = True
+        except OSError:  # ext4, overlayfs, across filesystems
+            cloned = False
+    if not cloned:
+        shutil.copyfile(blob, target)  # the kernel copies (sendfile), the bytes never pass through Python
+    os.chmod(target, READ_ONLY)
 
 
 def stage_inputs(items: list[StaticInput], staging_dir: Path, configured_cache: Path | None = None) -> list[dict]:
@@ -332,7 +341,7 @@ def cached_entries(cache: Path) -> list[tuple[Path, CachedFile]]:
 def prune(cache: Path, max_bytes: int, keep: set[str] = frozenset()) -> list[CachedFile]:
     """Remove least recently used entries until the blobs fit in `max_bytes` (never those in `keep`).
 
-    Run directories keep their inputs: a hardlink keeps the data after the cache's name goes."""
+    Run directories keep their inputs: each holds its own copy."""
     entries = cached_entries(cache)
     sizes = {blob.sha256: blob.size for _, e in entries for blob in e.blobs()}
     total = sum(sizes.values())

@@ -41,11 +41,45 @@ def test_an_ensemble_fetches_a_shared_input_once_over_http(tmp_path, http_server
     for member in range(4):
         run_dir = tmp_path / "runs" / "ens" / f"m_m{member:03d}"
         placed = run_dir / "bathy.nc"
-        assert placed.stat().st_ino == blob.stat().st_ino, "a hardlink to the cache, no copy"
+        assert placed.stat().st_ino != blob.stat().st_ino, "the run's own copy, no inode shared with the cache"
         assert placed.stat().st_mode & 0o777 == 0o444 and not placed.is_symlink()
         assert (run_dir / "seen.txt").read_text().startswith(SHA), "the model read the file"
         manifest = json.loads((run_dir / "rompy_tasks_run.json").read_text())
         assert manifest["inputs"] == [{"id": "bathy", "uri": f"{url}/bathy.nc", "sha256": SHA, "path": "bathy.nc"}]
+
+
+# A model that updates its input in place and hides it: same size, mode and modification time restored.
+REWRITE_INPUT = """
+import os, sys
+path = "bathy.nc"
+before = os.stat(path)
+os.chmod(path, 0o644)
+with open(path, "r+b") as handle:
+    data = handle.read()
+    handle.seek(0)
+    handle.write(data[::-1])
+os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+os.chmod(path, 0o444)
+"""
+
+
+def test_a_model_that_rewrites_its_input_changes_only_its_own_copy(tmp_path):
+    """Issue 36.1: the cached bytes that later runs, members and cycles trust stay what was pinned."""
+    source = tmp_path / "bathy.nc"
+    source.write_bytes(BATHY)
+    doc = shell_doc(tmp_path, ["python3", "-c", REWRITE_INPUT], run_id="writer")
+    doc["inputs"] = [{"id": "bathy", "source": str(source), "sha256": SHA}]
+    doc["cache_dir"] = str(tmp_path / "cache")
+    ran = run_cli("run", str(write_yaml(tmp_path / "writer.yaml", doc)))
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert (tmp_path / "runs" / "writer" / "bathy.nc").read_bytes() == BATHY[::-1], "the model did rewrite it"
+    blob = tmp_path / "cache" / "blobs" / SHA
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() == SHA, "the cache still holds the pinned bytes"
+    ran = run_cli("run", str(_pipeline(tmp_path, str(source), run_id="reader", sha256=SHA)))
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    reader = tmp_path / "runs" / "reader"
+    assert (reader / "seen.txt").read_text().startswith(SHA), "the next run read the pinned bytes"
+    assert json.loads((reader / "rompy_tasks_run.json").read_text())["inputs"][0]["sha256"] == SHA
 
 
 def test_a_wrong_checksum_fails_the_run_and_keeps_nothing(tmp_path, http_server, prefect_api):
@@ -151,7 +185,7 @@ def _placed_tree(run_dir: Path) -> dict[str, bytes]:
 def test_a_directory_input_over_http_is_fetched_once_for_an_ensemble_and_keyed_by_its_files(
     tmp_path, http_server, prefect_api
 ):
-    """Issue 25.1: a grid directory (nginx's listing) fetched once, each member a read-only tree of links."""
+    """Issue 25.1: a grid directory (nginx's listing) fetched once, each member a read-only tree of copies."""
     www, url, log = http_server
     _write_tree(www / "grid", GRID_FILES)
     doc = shell_ensemble_doc(tmp_path, ["sh", "-c", "ls -R grid > seen.txt"], {"n": 3}, max_parallel=3)
@@ -167,7 +201,7 @@ def test_a_directory_input_over_http_is_fetched_once_for_an_ensemble_and_keyed_b
         run_dir = tmp_path / "runs" / "ens" / f"m_m{member:03d}"
         assert _placed_tree(run_dir / "grid") == GRID_FILES
         placed = run_dir / "grid" / "sub" / "mask.nc"
-        assert placed.stat().st_mode & 0o777 == 0o444 and placed.stat().st_nlink > 1, "a read-only hardlink"
+        assert placed.stat().st_mode & 0o777 == 0o444 and placed.stat().st_nlink == 1, "a read-only copy"
         manifest = json.loads((run_dir / "rompy_tasks_run.json").read_text())
         assert manifest["inputs"][0]["sha256"] == _tree_sha(GRID_FILES) and manifest["inputs"][0]["path"] == "grid"
 

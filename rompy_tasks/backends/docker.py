@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import shlex
+import stat
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from rompy_tasks.backends.base import (
 from rompy_tasks.backends.process import emit_line
 from rompy_tasks.core.errors import BackendError, EngineUnreachable
 from rompy_tasks.core.host_paths import host_access_problem
+from rompy_tasks.core.model_run import RUN_MARKER
 from rompy_tasks.core.run_files import open_for_append
 
 if TYPE_CHECKING:
@@ -265,13 +267,30 @@ def docker_client() -> "docker.DockerClient":
 
 
 def _give_run_dir_to(run_dir: Path, user: str) -> None:
-    """Let a numeric non-root container user write the run directory (we are root here)."""
+    """Let a numeric non-root container user write the run directory (we are root here).
+
+    Only a run directory rompy-tasks created (its marker) is handed over, and in it only what
+    the run created: never through a link, never a file with another name elsewhere (a hardlink
+    planted to a host file would hand that file over)."""
     ids = user.split(":")
     if not ids[0].isdigit():
         return
     uid, gid = int(ids[0]), int(ids[1]) if len(ids) > 1 and ids[1].isdigit() else int(ids[0])
-    for path in [run_dir, *run_dir.rglob("*")]:
-        os.chown(path, uid, gid, follow_symlinks=False)
+    marker = run_dir / RUN_MARKER
+    if marker.is_symlink() or not marker.is_file():
+        raise BackendError(
+            f"{run_dir} was not created by rompy-tasks (no {RUN_MARKER} file), so its files are not handed to the "
+            f"container user {user}: use a new run directory (run_id, output_dir) or set backend.user"
+        )
+    for parent, directories, files in os.walk(run_dir):  # never into a linked directory
+        os.chown(parent, uid, gid, follow_symlinks=False)
+        for name in [*directories, *files]:
+            path = os.path.join(parent, name)
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode) or (stat.S_ISREG(info.st_mode) and info.st_nlink > 1):
+                continue
+            if not stat.S_ISDIR(info.st_mode):
+                os.chown(path, uid, gid, follow_symlinks=False)
 
 
 def build_tag(config: DockerConfig) -> str:

@@ -38,3 +38,19 @@ def host_access_problem(path: Path) -> str | None:
         if resolved in refused.parents:
             return f"it contains the host's {refused}"
     return None
+
+
+def run_dir_problem(path: Path) -> str | None:
+    """Why `path` must not be a run directory, on any backend; None if it may.
+
+    A run directory is written by the model, mounted read-write into a container, chowned to its
+    user and, with `delete_existing`, removed: so the host paths no volume may name are refused,
+    and so is the user's home directory itself; a directory below the home is the user's own data
+    (for root that is below /root, which as a volume would hand a container root's files)."""
+    resolved = path.expanduser().resolve()
+    home = Path.home().resolve()
+    if resolved == home:
+        return "it is your home directory itself (choose a directory below it)"
+    if home != Path("/") and home in resolved.parents:
+        return None
+    return host_access_problem(resolved)

@@ -8,10 +8,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from rompy_tasks.core.config import BaseModelConfig, home_expanded
 from rompy_tasks.core.errors import ConfigError
+from rompy_tasks.core.host_paths import run_dir_problem
 from rompy_tasks.core.time import TimeRange
 
 # A run id becomes a directory name: no separators, no leading dot, no `..`.
@@ -44,6 +55,26 @@ class ModelRun(BaseModel):
         if problem := _output_dir_problem(str(home_expanded(value).absolute()), int(time.monotonic())):
             raise ValueError(problem.replace("{value}", str(value)))
         return value
+
+    @model_validator(mode="after")
+    def _run_dir_allowed(self) -> "ModelRun":
+        """The run directory (output_dir, with run_id unless run_id_subdir is false) is not the
+        host's: checked here, at validation, and again before anything is written."""
+        if problem := self.run_dir_problem():
+            error = InitErrorDetails(
+                type=PydanticCustomError("run_dir", "{problem}", {"problem": problem}),
+                loc=("output_dir",),
+                input=str(self.output_dir),
+            )
+            raise ValidationError.from_exception_data(type(self).__name__, [error])
+        return self
+
+    def run_dir_problem(self) -> str | None:
+        """Why this run's directory may not be used (a host path); None if it may."""
+        staging = self.staging_dir
+        if problem := run_dir_problem(staging):
+            return f"the run directory {staging} is refused: {problem}"
+        return None
 
     @property
     def staging_dir(self) -> Path:
@@ -83,6 +114,8 @@ class ModelRun(BaseModel):
     def prepare_staging(self) -> Path:
         """Create the run directory (marked as ours), removing an old one of ours first when `delete_existing`."""
         staging = self.staging_dir
+        if problem := self.run_dir_problem():  # a link may have changed where it leads since validation
+            raise ConfigError.single("config.output_dir", problem)
         problem = self.deletion_problem()
         if problem:
             raise ConfigError.single("config.delete_existing", problem)
