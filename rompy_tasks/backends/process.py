@@ -137,9 +137,25 @@ class Containment:
         return guard.kill_run(self.tag, self.cgroup)
 
 
+# What lets a process act on the Prefect API or its database as the orchestrator does: a worker,
+# a flow run and a SLURM worker job hold them, a model (or a batch command) never needs them.
+ORCHESTRATOR_SECRETS = frozenset(
+    {
+        "PREFECT_API_AUTH_STRING",
+        "PREFECT_API_KEY",
+        "PREFECT_SERVER_API_AUTH_STRING",
+        "PREFECT_API_DATABASE_CONNECTION_URL",
+        "PREFECT_API_DATABASE_PASSWORD",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+        "PREFECT_SERVER_DATABASE_PASSWORD",
+    }
+)
+
+
 def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
-    """The parent's environment plus `extra`; Python children write unbuffered so logs stream."""
-    env = dict(os.environ)
+    """The parent's environment without the orchestrator's secrets, plus `extra` (the backend's
+    env_vars and resolved secret_env); Python children write unbuffered so logs stream."""
+    env = {name: value for name, value in os.environ.items() if name not in ORCHESTRATOR_SECRETS}
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(extra)
     return env

@@ -80,3 +80,27 @@ def test_the_config_filled_with_its_defaults_changes_nothing(operated):
     flow_run = operated.final_flow_run(created["id"], 600)
     assert flow_run["state"]["type"] == "COMPLETED", f"{flow_run['state']}\n{operated.worker_log()}"
     assert (operated.runs / "from-the-form" / "acc.snapshot.nc").is_file()
+
+
+def test_a_locked_deployment_refuses_job_variables_before_anything_starts(operated):
+    """Issue 36.3: `job_variables: {"command": ...}` replaced what the worker runs (any shell, as the
+    worker's user, the auth string in its environment); the UI's Custom run offers the field. Our
+    worker refuses it before a process starts, as it refuses a working_dir or env change."""
+    marker = operated.tmp / "pwned-by-job-variables"
+    deployment = operated.deployment("model-pipeline/veros-acc")
+    pool = operated.api("GET", "/work_pools/rompy-process")
+    assert pool["type"] == "rompy-tasks", "scripts/operate made the pool for our worker"
+    attempts = {
+        "command": {"command": f"sh -c 'touch {marker}; env > {marker}'"},
+        "env": {"env": {"PYTHONPATH": str(operated.tmp)}},
+        "working_dir": {"working_dir": "/"},
+    }
+    for name, job_variables in attempts.items():
+        body = {"parameters": {}, "job_variables": job_variables}
+        created = operated.api("POST", f"/deployments/{deployment['id']}/create_flow_run", body)
+        flow_run = operated.final_flow_run(created["id"])
+        state = flow_run["state"]
+        assert (state["type"], state["name"]) == ("FAILED", "Refused"), f"{name}: {state}\n{operated.worker_log()}"
+        assert f"job_variables {name}: this deployment is locked" in state["message"], state["message"]
+        assert flow_run["name"].startswith("refused-")
+    assert not marker.exists(), "the replaced command never ran"

@@ -92,3 +92,21 @@ def test_forcing_url_credentials_are_hidden_in_errors_and_the_manifest(prefect_a
     output = result.stdout + result.stderr
     assert "https://user:***@127.0.0.1:9/wind.nc?token=***" in output
     assert "pa55word" not in output and "tok3n" not in output
+
+
+def test_the_api_auth_string_never_reaches_a_models_environment(prefect_api, tmp_path):
+    """Issue 36.3: the CLI, a worker's flow run and a SLURM worker job hold the API's auth string (and
+    perhaps its database URL); the model they start gets neither."""
+    auth = f"rompy:{uuid.uuid4().hex}"
+    doc = shell_doc(tmp_path, ["sh", "-c", "env > env.txt"])
+    doc["backend"]["env_vars"] = {"KEPT": "yes"}
+    env = {
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_API_AUTH_STRING": auth,
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://prefect:{auth}@127.0.0.1/prefect",
+    }
+    ran = run_cli("run", str(write_yaml(tmp_path / "p.yaml", doc)), env=env)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    seen = (tmp_path / "runs" / "r" / "env.txt").read_text()
+    assert "KEPT=yes" in seen and "PREFECT_API_URL=" in seen
+    assert auth not in seen and "PREFECT_API_AUTH_STRING" not in seen
