@@ -26,12 +26,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rompy_tasks.core.errors import StageError
+from rompy_tasks.core.errors import ConfigError, StageError
 from rompy_tasks.core.records import read_record, write_json_atomically
 from rompy_tasks.core.secrets import redact_url
 from rompy_tasks.core.templates import inside
@@ -79,13 +79,24 @@ class StaticInput(BaseModel):
         return redact_url(self.source)
 
 
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]  # a blob's name: a record naming a path is refused
+
+
 class CachedBlob(BaseModel):
     """One file of a directory source: where it goes under the directory, and its blob."""
 
     path: str
-    sha256: str
+    sha256: Sha256
     size: int
     mtime_ns: int
+
+    @field_validator("path")
+    @classmethod
+    def _stays_under_the_directory(cls, value: str) -> str:
+        relative = PurePosixPath(value)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ValueError(f"{value!r} leaves the directory")
+        return value
 
 
 class CachedFile(BaseModel):
@@ -95,7 +106,7 @@ class CachedFile(BaseModel):
 
     uri: str
     version: str
-    sha256: str
+    sha256: Sha256
     size: int
     mtime_ns: int
     files: list[CachedBlob] | None = None
@@ -109,11 +120,42 @@ class CachedFile(BaseModel):
         return [CachedBlob(path="", sha256=self.sha256, size=self.size, mtime_ns=self.mtime_ns)]
 
 
+def cache_dir_problem(path: Path) -> str | None:
+    """Why a cache directory may not be used: every later run trusts what it holds, so only its
+    user may change it (as the data directory, data_dir.py): not a link, ours, not writable by
+    group or others. None if it may be used (or does not exist yet: it is made 0700)."""
+    try:
+        info = os.lstat(path.expanduser())
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        why = "is a link"
+    elif not stat.S_ISDIR(info.st_mode):
+        why = "is not a directory"
+    elif info.st_uid != os.geteuid():
+        why = f"is owned by uid {info.st_uid}"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        why = "is writable by its group or by everyone"
+    else:
+        return None
+    return f"{path} {why}, so another user could change the inputs later runs trust: use a directory of your own"
+
+
 def cache_dir(configured: Path | None = None) -> Path:
-    """The cache: `configured`, else ROMPY_TASKS_CACHE_DIR, else the user's private data directory."""
+    """The cache: `configured`, else ROMPY_TASKS_CACHE_DIR, else the user's private data directory;
+    one another user could change is refused (ConfigError naming `cache_dir`)."""
     if configured is not None or os.environ.get("ROMPY_TASKS_CACHE_DIR"):
         path = Path(configured or os.environ["ROMPY_TASKS_CACHE_DIR"]).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
+        where = "cache_dir" if configured is not None else "ROMPY_TASKS_CACHE_DIR"
+        if problem := cache_dir_problem(path):
+            raise ConfigError.single(where, problem)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        if problem := cache_dir_problem(path):  # made by someone else between the check and the mkdir
+            raise ConfigError.single(where, problem)
         return path
     return private_dir("cache")
 
@@ -333,15 +375,21 @@ def cached_entries(cache: Path) -> list[tuple[Path, CachedFile]]:
     entries = []
     for record in (cache / "sources").glob("*.json"):
         data = read_record(record)
-        if data:
+        try:
             entries.append((record, CachedFile.model_validate(data)))
+        except ValueError:  # empty, from another version, or naming a path rather than a blob: never acted on
+            continue
     return sorted(entries, key=lambda pair: pair[1].used)
 
 
 def prune(cache: Path, max_bytes: int, keep: set[str] = frozenset()) -> list[CachedFile]:
     """Remove least recently used entries until the blobs fit in `max_bytes` (never those in `keep`).
 
-    Run directories keep their inputs: each holds its own copy."""
+    Run directories keep their inputs: each holds its own copy. Only blobs are removed, by their
+    checksum's name in `blobs/` (a record is validated first), never through a link."""
+    for part in ("blobs", "sources"):
+        if (cache / part).is_symlink():
+            raise StageError(f"{cache / part} is a link: the cache is not pruned through it")
     entries = cached_entries(cache)
     sizes = {blob.sha256: blob.size for _, e in entries for blob in e.blobs()}
     total = sum(sizes.values())

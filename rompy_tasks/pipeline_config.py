@@ -9,14 +9,14 @@ postprocessor a `BasePostprocessorConfig`.
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rompy_tasks.backends.base import BaseBackendConfig
 from rompy_tasks.core.model_run import ModelRun
 from rompy_tasks.core.time import seconds_type
 from rompy_tasks.data.blocks import DataBlock, DataGrid, DataPoint
 from rompy_tasks.forcing import ForcingSource
-from rompy_tasks.inputs import StaticInput
+from rompy_tasks.inputs import StaticInput, cache_dir_problem
 from rompy_tasks.postprocess.base import BasePostprocessorConfig
 
 DataCut = ForcingSource | DataGrid | DataPoint
@@ -47,9 +47,18 @@ class PipelineBase(BaseModel):
         "and linked into the run directory in the generate stage",
     )
     cache_dir: Path | None = Field(
-        None, description="The inputs' cache (default: ROMPY_TASKS_CACHE_DIR, else the user's data directory)"
+        None,
+        description="The inputs' cache (default: ROMPY_TASKS_CACHE_DIR, else the user's data directory); "
+        "yours alone: a link, another user's or a group- or world-writable directory is refused",
     )
     run_retries: int = Field(0, ge=0, le=10, description="Retries of the run stage after a failure")
     run_retry_delay_seconds: seconds_type(0, 3600) = Field(  # type: ignore[valid-type]
         10.0, description="Seconds (or a duration) between tries"
     )
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_dir_private(cls, value: Path | None) -> Path | None:
+        if value is not None and (problem := cache_dir_problem(value)):
+            raise ValueError(problem)
+        return value

@@ -7,7 +7,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from flows.cli.common import out
+from flows.cli.common import out, valid
 
 app = typer.Typer(no_args_is_help=True, help="The cache of static inputs fetched by URI (show, prune)")
 CacheDirOption = Annotated[
@@ -21,7 +21,7 @@ def cache_show(cache_dir: CacheDirOption = None) -> None:
     from rompy_tasks.inputs import cache_dir as find_cache
     from rompy_tasks.inputs import cached_entries, max_cache_bytes
 
-    cache = find_cache(cache_dir)
+    cache = valid(find_cache, cache_dir)
     table = Table("source", "sha256", "MB", "fetched", "last used", title=f"Cache {escape(str(cache))}")
     entries = cached_entries(cache)
     for _, entry in entries:
@@ -44,11 +44,11 @@ def cache_prune(
 ) -> None:
     """Remove the least recently used entries until the cache holds at most --max-size-gb (0: empty it).
 
-    Run directories keep their inputs (hardlinks keep the data)."""
+    Run directories keep their inputs (each has its own copy)."""
     from rompy_tasks.inputs import cache_dir as find_cache
     from rompy_tasks.inputs import prune
 
-    removed = prune(find_cache(cache_dir), int(max_size_gb * 1024**3))
+    removed = prune(valid(find_cache, cache_dir), int(max_size_gb * 1024**3))
     for entry in removed:
         out.print(f"removed {escape(entry.uri)} ({entry.sha256[:12]}, {entry.size / 1e6:.1f} MB)", soft_wrap=True)
     out.print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}")
