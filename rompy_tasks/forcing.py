@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.core.secrets import redact_url
@@ -28,7 +28,7 @@ from rompy_tasks.data.selection import (
     select_variables,
     time_span,
 )
-from rompy_tasks.data.sources import SourceFormat, SourceUrl, open_source
+from rompy_tasks.data.sources import SourceFormat, check_source_url, open_source
 from rompy_tasks.data.threads import dask_threads
 
 FORCING_DIR = "forcing"
@@ -41,7 +41,7 @@ class ForcingSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="Output file forcing/<name>.nc")
-    url: SourceUrl | list[SourceUrl] = Field(
+    url: StrictStr | list[StrictStr] = Field(  # each checked as a SourceUrl below: one error, not the union's two
         description="The source: a NetCDF file, a glob or list of files along time, a Zarr store or an OPeNDAP "
         "URL (dap2://, dap4://); a local path or any fsspec URL (https://, s3://, ...)"
     )
@@ -61,6 +61,11 @@ class ForcingSource(BaseModel):
         urls = [value] if isinstance(value, str) else value
         if not urls or len(urls) > MAX_URLS or any(not u.strip() for u in urls):
             raise ValueError(f"give one URL or a list of 1 to {MAX_URLS} non-empty URLs")
+        for i, url in enumerate(urls):
+            try:
+                check_source_url(url)
+            except ValueError as err:
+                raise ValueError(str(err) if isinstance(value, str) else f"url[{i}]: {err}") from None
         return value
 
     @property

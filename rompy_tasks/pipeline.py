@@ -23,7 +23,7 @@ from rompy_tasks.core.loader import apply_field_overrides, as_text, load_with_as
 from rompy_tasks.core.model_run import RUN_MARKER, ModelRun, output_files
 from rompy_tasks.core.records import read_record, write_json_atomically
 from rompy_tasks.core.run_files import exclusive, write_text
-from rompy_tasks.core.secrets import REDACTED, redact_url
+from rompy_tasks.core.secrets import REDACTED, redact_urls
 from rompy_tasks.inputs import StaticInput, stage_inputs
 from rompy_tasks.pipeline_config import DataCut, PipelineBase
 from rompy_tasks.plugins import pipeline_config_class
@@ -169,13 +169,10 @@ def load_pipeline(
 def redacted(pipeline: PipelineBase) -> dict[str, Any]:
     """The pipeline as JSON data with values that may be secrets hidden: env_vars (backend and
     postprocessors), URL credentials."""
-    data = pipeline.model_dump(mode="json", fallback=as_text)
+    data = redact_urls(pipeline.model_dump(mode="json", fallback=as_text))
     for section in [data.get("backend") or {}, *(data.get("postprocessor") or [])]:
         if section.get("env_vars"):
             section["env_vars"] = {key: REDACTED for key in section["env_vars"]}
-    for source in data.get("forcing") or []:
-        url = source["url"]
-        source["url"] = redact_url(url) if isinstance(url, str) else [redact_url(u) for u in url]
     return data
 
 

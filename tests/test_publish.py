@@ -142,7 +142,7 @@ def test_a_store_that_answers_late_is_retried(tmp_path, prefect_api):
     [
         ({"destination": "/etc/products"}, "destination", "inside the host's /etc"),
         ({"destination": "file:///tmp"}, "destination", "/tmp itself"),
-        ({"destination": "s3://k:pw@data/x"}, "destination", "secret_options by reference"),
+        ({"destination": "s3://k:pw@data/x"}, "destination", "by reference (secret_options"),
         ({"storage_options": {"secret": "x"}}, "storage_options", "credentials go in secret_options"),
         ({"secret_options": {"secret": "plain-value"}}, "secret_options.secret", "must be a reference"),
         ({"files": ["../*.nc"]}, "files.0", "run directory"),

@@ -75,3 +75,51 @@ def redact_url(url: str) -> str:
         netloc = f"{parts.username}:{REDACTED}@{netloc.rpartition('@')[2]}"
     query = urlencode([(key, REDACTED) for key, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
     return SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment).geturl()
+
+
+# Names of URL query parameters and fsspec options whose values are credentials (S3 and Azure keys,
+# SAS signatures, tokens, connection strings).
+CREDENTIAL_NAME = re.compile(
+    r"(key|secret|password|passphrase|token|credential|connection_string|sas|sig|signature|auth)", re.IGNORECASE
+)
+CREDENTIALS_ELSEWHERE = (
+    "credentials belong where the fetching process reads them (AWS_* or ~/.aws for S3, fsspec's FSSPEC_HTTP "
+    "for HTTP headers, ~/.netrc for OPeNDAP), or by reference (secret_options, env:NAME), never in the config: "
+    "it is kept in the run's record and the Prefect API"
+)
+
+
+def inline_credentials(url: str) -> str | None:
+    """What of `url` is a credential written inline (a password, a token in its query); None if nothing."""
+    if "://" not in url:
+        return None
+    parts = urlsplit(url)
+    if parts.password is not None:
+        return "a password"
+    if named := sorted(
+        {key for key, _ in parse_qsl(parts.query, keep_blank_values=True) if CREDENTIAL_NAME.search(key)}
+    ):
+        return f"credentials in its query ({', '.join(named)})"
+    return None
+
+
+def inline_credential_options(options: Mapping[str, object]) -> list[str]:
+    """The fsspec options that hold credentials inline: by name (key, secret, sas, connection_string,
+    ...), or a URL value with credentials (an endpoint_url with a password)."""
+    return sorted(
+        name
+        for name, value in options.items()
+        if CREDENTIAL_NAME.search(name) or (isinstance(value, str) and inline_credentials(value))
+    )
+
+
+def redact_urls(data: object) -> object:
+    """JSON data with every URL in it redacted (`redact_url`): the one redaction of what a run records,
+    whichever field (forcing, inputs, data blocks, publish) holds the URL."""
+    if isinstance(data, dict):
+        return {key: redact_urls(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [redact_urls(value) for value in data]
+    if isinstance(data, str) and "://" in data:
+        return redact_url(data)
+    return data

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, StrictStr
 
 from rompy_tasks.core.errors import StageError
-from rompy_tasks.core.secrets import redact_url
+from rompy_tasks.core.secrets import CREDENTIALS_ELSEWHERE, inline_credentials, redact_url
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -34,8 +34,11 @@ CHUNK_BYTES = 64 * 2**20  # outputs reduced whole (analyze): fewer, larger tasks
 SOURCE_CHUNK_BYTES = 8 * 2**20  # sources cut: a selection reads whole chunks, so keep them near the file's own
 
 
-def _known_scheme(url: str) -> str:
-    """A URL whose scheme no reader knows is invalid input (exit 2), found before anything is fetched."""
+def check_source_url(url: str) -> str:
+    """A URL whose scheme no reader knows, or holding credentials inline, is invalid input (exit 2),
+    found before anything is fetched or recorded (the message never repeats the URL)."""
+    if found := inline_credentials(url):
+        raise ValueError(f"the URL holds {found}: {CREDENTIALS_ELSEWHERE}")
     if "://" in url:
         scheme = url.split("://", 1)[0].lower()
         import fsspec
@@ -45,7 +48,7 @@ def _known_scheme(url: str) -> str:
     return url
 
 
-SourceUrl = Annotated[StrictStr, AfterValidator(_known_scheme)]
+SourceUrl = Annotated[StrictStr, AfterValidator(check_source_url)]
 """A path or a URL of a scheme fsspec (or OPeNDAP) can read."""
 
 

@@ -12,7 +12,6 @@ only while publishing: never in the config, the manifest, the logs or the API.
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,7 @@ from rompy_tasks.core.config import RunDirGlob
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.core.host_paths import host_access_problem
 from rompy_tasks.core.model_run import files_matching
-from rompy_tasks.core.secrets import SecretRef, redact_url, resolve_secrets
+from rompy_tasks.core.secrets import SecretRef, inline_credential_options, redact_url, resolve_secrets
 from rompy_tasks.core.templates import referenced_fields, render_string
 from rompy_tasks.data.sources import SourceUrl, is_remote, local_path
 from rompy_tasks.postprocess.archive import sha256_of
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
     from rompy_tasks.core.model_run import ModelRun
 
 MANIFEST = "manifest.json"
-# storage options that carry credentials: by reference only (secret_options)
-_CREDENTIAL_OPTION = re.compile(r"(key|secret|password|passphrase|token|credential)", re.IGNORECASE)
 # not worth retrying: the same call fails the same way
 _PERMANENT = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError)
 T = TypeVar("T")
@@ -66,8 +63,7 @@ class PublishConfig(BasePostprocessorConfig):
     def _destination_usable(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("destination must not be empty")
-        parts = urlsplit(value) if "://" in value else None
-        if parts is not None and (parts.password is not None or parts.query):
+        if "://" in value and urlsplit(value).query:
             raise ValueError("credentials go in secret_options by reference, not in the destination URL")
         referenced_fields(value)  # a syntax error shows when the run checks its templates
         if not referenced_fields(value) and (local := _local_path(value)) and (problem := host_access_problem(local)):
@@ -77,7 +73,7 @@ class PublishConfig(BasePostprocessorConfig):
     @field_validator("storage_options")
     @classmethod
     def _no_credentials(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if named := sorted(key for key in value if _CREDENTIAL_OPTION.search(key)):
+        if named := inline_credential_options(value):
             raise ValueError(f"{', '.join(named)}: credentials go in secret_options, by reference (env:NAME)")
         return value
 

@@ -8,6 +8,7 @@ import json
 import urllib.request
 import uuid
 
+import pytest
 from conftest import run_cli
 from helpers import python_script, shell_doc, write_yaml
 
@@ -84,14 +85,70 @@ def test_a_secret_value_is_not_a_valid_reference(tmp_path):
     assert result.returncode == 2 and "not environment variable names" in result.stderr
 
 
-def test_forcing_url_credentials_are_hidden_in_errors_and_the_manifest(prefect_api, tmp_path):
+@pytest.mark.parametrize(
+    ("section", "entry", "path"),
+    [
+        ("forcing", {"name": "wind", "url": "https://user:pa55word@127.0.0.1:9/wind.nc", "variables": []}, "url"),
+        ("forcing", {"name": "wind", "url": "https://127.0.0.1:9/wind.nc?token=pa55word", "variables": []}, "url"),
+        ("forcing", {"name": "wind", "url": ["/data/a.nc", "dap2://user:pa55word@127.0.0.1/w.nc"]}, "url"),
+        ("inputs", {"id": "bathy", "source": "https://user:pa55word@127.0.0.1:9/bathy.nc"}, "source"),
+        ("inputs", {"id": "bathy", "source": "https://127.0.0.1:9/b.nc?X-Amz-Signature=pa55word"}, "source"),
+        (
+            "data",
+            {
+                "model_type": "grid",
+                "id": "grid",
+                "source": {"model_type": "file", "uri": "s3://k:pa55word@bucket/g.nc"},
+            },
+            "source.uri",
+        ),
+    ],
+)
+def test_credentials_inline_in_a_url_are_refused_before_anything_is_recorded(tmp_path, section, entry, path):
+    """Issue 36.5: a password or token in a source URL was kept in rompy_tasks_run.json and the API's
+    flow-run parameters (and dap2:// became http://user:pw@ in errors). Now refused: exit 2, the field
+    named, the value never repeated, nothing written."""
     doc = shell_doc(tmp_path, "true", run_id="url")
-    doc["forcing"] = [{"name": "wind", "url": "https://user:pa55word@127.0.0.1:9/wind.nc?token=tok3n", "variables": []}]
-    result = run_cli("run", str(write_yaml(tmp_path / "p.yaml", doc)), env={"PREFECT_API_URL": prefect_api})
-    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
-    output = result.stdout + result.stderr
-    assert "https://user:***@127.0.0.1:9/wind.nc?token=***" in output
-    assert "pa55word" not in output and "tok3n" not in output
+    doc[section] = [entry]
+    for verb in ("validate", "run"):
+        result = run_cli(verb, str(write_yaml(tmp_path / "p.yaml", doc)))
+        assert result.returncode == 2, result.stdout + result.stderr[-3000:]
+        assert f"{section}[0].{path}: " in result.stderr and "never in the config" in result.stderr, result.stderr
+        assert "pa55word" not in result.stdout + result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"endpoint_url": "https://user:pa55word@127.0.0.1:9000"},
+        {"connection_string": "DefaultEndpointsProtocol=https;AccountKey=pa55word"},
+        {"sas_token": "sv=2024&sig=pa55word"},
+        {"account_key": "pa55word"},
+    ],
+)
+def test_credentials_in_publish_storage_options_are_refused(tmp_path, options):
+    doc = shell_doc(tmp_path, "true")
+    doc["postprocessor"] = [
+        {"processor": "publish", "destination": "s3://data/x", "files": ["*"], "storage_options": options}
+    ]
+    result = run_cli("validate", str(write_yaml(tmp_path / "p.yaml", doc)))
+    assert result.returncode == 2 and "postprocessor[0].storage_options: " in result.stderr, result.stderr
+    assert "pa55word" not in result.stderr
+
+
+def test_every_url_a_run_records_is_redacted_in_its_manifest(prefect_api, tmp_path):
+    """One redaction for the whole record: an input's query (here a version, no credential) is hidden as
+    a forcing URL's is."""
+    source = tmp_path / "bathy.nc"
+    source.write_bytes(b"depths")
+    doc = shell_doc(tmp_path, "true", run_id="url")
+    doc["inputs"] = [{"id": "bathy", "source": f"file://{source}?version=pa55word"}]
+    result = run_cli("validate", str(write_yaml(tmp_path / "p.yaml", doc)))
+    assert result.returncode == 0, result.stderr[-2000:]
+    from rompy_tasks.pipeline import redacted, validate_data
+
+    assert "pa55word" not in json.dumps(redacted(validate_data(doc)))
 
 
 def test_the_api_auth_string_never_reaches_a_models_environment(prefect_api, tmp_path):
