@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import run_cli
+from helpers import shell_doc, write_yaml
 
 from rompy_tasks.core.errors import StageError
 from rompy_tasks.core.time import TimeRange
@@ -228,3 +230,53 @@ def test_member_quantiles_are_numpys_nan_quantiles_vectorised():
     with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
         expected = np.nanquantile(values, [0.1, 0.5, 0.9], axis=0)
     np.testing.assert_allclose(member_quantiles(values, [0.1, 0.5, 0.9]), expected, equal_nan=True)
+
+
+def _claiming_store(path, n_time: int, time_chunk: int, n_lon: int = 1, data_chunks: tuple = (1, 1)) -> None:
+    """A Zarr store of a few KB whose metadata claims n_time x n_lon values in chunks of one: no chunk is written."""
+    import zarr
+
+    group = zarr.open_group(path, mode="w", zarr_format=2)
+    group.create_array("time", shape=(n_time,), chunks=(time_chunk,), dtype="f8", fill_value=-1.0,
+                       attributes={"_ARRAY_DIMENSIONS": ["time"], "units": "hours since 2026-01-01"})  # fmt: skip
+    group.create_array("lon", shape=(n_lon,), chunks=(n_lon,), dtype="f8", attributes={"_ARRAY_DIMENSIONS": ["lon"]})
+    group.create_array("u10", shape=(n_time, n_lon), chunks=data_chunks, dtype="f4",
+                       attributes={"_ARRAY_DIMENSIONS": ["time", "lon"]})  # fmt: skip
+    if n_time <= 100_000:
+        group["time"][:] = np.arange(n_time)  # hours: a cut can select by time
+    zarr.consolidate_metadata(path)
+
+
+@pytest.mark.parametrize(
+    ("n_time", "time_chunk", "n_lon", "why"),
+    [
+        (100_000_000, 1, 1, "'time' (shape (100000000,), chunks (1,)) is a coordinate read whole at open"),
+        (20_000_000, 1_000_000, 1, "'time' (shape (20000000,), chunks (1000000,)) is a coordinate read whole"),
+        (10_000, 10_000, 10_000, "'u10' (shape (10000, 10000), chunks (1, 1)) has 100,000,000 chunks"),
+    ],
+)
+def test_a_zarr_store_claiming_more_than_can_be_opened_is_refused_before_any_read(
+    tmp_path, prefect_api, n_time, time_chunk, n_lon, why
+):
+    """Issue 36.6: a 36 KB store claiming 1e8 chunks of one value passed validate and took generate to
+    4.5 GB RSS. Its metadata is checked first: one clear line, no model run."""
+    store = tmp_path / "claims.zarr"
+    _claiming_store(store, n_time, time_chunk, n_lon)
+    doc = shell_doc(tmp_path, ["true"])
+    doc["forcing"] = [{"name": "wind", "url": str(store), "format": "zarr"}]
+    ran = run_cli("run", str(write_yaml(tmp_path / "p.yaml", doc)), env={"PREFECT_API_URL": prefect_api})
+    assert ran.returncode == 1 and why in ran.stderr, ran.stderr[-3000:]
+    assert not (tmp_path / "runs" / "r" / "logs" / "run.log").exists(), "no model ran"
+
+
+def test_a_selection_larger_than_the_space_left_is_refused_before_it_is_read(tmp_path):
+    """Issue 36.6: the cut's size comes from metadata; more than the free space is one clear line."""
+    import shutil
+
+    store = tmp_path / "wide.zarr"
+    free = shutil.disk_usage(tmp_path).free
+    n_lon = int(free / 4 / 10_000) + 10_000  # 10,000 times x n_lon float32: more than the disk holds
+    _claiming_store(store, 10_000, 10_000, n_lon, data_chunks=(1, n_lon))
+    source = ForcingSource(name="wide", url=str(store), format="zarr")
+    with pytest.raises(StageError, match=r"wide.nc: the selection is .* GB, more than the .* GB free"):
+        write_forcing(source, TimeRange(start="2026-01-01", duration="9999h"), tmp_path / "run")

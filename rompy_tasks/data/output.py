@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rompy_tasks.core.errors import StageError
 from rompy_tasks.data.threads import ComputeOptions
 
 if TYPE_CHECKING:
@@ -37,10 +38,25 @@ def write_netcdf(
     """
     import dask
 
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _check_fits(ds, target)
     ds = ds.copy()
     for variable in ds.variables.values():
         for key in STORAGE_ENCODINGS:
             variable.encoding.pop(key, None)
-    target.parent.mkdir(parents=True, exist_ok=True)
     dask.compute(ds.to_netcdf(target, engine="h5netcdf", encoding=encoding or {}, compute=False), **compute)
     return target
+
+
+def _check_fits(ds: "xr.Dataset", target: Path) -> None:
+    """Refuse, before anything is read, a selection larger than the space left where it is written
+    (uncompressed: this writer does not compress); its size comes from the metadata alone."""
+    import shutil
+
+    needed = sum(variable.nbytes for variable in ds.variables.values())
+    free = shutil.disk_usage(target.parent).free
+    if needed > free:
+        raise StageError(
+            f"{target.name}: the selection is {needed / 1e9:,.1f} GB, more than the {free / 1e9:,.1f} GB free in "
+            f"{target.parent}: select less (the period, a bbox, the variables)"
+        )

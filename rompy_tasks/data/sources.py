@@ -191,13 +191,48 @@ def _open_netcdf(url: str, options: dict[str, Any]) -> Iterator["xr.Dataset"]:
         yield ds
 
 
+# A store's metadata is a few bytes whatever shape it claims: these bounds are checked on it before
+# xarray reads anything (it reads each dimension's coordinate whole at open, chunk by chunk).
+MAX_COORDINATE_VALUES = 10_000_000  # 80 MB of float64: an hourly century, a 1/120 degree global grid
+MAX_COORDINATE_CHUNKS = 100_000
+MAX_ARRAY_CHUNKS = 10_000_000  # ARCO-ERA5's hourly fields hold 1.3 M chunks each
+
+
 def _open_zarr(url: str) -> "xr.Dataset":
+    import dask
     import xarray as xr
 
     store = str(local_path(url)) if not is_remote(url) else url
     if not is_remote(url) and not local_path(url).is_dir():
         raise StageError(f"Zarr store {redact_url(url)} does not exist")
-    return xr.open_zarr(store, consolidated=None, chunks={})  # a Zarr store's chunks are its own
+    check_zarr_bounds(store, redact_url(url))
+    # dask chunks are whole multiples of the store's (its chunks of one value become blocks of 8 MB)
+    with dask.config.set({"array.chunk-size": f"{SOURCE_CHUNK_BYTES}B"}):
+        try:
+            return xr.open_zarr(store, consolidated=None, chunks="auto")
+        except NotImplementedError:  # e.g. strings: "auto" cannot size them
+            return xr.open_zarr(store, consolidated=None, chunks={})
+
+
+def check_zarr_bounds(store: str, shown: str) -> None:
+    """Refuse a Zarr store whose metadata claims more than can be opened safely (a 36 KB store
+    can claim 1e8 chunks of one value: opening it took 4.5 GB before anything was selected)."""
+    import math
+
+    import zarr
+
+    group = zarr.open_group(store, mode="r")
+    for name, array in group.arrays():
+        chunks = math.prod(math.ceil(size / chunk) for size, chunk in zip(array.shape, array.chunks, strict=True))
+        dimensions = list(getattr(array.metadata, "dimension_names", None) or array.attrs.get("_ARRAY_DIMENSIONS", []))
+        what = f"Zarr store {shown}: {name!r} (shape {tuple(array.shape)}, chunks {tuple(array.chunks)})"
+        if dimensions == [name] and (array.size > MAX_COORDINATE_VALUES or chunks > MAX_COORDINATE_CHUNKS):
+            raise StageError(
+                f"{what} is a coordinate read whole at open: more than {MAX_COORDINATE_VALUES:,} values or "
+                f"{MAX_COORDINATE_CHUNKS:,} chunks; rechunk or split the store"
+            )
+        if chunks > MAX_ARRAY_CHUNKS:
+            raise StageError(f"{what} has {chunks:,} chunks, more than {MAX_ARRAY_CHUNKS:,}; rechunk the store")
 
 
 @contextmanager
