@@ -12,6 +12,7 @@ only while publishing: never in the config, the manifest, the logs or the API.
 
 import json
 import os
+import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -84,8 +85,12 @@ class PublishConfig(BasePostprocessorConfig):
         if not files:
             raise StageError(f"publish: no file in {run.staging_dir} matches {self.files}")
         fs, root = self._filesystem(destination)
-        previous = self._retried(lambda: _read_manifest(fs, f"{root}/{MANIFEST}"), shown)
         relative = [f.relative_to(run.staging_dir).as_posix() for f in files]
+        if (local := _local_path(destination)) is not None:
+            for path in [MANIFEST, *relative]:
+                if problem := link_below(local, path):
+                    raise StageError(f"publish to {shown}: {problem}; nothing is written through a link")
+        previous = self._retried(lambda: _read_manifest(fs, f"{root}/{MANIFEST}"), shown)
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # hashlib releases the GIL
             hashing = pool.map(sha256_of, files)
             if previous is None:  # nothing published there yet: every file goes, uploaded while it is hashed
@@ -128,6 +133,9 @@ class PublishConfig(BasePostprocessorConfig):
         the products), then the files it lists. Nothing else there is touched."""
         shown = redact_url(destination)
         fs, root = self._filesystem(destination)
+        local = _local_path(destination)
+        if local is not None and (problem := link_below(local, MANIFEST)):
+            raise StageError(f"unpublish at {shown}: {problem}; nothing is removed through a link")
         manifest = self._retried(lambda: _read_manifest(fs, f"{root}/{MANIFEST}"), shown)
         if manifest is None:
             return []
@@ -137,12 +145,17 @@ class PublishConfig(BasePostprocessorConfig):
             relative = PurePosixPath(str(entry.get("path", "")))
             if relative.is_absolute() or ".." in relative.parts or not relative.parts:
                 continue  # a manifest changed at the destination names nothing outside it
+            if local is not None and link_below(local, str(relative)):
+                continue  # nor, through a link planted there, anything outside it
             self._retried(lambda path=f"{root}/{relative}": _remove(fs, path), shown)
             removed.append(str(relative))
         return removed
 
     def _filesystem(self, destination: str) -> tuple[Any, str]:
         import fsspec
+
+        if (local := _local_path(destination)) is not None and (problem := destination_owner_problem(local)):
+            raise StageError(f"publish: {redact_url(destination)} cannot be a destination: {problem}")
 
         options = {**self.storage_options, **resolve_secrets(self.secret_options, "publish.secret_options")}
         try:
@@ -203,6 +216,32 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 def _local_path(destination: str) -> Path | None:
     """The directory a local destination names (a path or file://), None for a remote one."""
     return None if is_remote(destination) else local_path(destination).absolute()
+
+
+def destination_owner_problem(root: Path) -> str | None:
+    """Why a local destination could be changed under us by another user: it (or, until it is made,
+    its nearest existing directory) is a link, another user's, or writable by everyone (unless
+    sticky, as /tmp). None if it is safe to write into."""
+    existing = next(p for p in (root, *root.parents) if p.exists() or p.is_symlink())
+    info = os.lstat(existing)
+    if stat.S_ISLNK(info.st_mode):
+        return f"{existing} is a link"
+    owners = {os.geteuid()} if existing == root else {os.geteuid(), 0}
+    if info.st_uid not in owners:
+        return f"{existing} is owned by uid {info.st_uid}, who could plant links in it"
+    if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+        return f"{existing} is writable by everyone, who could plant links in it"
+    return None
+
+
+def link_below(root: Path, relative: str) -> str | None:
+    """A link at or below `root` on the way to `relative` (planted to write or delete elsewhere), or None."""
+    path = root
+    for part in PurePosixPath(relative).parts:
+        path = path / part
+        if path.is_symlink():
+            return f"{path} is a link"
+    return None
 
 
 def _read_manifest(fs: Any, path: str) -> dict | None:
