@@ -4,8 +4,10 @@ Anyone who can reach the API can create a flow run with any parameters, so a dep
 declares `allowed_overrides` (glob patterns of dotted field paths, e.g. `config.period.*`)
 is locked: its run's config parameter (`pipeline`, `ensemble` or `forecast`) and the
 allowlist itself must be exactly as deployed (read back from the deployment, not from the
-run), and `overrides` may set only matching paths. Everything else a run may set (stages,
-`cycle`, `force`, `max_parallel`, member indexes) changes what runs, not how. The check runs
+run), and `overrides` may set only matching paths; so must the pipeline's run controls that
+touch run directories (`first_stage`, `validate_stages`, `cleanup_on_failure`). Everything else
+a run may set (`last_stage`, `cycle`, `force`, `max_parallel`, member indexes) changes what
+runs, not how. Job variables are the worker's to refuse (flows/worker.py). The check runs
 first in the flow, so a refused run writes and starts nothing.
 
 This guards against mistakes and narrows what a UI user can do; it is not a wall against
@@ -27,7 +29,13 @@ from pydantic import BaseModel, ValidationError
 from rompy_tasks.core.errors import ConfigError, Problem
 from rompy_tasks.core.loader import as_text
 
-LOCKED_PARAMETERS = ("pipeline", "ensemble", "forecast", "allowed_overrides")
+# The pipeline's run controls that change how a run treats its directory, not just what runs:
+# skipping generate runs the model (or the postprocessors) on whatever a run directory holds
+# (with `config.run_id` allowed, another run's), skipping the stage checks starts what would
+# fail, cleanup removes a run directory. A locked deployment keeps them as deployed (or at the
+# flow's default), as it keeps its config.
+LOCKED_RUN_CONTROLS = {"first_stage": "generate", "validate_stages": True, "cleanup_on_failure": False}
+LOCKED_PARAMETERS = ("pipeline", "ensemble", "forecast", "allowed_overrides", *LOCKED_RUN_CONTROLS)
 REFUSED = "Refused"  # the state's name: its event is prefect.flow-run.Refused, which the alerts do not page on
 
 
@@ -86,11 +94,19 @@ def canonical(value: Any, model: type[BaseModel]) -> Any:
 
 def refused_parameters(run: dict[str, Any], deployed: dict[str, Any], model: type[BaseModel]) -> list[Problem]:
     """The locked parameters a run changed from its deployment's values (compared as validated by `model`)."""
-    return [
+    problems = [
         Problem(name, "differs from the deployment's value: this deployment accepts changes only through overrides")
         for name in LOCKED_PARAMETERS
-        if (name in run or name in deployed) and canonical(run.get(name), model) != canonical(deployed.get(name), model)
+        if name not in LOCKED_RUN_CONTROLS
+        and (name in run or name in deployed)
+        and canonical(run.get(name), model) != canonical(deployed.get(name), model)
     ]
+    problems += [
+        Problem(name, f"this deployment runs with {name} {deployed.get(name, default)!r}; a run cannot change it")
+        for name, default in LOCKED_RUN_CONTROLS.items()
+        if run.get(name, default) != deployed.get(name, default)
+    ]
+    return problems
 
 
 RETENTION_SETTINGS = ("keep_cycles", "keep_published_cycles")

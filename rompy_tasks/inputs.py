@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -293,11 +294,14 @@ def _stream_blob(item: StaticInput, fs: Any, path: str, cache: Path) -> CachedBl
     """One remote file into `blobs/<sha256>` (read-only), hashed as it streams."""
     (cache / "blobs").mkdir(parents=True, exist_ok=True)
     (cache / "tmp").mkdir(parents=True, exist_ok=True)
-    partial = cache / "tmp" / f"{os.getpid()}-{hashlib.sha256(path.encode()).hexdigest()[:16]}"
+    # a name of its own: two fetches in one process (ensemble members in threads, two sources with
+    # the same path on different hosts) never write into one temporary file
+    handle, name = tempfile.mkstemp(dir=cache / "tmp", prefix=f"{os.getpid()}-")
+    partial = Path(name)
     digest = hashlib.sha256()
     try:
         # no read-ahead cache: each byte is asked for once (HTTP's default cache fetched 1.5x the file)
-        with fs.open(path, "rb", cache_type="none") as source, open(partial, "wb") as target:
+        with fs.open(path, "rb", cache_type="none") as source, os.fdopen(handle, "wb") as target:
             while chunk := source.read(CHUNK_BYTES):
                 digest.update(chunk)
                 target.write(chunk)

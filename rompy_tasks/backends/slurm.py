@@ -25,6 +25,7 @@ from rompy_tasks.backends.base import BaseBackendConfig, DaskCluster, LineSink, 
 from rompy_tasks.backends.command import CommandOverride
 from rompy_tasks.backends.process import child_environment, execute_process, resolve_executable
 from rompy_tasks.core.errors import BackendError, RunTimeoutError
+from rompy_tasks.core.host_paths import host_access_problem
 from rompy_tasks.core.run_files import write_text
 from rompy_tasks.core.time import clock_text, parse_duration
 
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 
 WALLTIME_MARGIN_SECONDS = 15
 _UNSETTLED = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"}
-_NO_NEWLINES = re.compile(r"^[^\n\r]*$")
+_NO_NEWLINES = re.compile(r"[^\n\r]*")  # fullmatch: `$` would let a last newline through
+# sbatch options that choose the job's directory, files and identity: a config must not point them outside the run
+_PLACING_OPTIONS = {"--output", "--error", "--input", "--chdir", "--uid", "--gid", "--wrap", "--export-file"}
 
 
 def walltime_seconds(text: str) -> int:
@@ -62,8 +65,16 @@ class SlurmConfig(CommandOverride, BaseBackendConfig):
     job_name: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Job name (a unique suffix is added: -<8 hex>)"
     )
-    output_file: str | None = Field(None, pattern=r"^[^\s'\"]+$", description="sbatch --output (job stdout)")
-    error_file: str | None = Field(None, pattern=r"^[^\s'\"]+$", description="sbatch --error (job stderr)")
+    output_file: str | None = Field(
+        None,
+        pattern=r"^[^\s'\"]+$",
+        description="sbatch --output (job stdout); relative: in the run's logs/slurm/",
+    )
+    error_file: str | None = Field(
+        None,
+        pattern=r"^[^\s'\"]+$",
+        description="sbatch --error (job stderr); relative: in the run's logs/slurm/",
+    )
     mail_type: str | None = Field(
         None, pattern=r"^[A-Z_0-9]+(,[A-Z_0-9]+)*$", description="sbatch --mail-type, e.g. END,FAIL"
     )
@@ -90,8 +101,19 @@ class SlurmConfig(CommandOverride, BaseBackendConfig):
     @classmethod
     def _single_lines(cls, value: list[str]) -> list[str]:
         for line in value:
-            if not _NO_NEWLINES.match(line) or not line.strip():
+            if not _NO_NEWLINES.fullmatch(line) or not line.strip():
                 raise ValueError(f"{line!r} must be one non-empty line")
+        return value
+
+    @field_validator("output_file", "error_file")
+    @classmethod
+    def _not_the_hosts(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.startswith("/") and ".." in value.split("/"):
+            raise ValueError(f"{value!r}: a relative path stays in the run's logs/slurm/ directory (no '..')")
+        if value.startswith("/") and (problem := host_access_problem(Path(value).parent)):
+            raise ValueError(f"{value!r} cannot hold the job's output: {problem}")
         return value
 
     @field_validator("job_extra_directives", "additional_options")
@@ -100,6 +122,12 @@ class SlurmConfig(CommandOverride, BaseBackendConfig):
         for line in value:
             if not line.startswith("-"):
                 raise ValueError(f"{line!r} must be an sbatch option such as --exclusive (no '#SBATCH')")
+            option = line.split("=", 1)[0].split()[0]
+            if option in _PLACING_OPTIONS or any(line.startswith(short) for short in ("-o", "-e", "-D", "-i")):
+                raise ValueError(
+                    f"{line!r}: where the job runs, reads and writes, and as whom, is rompy-tasks' to set "
+                    "(output_file and error_file place the job's output in the run's logs/slurm/)"
+                )
         return value
 
     # --- where the flow runs -------------------------------------------------------------------
@@ -124,8 +152,9 @@ class SlurmConfig(CommandOverride, BaseBackendConfig):
             ("--reservation", self.reservation),
             ("--mail-type", self.mail_type),
             ("--mail-user", self.mail_user),
-            ("--output", self.output_file),  # after dask-jobqueue's own -o/-e, so these win
-            ("--error", self.error_file),
+            # after dask-jobqueue's own -o/-e, so these win; inside the run's logs/slurm/ (validated relative)
+            ("--output", self.output_file and str(log_directory / self.output_file)),
+            ("--error", self.error_file and str(log_directory / self.error_file)),
         ):
             if value:
                 directives.append(f"{option}={value}")

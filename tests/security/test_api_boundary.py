@@ -44,6 +44,10 @@ def test_a_locked_deployment_refuses_what_it_does_not_allow(operated):
         ),
         "a replaced pipeline": ({"pipeline": pipeline}, "pipeline: differs from the deployment's value"),
         "a widened allowlist": ({"allowed_overrides": ["*"]}, "allowed_overrides: differs from the deployment's value"),
+        # issue 36: with config.run_id allowed, skipping generate would run on another run's directory
+        "generate skipped": ({"first_stage": "run"}, "first_stage: this deployment runs with first_stage 'generate'"),
+        "stage checks skipped": ({"validate_stages": False}, "validate_stages: this deployment runs with"),
+        "a run directory removed on failure": ({"cleanup_on_failure": True}, "cleanup_on_failure: this deployment"),
     }
     for what, (parameters, reason) in attempts.items():
         body = {"parameters": parameters, "enforce_parameter_schema": False}
