@@ -324,7 +324,9 @@ def test_docker_work_pool_runs_the_whole_pipeline_in_a_container(engine, tmp_pat
     os.chown(runs, 1000, 1000) if os.getuid() == 0 else runs.chmod(0o777)
     with prefect_server(tmp_path / "home", tmp_path / "server.log") as env:
         env["ROMPY_TASKS_RUNS"] = str(runs)
-        created = prefect_cli("work-pool", "create", "rompy-docker", "--type", "docker", env=env, cwd=REPO)
+        created = prefect_cli(
+            "work-pool", "create", "rompy-docker", "--type", "rompy-tasks-docker", env=env, cwd=REPO
+        )  # our docker worker (flows/worker.py)
         assert created.returncode == 0, (created.stdout + created.stderr)[-3000:]
         deployed = prefect_cli(
             "deploy", "--prefect-file", "deployments/docker/prefect.yaml", "--all", env=env, cwd=REPO
@@ -337,7 +339,13 @@ def test_docker_work_pool_runs_the_whole_pipeline_in_a_container(engine, tmp_pat
             "--param", 'overrides={"backend.command": "touch /tmp/x"}', env=env, cwd=REPO,
         )  # fmt: skip
         assert refused.returncode != 0 and "'backend.command' does not match" in refused.stdout, refused.stdout
-        with prefect_worker("rompy-docker", "docker", env, tmp_path / "worker.log"):
+        with prefect_worker("rompy-docker", "rompy-tasks-docker", env, tmp_path / "worker.log"):
+            # issue 36.3: a run of the locked deployment may not mount the host or change the image
+            hostile = prefect_cli(
+                "deployment", "run", "model-pipeline/veros-acc-docker", "--watch", "--watch-timeout", "120",
+                "--job-variable", 'volumes=["/:/host"]', "--job-variable", "privileged=true", env=env, cwd=REPO,
+            )  # fmt: skip
+            assert "Refused" in hostile.stdout + hostile.stderr, (hostile.stdout + hostile.stderr)[-2000:]
             ran = prefect_cli(
                 "deployment",
                 "run",
