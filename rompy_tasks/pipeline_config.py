@@ -9,7 +9,8 @@ postprocessor a `BasePostprocessorConfig`.
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from rompy_tasks.backends.base import BaseBackendConfig
 from rompy_tasks.core.model_run import ModelRun
@@ -62,3 +63,23 @@ class PipelineBase(BaseModel):
         if value is not None and (problem := cache_dir_problem(value)):
             raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _mpi_ranks_agree(self) -> "PipelineBase":
+        """A model decomposed into N ranks is started as N ranks: a mismatch would fail (or hang)
+        only once the job runs, after the queue."""
+        declared = self.config.config.mpi_ranks()
+        started = self.backend.model_ranks()
+        if declared is None or started is None or declared[1] == started:
+            return self
+        field, ranks = declared
+        problem = (
+            f"the model is decomposed into {ranks} MPI rank(s) but the {self.backend.type} backend starts {started} "
+            "(local: mpiexec with ntasks, docker: mpiexec with cpu, slurm: ntasks)"
+        )
+        error = InitErrorDetails(
+            type=PydanticCustomError("mpi_ranks", "{problem}", {"problem": problem}),
+            loc=("config", "config", field),
+            input=getattr(self.config.config, field, None),
+        )
+        raise ValidationError.from_exception_data(type(self).__name__, [error])

@@ -109,6 +109,11 @@ class BaseBackendConfig(BaseModel):
         """The model's extra environment: `env_vars` plus `secret_env` resolved now, at model start."""
         return {**self.env_vars, **resolve_secrets(self.secret_env, "backend.secret_env")}
 
+    def model_ranks(self) -> int | None:
+        """The MPI ranks this backend starts the model with (a model's decomposition must match);
+        None when a command of the backend's own starts it as its author wrote."""
+        return 1
+
     def preflight(self) -> None:
         """Check, before anything is submitted, that this backend can run at all (BackendError)."""
 

@@ -13,7 +13,6 @@ names the container; the next run removes such leftovers (they carry our labels)
 import hashlib
 import os
 import re
-import shlex
 import stat
 import threading
 import uuid
@@ -31,7 +30,7 @@ from rompy_tasks.backends.base import (
     raise_for_exit,
     stage_log_path,
 )
-from rompy_tasks.backends.process import emit_line
+from rompy_tasks.backends.process import emit_line, mpi_launch
 from rompy_tasks.core.errors import BackendError, EngineUnreachable
 from rompy_tasks.core.host_paths import host_access_problem
 from rompy_tasks.core.model_run import RUN_MARKER
@@ -233,8 +232,11 @@ class DockerConfig(BaseBackendConfig):
             for arg in model_command
         ]
         if self.mpiexec:
-            command = [*shlex.split(self.mpiexec), "-n", str(self.cpu), *command]
+            command = mpi_launch(self.mpiexec, self.cpu, command)
         return command
+
+    def model_ranks(self) -> int | None:
+        return self.cpu if self.mpiexec else 1
 
     def execute(self, run: "ModelRun", on_line: LineSink | None = None) -> RunResult:
         try:  # paths may have gone since validation: check before anything starts

@@ -19,6 +19,7 @@ import ctypes
 import os
 import secrets
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -159,6 +160,19 @@ def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(extra)
     return env
+
+
+def mpi_launch(mpiexec: str, ranks: int, command: list[str]) -> list[str]:
+    """`command` started as `ranks` MPI ranks by the launcher `mpiexec` (its words split, never a shell)."""
+    return [*shlex.split(mpiexec), "-n", str(ranks), *command]
+
+
+def mpi_environment() -> dict[str, str]:
+    """What an MPI launcher needs in the model's environment: as root, Open MPI's consent to run
+    (it refuses root otherwise; the model's process tree is still owned and killed as one)."""
+    if os.geteuid() != 0:
+        return {}
+    return {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 
 def resolve_executable(argv0: str, env: Mapping[str, str]) -> str:

@@ -23,7 +23,13 @@ from pydantic import Field, field_validator
 
 from rompy_tasks.backends.base import BaseBackendConfig, DaskCluster, LineSink, RunResult
 from rompy_tasks.backends.command import CommandOverride
-from rompy_tasks.backends.process import child_environment, execute_process, resolve_executable
+from rompy_tasks.backends.process import (
+    child_environment,
+    execute_process,
+    mpi_environment,
+    mpi_launch,
+    resolve_executable,
+)
 from rompy_tasks.core.errors import BackendError, RunTimeoutError
 from rompy_tasks.core.host_paths import host_access_problem
 from rompy_tasks.core.run_files import write_text
@@ -84,6 +90,12 @@ class SlurmConfig(CommandOverride, BaseBackendConfig):
     )
     max_jobs: int = Field(1, ge=1, le=1000, description="Upper bound of concurrently running worker jobs")
     interface: str = Field("lo", pattern=r"^[A-Za-z0-9_.:-]+$", description="Network interface for Dask")
+    mpi: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9_]+$",
+        description="srun's MPI plugin (--mpi: pmix, pmi2, ...; `srun --mpi=list` shows the cluster's); default: "
+        "the cluster's MpiDefault",
+    )
     launcher: Literal["srun", "mpiexec", "none"] = Field(
         "srun", description="How the model starts in the job (a `command` of the backend runs as written)"
     )
@@ -233,17 +245,26 @@ class SlurmConfig(CommandOverride, BaseBackendConfig):
     def shared_settings(self) -> dict[str, Any]:
         """Everything that shapes the worker jobs: members of one ensemble share one cluster."""
         return self.model_dump(
-            exclude={"timeout", "env_vars", "secret_env", "working_dir", "launcher", "command", "shell"}
+            exclude={"timeout", "env_vars", "secret_env", "working_dir", "launcher", "mpi", "command", "shell"}
         )
 
     # --- where the model runs (a Dask worker inside a SLURM job) --------------------------------
 
     def launch_command(self, command: list[str]) -> list[str]:
         if self.launcher == "srun":
-            return ["srun", f"--ntasks={self.ntasks}", f"--cpus-per-task={self.cpus_per_task}", *command]
+            # a rank that fails ends the step (SLURM's default lets the other ranks run on)
+            mpi = [f"--mpi={self.mpi}"] if self.mpi else []
+            return ["srun", f"--ntasks={self.ntasks}", f"--cpus-per-task={self.cpus_per_task}", "--kill-on-bad-exit=1",
+                    *mpi, *command]  # fmt: skip
         if self.launcher == "mpiexec":
-            return ["mpiexec", "-n", str(self.ntasks), *command]
+            return mpi_launch("mpiexec", self.ntasks, command)
         return command
+
+    def model_ranks(self) -> int | None:
+        return None if self.command is not None or self.launcher == "none" else self.ntasks
+
+    def model_environment(self) -> dict[str, str]:
+        return {**(mpi_environment() if self.launcher == "mpiexec" else {}), **super().model_environment()}
 
     def execute(self, run: "ModelRun", on_line: LineSink | None = None) -> RunResult:
         job_id = os.environ.get("SLURM_JOB_ID")

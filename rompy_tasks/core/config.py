@@ -90,6 +90,11 @@ class BaseModelConfig(BaseModel):
         """Glob patterns (relative to the staging dir) that the model's outputs match."""
         return ["*"]
 
+    def mpi_ranks(self) -> tuple[str, int] | None:
+        """The MPI ranks this config decomposes the model into, and the field that says so; None
+        if the model does not say (a shell command): the backend must start that many."""
+        return None
+
     def restart_fields(self, restart: Path | None, every_seconds: float) -> dict[str, Any]:
         """Config fields that start the model from `restart` (None: a cold start) and make it
         write a restart every `every_seconds` of model time. Forecast cycles need this."""

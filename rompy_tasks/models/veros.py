@@ -129,6 +129,11 @@ class VerosConfig(BaseModelConfig):
         "inside the run directory",
     )
     restart_frequency: float | None = Field(None, gt=0, description="Write a restart every N seconds")
+    num_proc: tuple[int, int] = Field(
+        (1, 1),
+        description="MPI processes in x and y (Veros' -n/--num-proc); their product is the ranks the backend "
+        "starts (local and docker: mpiexec, slurm: ntasks)",
+    )
     backend: Literal["numpy", "jax"] = "numpy"
     float_type: Literal["float64", "float32"] = "float64"
     loglevel: Literal["trace", "debug", "info", "warning", "error"] = "info"
@@ -139,6 +144,13 @@ class VerosConfig(BaseModelConfig):
     def _restart_stays_inside(cls, value: Path | None) -> Path | None:
         if value is not None and not value.expanduser().is_absolute() and ".." in value.parts:
             raise ValueError("a relative restart_input must stay inside the run directory (no '..')")
+        return value
+
+    @field_validator("num_proc")
+    @classmethod
+    def _positive_ranks(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 1 or value[0] * value[1] > 4096:
+            raise ValueError("num_proc is two positive numbers of processes (x, y), at most 4096 in all")
         return value
 
     @field_validator("setup")
@@ -231,6 +243,8 @@ class VerosConfig(BaseModelConfig):
             self.float_type,
         ]
         argv += ["--loglevel", self.loglevel]
+        if self.num_proc != (1, 1):
+            argv += ["-n", str(self.num_proc[0]), str(self.num_proc[1])]
         overrides: dict[str, Any] = {"runlen": run.period.seconds, "identifier": self.run_identifier}
         if self.restart_input is not None:
             overrides["restart_input_filename"] = self.restart_in_run
@@ -255,6 +269,9 @@ class VerosConfig(BaseModelConfig):
 
     def output_patterns(self) -> list[str]:
         return [f"{self.run_identifier}.*.nc", f"{self.run_identifier}_*.restart.h5"]
+
+    def mpi_ranks(self) -> tuple[str, int]:
+        return "num_proc", self.num_proc[0] * self.num_proc[1]
 
 
 def restart_model_time(path: Path) -> float:
