@@ -124,3 +124,22 @@ def test_a_reference_page_renders_its_tables_in_a_browser(site, tmp_path):
         assert browser.wait_for(f"{drawn}.getBoundingClientRect().height > 50", 30)
     (tmp_path / "backends.png").write_bytes(shot)
     assert shot.startswith(b"\x89PNG") and len(shot) > 30_000, "a rendered page, not a blank one"
+
+
+def test_serving_on_a_port_another_process_holds_is_a_clear_error():
+    """Issue 36 (the docs server's fixed port): on a shared host another user may hold 8000 first;
+    what they serve there is not this site, so serve refuses rather than point the user at it."""
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    try:
+        port = holder.getsockname()[1]
+        ran = subprocess.run(
+            [REPO / "scripts" / "docs", "serve"], env={**os.environ, "ROMPY_TASKS_DOCS_PORT": str(port)},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        holder.close()
+    assert ran.returncode == 1 and f"127.0.0.1:{port} is taken by another process" in ran.stderr, ran.stderr
