@@ -9,10 +9,10 @@ postprocessor a `BasePostprocessorConfig`.
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rompy_tasks.backends.base import BaseBackendConfig
+from rompy_tasks.core.errors import field_error
 from rompy_tasks.core.model_run import ModelRun
 from rompy_tasks.core.time import seconds_type
 from rompy_tasks.data.blocks import DataBlock, DataGrid, DataPoint
@@ -77,9 +77,4 @@ class PipelineBase(BaseModel):
             f"the model is decomposed into {ranks} MPI rank(s) but the {self.backend.type} backend starts {started} "
             "(local: mpiexec with ntasks, docker: mpiexec with cpu, slurm: ntasks)"
         )
-        error = InitErrorDetails(
-            type=PydanticCustomError("mpi_ranks", "{problem}", {"problem": problem}),
-            loc=("config", "config", field),
-            input=getattr(self.config.config, field, None),
-        )
-        raise ValidationError.from_exception_data(type(self).__name__, [error])
+        raise field_error(type(self).__name__, ("config", "config", field), problem, getattr(self.config.config, field))

@@ -155,3 +155,14 @@ class EngineUnreachable(BackendError):
 
 class WorkerLostError(ModelRunError):
     """The batch job (Dask worker) running the model vanished: cancelled, failed or preempted."""
+
+
+def field_error(model: str, loc: tuple, problem: str, value: Any) -> ValidationError:
+    """A check of the whole model (a model validator) reported at the field it is about, so the
+    user's error names `config.output_dir`, not `config`."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    details = InitErrorDetails(
+        type=PydanticCustomError("field", "{problem}", {"problem": problem}), loc=loc, input=value
+    )
+    return ValidationError.from_exception_data(model, [details])

@@ -14,14 +14,12 @@ from pydantic import (
     Field,
     SerializeAsAny,
     StringConstraints,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from rompy_tasks.core.config import BaseModelConfig, home_expanded
-from rompy_tasks.core.errors import ConfigError
+from rompy_tasks.core.errors import ConfigError, field_error
 from rompy_tasks.core.host_paths import run_dir_problem
 from rompy_tasks.core.time import TimeRange
 
@@ -61,12 +59,7 @@ class ModelRun(BaseModel):
         """The run directory (output_dir, with run_id unless run_id_subdir is false) is not the
         host's: checked here, at validation, and again before anything is written."""
         if problem := self.run_dir_problem():
-            error = InitErrorDetails(
-                type=PydanticCustomError("run_dir", "{problem}", {"problem": problem}),
-                loc=("output_dir",),
-                input=str(self.output_dir),
-            )
-            raise ValidationError.from_exception_data(type(self).__name__, [error])
+            raise field_error(type(self).__name__, ("output_dir",), problem, str(self.output_dir))
         return self
 
     def run_dir_problem(self) -> str | None:
