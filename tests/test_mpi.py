@@ -1,6 +1,7 @@
-"""Multi-rank MPI runs (issue 37.1): Veros with mpi4py on two ranks, locally (Open MPI's mpiexec)
-and on SLURM (srun through PMIx), from the user's command with the shipped backend files; outputs
-equal to the one-rank run within the model's solver tolerance; a rank that dies ends the whole job.
+"""Multi-rank MPI runs (issue 37.1): Veros with mpi4py on two ranks, locally (Open MPI's mpiexec),
+on SLURM (srun through PMIx) and in Docker (mpiexec in the image scripts/docker-engine builds),
+from the user's command with the shipped backend files; outputs equal to the one-rank run within
+the model's solver tolerance; a rank that dies ends the whole job.
 """
 
 import importlib.util
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 import xarray as xr
 from conftest import REPO, process_gone, run_cli
-from helpers import shell_doc, write_yaml
+from helpers import VEROS_IMAGE, shell_doc, write_yaml
+
+from rompy_tasks.backends.docker import RUN_LABEL
 
 DEMO = REPO / "examples" / "veros-acc" / "pipeline.yaml"
 BACKENDS = REPO / "examples" / "backends"
@@ -76,6 +79,14 @@ def test_veros_on_two_slurm_ranks_equals_one_rank(cluster, one_rank, tmp_path, p
     assert _same_within_solver_tolerance(one_rank, two) < 1e-8
 
 
+@pytest.mark.veros
+def test_veros_on_two_docker_ranks_equals_one_rank(engine, one_rank, tmp_path, prefect_api):
+    two = _demo(tmp_path, prefect_api, "two-docker", "docker-mpi", "config.config.num_proc=[2,1]")
+    log = (two / "logs" / "run.log").read_text()
+    assert "mpiexec -n 2" in log.splitlines()[0], log[:500]
+    assert _same_within_solver_tolerance(one_rank, two) < 1e-8
+
+
 def test_a_decomposition_the_backend_does_not_start_is_invalid(tmp_path):
     ran = run_cli("validate", str(DEMO), "--set", "config.config.num_proc=[2,1]")
     assert ran.returncode == 2 and "config.config.num_proc: the model is decomposed into 2 MPI rank(s)" in ran.stderr
@@ -90,9 +101,13 @@ DYING_RANK = (
 )
 
 
-@pytest.mark.parametrize("backend", ["local", "slurm"])
+@pytest.mark.parametrize("backend", ["local", "slurm", "docker"])
 def test_a_rank_that_dies_ends_the_whole_job_with_its_message(request, tmp_path, prefect_api, backend):
-    if backend == "slurm":
+    if backend == "docker":
+        request.getfixturevalue("engine")
+        spec = {"type": "docker", "image": VEROS_IMAGE, "pull_policy": "never", "mpiexec": "mpiexec", "cpu": 2,
+                "timeout": 300}  # fmt: skip
+    elif backend == "slurm":
         request.getfixturevalue("cluster")
         spec = {"type": "slurm", "queue": "debug", "ntasks": 2, "timeout": 300}
     else:
@@ -105,6 +120,10 @@ def test_a_rank_that_dies_ends_the_whole_job_with_its_message(request, tmp_path,
     assert took < 90, f"the job ended with its rank ({took:.0f} s), not after the other rank's two minutes"
     pids = [int(p) for p in (tmp_path / "runs" / "r" / "pids.txt").read_text().split()]
     assert len(pids) == 2
+    if backend == "docker":  # the ranks' pids are the container's: the container is what must be gone
+        client = request.getfixturevalue("engine")
+        assert not client.containers.list(all=True, filters={"label": f"{RUN_LABEL}=r"}), "the container is gone"
+        return
     deadline = time.monotonic() + 20
     while not all(process_gone(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.5)
