@@ -57,9 +57,9 @@ def spread(values: list[float]) -> str:
 
 
 def shell_ensemble_file(
-    work: Path, name: str, members: int, command: list[str], max_parallel: int = 2, backend: dict | None = None
+    work: Path, name: str, members: int, command: list[str], max_parallel: int | None = 2, backend: dict | None = None
 ) -> Path:
-    """An ensemble file of `members` identical shell members, written into `work`."""
+    """An ensemble file of `members` identical shell members, written into `work` (max_parallel None: the default)."""
     import yaml
 
     pipeline = {
@@ -74,6 +74,8 @@ def shell_ensemble_file(
     if backend:
         pipeline["backend"] = backend
     path = work / f"{name}.yaml"
-    doc = {"name": name, "pipeline": pipeline, "members": {"n": members}, "max_parallel": max_parallel}
+    doc = {"name": name, "pipeline": pipeline, "members": {"n": members}}
+    if max_parallel is not None:
+        doc["max_parallel"] = max_parallel
     path.write_text(yaml.safe_dump(doc))
     return path

@@ -65,18 +65,39 @@ def write_era5_like(path: Path, days: int, start: str = "2026-01-01") -> Path:
 
 def peak_run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one whole command, measured from a fresh wrapper process."""
+    seconds, _, rss = timed_run(cmd, env, cwd)
+    return seconds, rss
+
+
+def timed_run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system, all its processes) and peak RSS (MB) of one whole
+    command, measured from a fresh wrapper process."""
     wrapper = (
         "import resource, subprocess, sys, time\n"
         "t = time.perf_counter(); r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
         "t = time.perf_counter() - t\n"
         "sys.stderr.write(r.stderr.decode()[-3000:] if r.returncode else '')\n"
-        "print(t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, r.returncode)\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(t, u.ru_utime + u.ru_stime, u.ru_maxrss / 1024, r.returncode)\n"
     )
     done = subprocess.run([sys.executable, "-c", wrapper, *cmd], env=env, cwd=cwd, capture_output=True, text=True)
-    seconds, rss, code = done.stdout.split()
+    seconds, cpu, rss, code = done.stdout.split()
     if code != "0":
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
-    return float(seconds), float(rss)
+    return float(seconds), float(cpu), float(rss)
+
+
+def interleaved(commands: dict[str, list[str]], env: dict[str, str], cwd: Path, runs: int) -> dict[str, list]:
+    """Each command `runs` times, taking turns (a drifting host affects all alike): label -> [(wall, cpu, rss)]."""
+    results: dict[str, list] = {label: [] for label in commands}
+    for _ in range(runs):
+        for label, cmd in commands.items():
+            results[label].append(timed_run(cmd, env, cwd))
+    for label, rows in results.items():
+        walls, cpus = [r[0] for r in rows], [r[1] for r in rows]
+        print(f"  {label:<44} wall min {min(walls):5.2f} median {median(walls):5.2f} s, CPU min {min(cpus):5.2f} "
+              f"median {median(cpus):5.2f} s, peak {max(r[2] for r in rows):5.0f} MB", flush=True)  # fmt: skip
+    return results
 
 
 def pipeline_file(work: Path, name: str, forcing: dict | None, command: str = "true", post: list | None = None) -> Path:
@@ -105,47 +126,64 @@ def measure(label: str, cmd: list[str], env: dict[str, str], cwd: Path, runs: in
 
 
 def floors(source: Path, work: Path, env: dict[str, str], runs: int) -> dict[str, float]:
-    """ncks and lazy xarray on the same cut, and the imports the xarray floor pays."""
+    """ncks on the same cut: the C tool's floor."""
     t0 = np.datetime64(START) - np.timedelta64(BUFFER_HOURS, "h")
     first = int((t0 - np.datetime64("2026-01-01")) / np.timedelta64(1, "h"))
     last = first + DAYS * 24 + 2 * BUFFER_HOURS
-    out = {}
-    if shutil.which("ncks"):
-        ncks = ["ncks", "-O", "-d", f"time,{first},{last}", "-d", "lon,110.,160.", "-d", "lat,-45.,-10.", "-v",
-                "u10,v10", str(source), str(work / "ncks.nc")]  # fmt: skip
-        out["ncks"] = measure("floor: ncks", ncks, env, work, runs)[0]
-    lazy = (
+    ncks = ["ncks", "-O", "-d", f"time,{first},{last}", "-d", "lon,110.,160.", "-d", "lat,-45.,-10.", "-v",
+            "u10,v10", str(source), str(work / "ncks.nc")]  # fmt: skip
+    return {"ncks": measure("floor: ncks", ncks, env, work, runs)[0]}
+
+
+def lazy_floor_script(source: Path, work: Path) -> str:
+    """The same cut as plain lazy xarray: open (dask chunks as stored), select, write."""
+    t0 = np.datetime64(START) - np.timedelta64(BUFFER_HOURS, "h")
+    first = int((t0 - np.datetime64("2026-01-01")) / np.timedelta64(1, "h"))
+    last = first + DAYS * 24 + 2 * BUFFER_HOURS
+    return (
         "import xarray as xr\n"
         f"ds = xr.open_dataset({str(source)!r}, chunks={{}})\n"
         f"ds.isel(time=slice({first}, {last + 1})).sel(lon=slice(110, 160), lat=slice(-10, -45))"
         f".to_netcdf({str(work / 'lazy.nc')!r})\n"
     )
-    out["lazy"] = measure("floor: lazy xarray (whole process)", [sys.executable, "-c", lazy], env, work, runs)[0]
-    imports = "import xarray, dask, netCDF4, h5netcdf"
-    out["imports"] = measure("  of which imports", [sys.executable, "-c", imports], env, work, runs)[0]
-    return out
 
 
 def bench_cut(work: Path, env: dict[str, str], runs: int, sizes: list[int], sources: bool) -> None:
-    print("(a) forcing cut: rompy-tasks run (ROMPY_TASKS_WARM=0) vs floors", flush=True)
+    print("(a) forcing cut: rompy-tasks run (ROMPY_TASKS_WARM=0) vs floors, interleaved runs", flush=True)
     bare = pipeline_file(work, "bare", None)
-    base, _ = measure("rompy-tasks run without forcing", [RT, "run", str(bare)], env, work, runs)
     for gb in sizes:
         source = write_era5_like(work / f"era5-{gb}g.nc", max(1, round(gb / HOURLY_GB)))
         size = source.stat().st_size / 1e9
         print(f" source {source.name}: {size:.2f} GB", flush=True)
-        ours, peak = measure(f"rompy-tasks run, cut from {size:.1f} GB", [RT, "run", str(
-            pipeline_file(work, f"cut{gb}", {"url": str(source)}))], env, work, runs)  # fmt: skip
-        floor = floors(source, work, env, runs)
+        if shutil.which("ncks"):
+            floors(source, work, env, runs)
+        cut = pipeline_file(work, f"cut{gb}", {"url": str(source)})
+        rows = interleaved(
+            {
+                "rompy-tasks run without forcing": [RT, "run", str(bare)],
+                f"rompy-tasks run, cut from {size:.1f} GB": [RT, "run", str(cut)],
+                "floor: lazy xarray (whole process)": [sys.executable, "-c", lazy_floor_script(source, work)],
+                "  of which imports": [sys.executable, "-c", "import xarray, dask, netCDF4, h5netcdf"],
+            },
+            env, work, runs,
+        )  # fmt: skip
+        base, ours, lazy, imports = (rows[label] for label in rows)
         # both sides without the data stack's imports: the run without forcing never imports
         # xarray, dask, netCDF4 and h5netcdf, and the floor's time is taken without them
-        work_ours, work_lazy = ours - base - floor["imports"], floor["lazy"] - floor["imports"]
-        ncks = floor.get("ncks", float("nan"))
-        print(f"  => cut work {work_ours:.2f} s vs lazy xarray {work_lazy:.2f} s: {work_ours / work_lazy:.2f}x "
-              f"({(ours - base) / work_lazy:.2f}x counting our imports); vs ncks {ncks:.2f} s; "
-              f"peak RSS {peak:.0f} MB", flush=True)  # fmt: skip
+        for what, k in (("wall", 0), ("CPU", 1)):
+            mine = [o[k] - b[k] - i[k] for o, b, i in zip(ours, base, imports, strict=True)]
+            floor = [f[k] - i[k] for f, i in zip(lazy, imports, strict=True)]
+            ratios = sorted(m / f for m, f in zip(mine, floor, strict=True))
+            print(f"  => cut {what}: ours {median(mine):.2f} s vs lazy xarray {median(floor):.2f} s (medians); "
+                  f"per interleaved run {min(ratios):.2f}x (min) to {median(ratios):.2f}x (median)",
+                  flush=True)  # fmt: skip
+        print(
+            f"  => peak RSS {max(o[2] for o in ours):.0f} MB (lazy xarray {max(f[2] for f in lazy):.0f} MB)", flush=True
+        )
         if sources and gb == sizes[0]:
-            bench_data_block(work, source, env, runs, base + floor["imports"], work_lazy)
+            lazy_work = median([f[0] - i[0] for f, i in zip(lazy, imports, strict=True)])
+            base_wall = median([b[0] for b in base])
+            bench_data_block(work, source, env, runs, base_wall + median([i[0] for i in imports]), lazy_work)
             bench_remote(work, source, env, runs)
             bench_glob(work, source, env, runs)
             bench_zarr(work, source, env, runs)

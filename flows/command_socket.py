@@ -65,32 +65,44 @@ def socket_path() -> Path:
     return commands_dir() / f"{environment_key()}.sock"
 
 
-def stop_all() -> int:
-    """SIGTERM the warm command processes of this data directory; how many there were.
+def lock_held(lock_path: Path) -> bool:
+    """True if a warm command process holds `lock_path` (each holds its `<key>.lock` for life)."""
+    try:
+        lock = os.fdopen(open_private(lock_path))
+    except OSError:
+        return False  # a link or gone: not a lock of ours
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False  # nobody holds it
+        except BlockingIOError:
+            return True
 
-    Each holds an exclusive lock on its `<key>.lock` file: a lock that can be taken has no process.
-    """
-    stopped = 0
-    for lock_path in commands_dir().glob("*.lock"):
+
+def warm_process_serving() -> bool:
+    """True if this environment's warm command process runs (serving, or still importing)."""
+    return lock_held(socket_path().with_suffix(".lock"))
+
+
+def stop_all() -> int:
+    """SIGTERM the warm command processes of this data directory; how many there were."""
+    return sum(stop_warm_process(lock_path) for lock_path in commands_dir().glob("*.lock"))
+
+
+def stop_warm_process(lock_path: Path | None = None) -> bool:
+    """SIGTERM the warm command process holding `lock_path` (default: this environment's); True if one ran."""
+    lock_path = lock_path or socket_path().with_suffix(".lock")
+    if not lock_held(lock_path):
+        return False
+    try:
+        pid_text = read_private(lock_path.with_suffix(".pid")).strip()
+    except OSError:
+        pid_text = ""
+    # only the warm process serving this very socket, never whatever pid a file names
+    if pid_text.isdigit() and process_matches(int(pid_text), "flows.warm", str(lock_path.with_suffix(".sock"))):
         try:
-            lock = os.fdopen(open_private(lock_path))
-        except OSError:
-            continue  # a link or gone: not a lock of ours
-        with lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                continue  # nobody holds it
-            except BlockingIOError:
-                pass
-        try:
-            pid_text = read_private(lock_path.with_suffix(".pid")).strip()
-        except OSError:
-            pid_text = ""
-        # only the warm process serving this very socket, never whatever pid a file names
-        if pid_text.isdigit() and process_matches(int(pid_text), "flows.warm", str(lock_path.with_suffix(".sock"))):
-            try:
-                os.kill(int(pid_text), signal.SIGTERM)
-                stopped += 1
-            except ProcessLookupError:
-                pass
-    return stopped
+            os.kill(int(pid_text), signal.SIGTERM)
+            return True
+        except ProcessLookupError:
+            pass
+    return False

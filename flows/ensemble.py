@@ -5,8 +5,11 @@ the UI, orchestrated client-side (its states travel as events), with its pipelin
 run inside it. That keeps the cost of a member near the cost of its model. Members run on
 one task runner for the whole ensemble: threads in this process, or the Dask cluster the
 backend declares (SLURM worker jobs shared by all members as pilot jobs, at most
-`max_jobs` in the queue, closed when the ensemble ends). At most `max_parallel` members are
-in flight and starts are `stagger_seconds` apart; `allow_failures` decides the flow's state.
+`max_jobs` in the queue, closed when the ensemble ends). On a cluster every member is handed
+to its scheduler at once and waits there for a free worker job, so the jobs decide how many
+run (a job takes the next member the moment one ends); `max_parallel`, when set, bounds the
+members in flight (2 by default in threads here). Starts are `stagger_seconds` apart;
+`allow_failures` decides the flow's state.
 A completed member leaves a record holding the hash of its resolved config, so a re-run
 skips it and runs only what failed, was interrupted or changed. Per-member files (manifest,
 logs, record) stay on disk; the summary artifact lists every member.
@@ -24,7 +27,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run, task_run
-from prefect.task_runners import TaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from flows.heartbeats import GUARD_HOOKS, crash_if_this_process_dies, subflow_context
@@ -38,6 +41,7 @@ from rompy_tasks.core.errors import EngineUnreachable, StageError, WorkerLostErr
 from rompy_tasks.core.records import read_record
 from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.ensemble import (
+    LOCAL_PARALLEL,
     EnsembleConfig,
     Member,
     apply_ensemble_overrides,
@@ -307,7 +311,7 @@ def model_ensemble(
     Args:
         ensemble: The members and the pipeline they vary.
         indexes: Run only these members (by index); the others are left as they are.
-        max_parallel: Members running at once (default: the ensemble's own).
+        max_parallel: Members in flight at once (default: the ensemble's own; see EnsembleConfig).
         overrides: Single fields to change, by dotted path.
         allowed_overrides: The paths a run of a locked deployment may override (globs).
     """
@@ -335,7 +339,7 @@ def model_ensemble(
     return result
 
 
-def run_ensemble(ensemble: EnsembleConfig, members: list[Member], where: Path, parallel: int) -> EnsembleResult:
+def run_ensemble(ensemble: EnsembleConfig, members: list[Member], where: Path, parallel: int | None) -> EnsembleResult:
     """Pre-batch, the members not yet complete, ensemble postprocessors, post-batch, summary artifact."""
     logger = get_run_logger()
     result = EnsembleResult(name=ensemble.name, ensemble_dir=str(where))
@@ -345,14 +349,21 @@ def run_ensemble(ensemble: EnsembleConfig, members: list[Member], where: Path, p
     done_before = {m.index for m in members} - {m.index for m in todo}
     result.members += [_outcome(m, "skipped") for m in members if m.index in done_before]
     write_missing_manifests([m for m in members if m.index in done_before], where)
-    logger.info("%d member(s) to run, %d already complete, at most %d at once", len(todo), len(done_before), parallel)
     if todo:
         backend = ensemble.pipeline.backend
         backend.preflight()
         allow_starting()
-        with members_runner(backend, parallel, where) as runner:
+        with members_runner(backend, parallel or LOCAL_PARALLEL, where) as runner:
+            on_cluster = not isinstance(runner, ThreadPoolTaskRunner)
+            in_flight = parallel or (len(todo) if on_cluster else LOCAL_PARALLEL)
+            logger.info(
+                "%d member(s) to run, %d already complete, %s",
+                len(todo),
+                len(done_before),
+                f"at most {in_flight} at once" if parallel or not on_cluster else "as the worker jobs free up",
+            )
             try:
-                result.members += run_members(runner, ensemble, todo, where, parallel)
+                result.members += run_members(runner, ensemble, todo, where, in_flight)
                 deliver_worker_events(runner)
             except BaseException:
                 # Ctrl-C, SIGTERM, cancellation: stop the members' models before the runner waits for them

@@ -22,7 +22,7 @@ from flows.command_socket import EXIT_HOOKS, HEADER, commands_dir, environment_k
 from flows.global_options import split_global_options
 from rompy_tasks.data_dir import UnsafeDataDir, open_private
 
-FLOW_COMMANDS = {"run", "pipeline", "generate", "postprocess"}  # and ensemble, forecast run|backfill
+FLOW_COMMANDS = {"run", "pipeline", "generate", "postprocess", "engine"}  # and ensemble, forecast run|backfill
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 

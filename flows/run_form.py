@@ -50,7 +50,35 @@ def narrowed_schema(schema: dict[str, Any], parameters: dict[str, Any]) -> dict[
         "additionalProperties": False,
         "position": len(ordered),
     }
-    return {"title": "Parameters", "type": "object", "properties": properties, "definitions": definitions}
+    return {
+        "title": "Parameters",
+        "type": "object",
+        "properties": properties,
+        "definitions": _used(definitions, properties),
+    }
+
+
+def _used(definitions: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+    """Only the definitions the form refers to, directly or through another definition.
+
+    The API validates every run's parameters against this schema: with the config's 31
+    definitions (52 KB) Prefect's validator took 0.3 s per run created, with none 8 ms.
+    """
+    used: dict[str, Any] = {}
+    pending = [properties]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/definitions/"):
+                name = ref.removeprefix("#/definitions/")
+                if name not in used and name in definitions:
+                    used[name] = definitions[name]
+                    pending.append(definitions[name])
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return used
 
 
 def _glob_regex(pattern: str) -> str:

@@ -64,6 +64,13 @@ def loaded_module_files() -> list[str]:
 
 def warm_up() -> None:
     """Import what commands need, without starting any thread (the process forks afterwards)."""
+    import anyio._backends._asyncio  # noqa: F401  (what a flow run imports on its first API call)
+    import prefect.deployments.steps  # noqa: F401  (a deployment's pull steps)
+    import prefect.engine  # noqa: F401  (`rompy-tasks engine`: a worker's flow run)
+    import prefect.flow_engine  # noqa: F401
+    import prefect.task_engine  # noqa: F401
+    import prefect.utilities.visualization  # noqa: F401
+
     import flows.cli.root  # noqa: F401
     import flows.ensemble  # noqa: F401
     import flows.forecast  # noqa: F401

@@ -10,25 +10,82 @@ worker checks before anything starts: a run of a locked deployment (one whose pa
 otherwise it ends Failed, named Refused, with one line naming each variable, and no process
 starts. Runs of unlocked deployments are run as Prefect's workers run them.
 
+Both start a run as soon as it is scheduled: besides Prefect's regular polls, they follow the
+API's event stream and poll at once on each `prefect.flow-run.Scheduled` event (the polls stay,
+should the stream drop). The process worker also starts each run faster: instead of a new interpreter running
+`python -m prefect.engine` (importing Prefect and our flows, about 2.5 s), it starts
+`rompy-tasks engine <flow run id>`, which the warm command process (flows/warm.py) forks with
+everything imported; the worker keeps that process running and stops it when it stops. A pool or deployment that names
+its own `command` runs that command, as Prefect's worker does.
+
 The pool types are `rompy-tasks` (a process pool; scripts/operate creates it) and
 `rompy-tasks-docker`; Prefect finds these classes through the `prefect.collections` entry
 point of our pyproject.
 """
 
+import asyncio
+import sys
 from typing import Any
 
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Failed
-from prefect.workers.process import ProcessWorker
+from prefect.utilities.processutils import command_to_string
+from prefect.workers.process import ProcessJobConfiguration, ProcessWorker
 from prefect_docker.worker import DockerWorker
 
+from flows.command_socket import stop_warm_process, warm_process_serving
+from flows.entry import start_warm_process
 from flows.policy import REFUSAL_PREFIX, REFUSED
+from rompy_tasks.data_dir import UnsafeDataDir
 
 
 def refused_job_variables(run_variables: dict[str, Any] | None, deployed: dict[str, Any] | None) -> list[str]:
     """The job variables a run sets to something other than its deployment's value (empty ones change nothing)."""
     deployed = deployed or {}
     return sorted(name for name, value in (run_variables or {}).items() if value and value != deployed.get(name))
+
+
+SCHEDULED_EVENT = "prefect.flow-run.Scheduled"
+STREAM_RETRY_SECONDS = 5.0
+
+
+class PollOnSchedule:
+    """A worker that polls at once when a flow run is scheduled, not only every query interval."""
+
+    _poll_lock: asyncio.Lock | None = None
+    _wake_task: "asyncio.Task[None] | None" = None
+
+    async def setup(self) -> None:
+        await super().setup()
+        self._poll_lock = asyncio.Lock()
+        self._wake_task = asyncio.get_running_loop().create_task(self._poll_on_scheduled_events())
+
+    async def teardown(self, *exc_info: Any) -> None:
+        if self._wake_task is not None:
+            self._wake_task.cancel()
+        await super().teardown(*exc_info)
+
+    async def get_and_submit_flow_runs(self) -> list[FlowRun]:
+        """One poll at a time: the regular loop and an event may ask together."""
+        async with self._poll_lock or asyncio.Lock():
+            return await super().get_and_submit_flow_runs()
+
+    async def _poll_on_scheduled_events(self) -> None:
+        from prefect.events.clients import get_events_subscriber
+        from prefect.events.filters import EventFilter, EventNameFilter
+
+        while True:
+            try:
+                async with get_events_subscriber(
+                    filter=EventFilter(event=EventNameFilter(name=[SCHEDULED_EVENT]))
+                ) as events:
+                    async for _ in events:
+                        await self.get_and_submit_flow_runs()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the stream dropped or was refused: the regular polls go on
+                self._logger.debug("event stream: %s; polling only, retrying in %s s", error, STREAM_RETRY_SECONDS)
+            await asyncio.sleep(STREAM_RETRY_SECONDS)
 
 
 class LockedJobVariables:
@@ -59,18 +116,63 @@ class LockedJobVariables:
             self._cancelling_observer.remove_in_flight_flow_run_id(flow_run.id)
 
 
-class RompyTasksWorker(LockedJobVariables, ProcessWorker):
-    """Prefect's process worker, refusing job variables a locked deployment does not allow."""
+def warm_engine_command(flow_run: FlowRun) -> str:
+    """The flow run's process: `rompy-tasks engine <id>` (flows/cli/engine.py), through flows/entry.py."""
+    return command_to_string([sys.executable, "-P", "-m", "flows.entry", "engine", str(flow_run.id)])
+
+
+class RompyTasksJobConfiguration(ProcessJobConfiguration):
+    """Prefect's process job; without a command of the pool's or deployment's, the warm engine command."""
+
+    def prepare_for_flow_run(self, flow_run: FlowRun, *args: Any, **kwargs: Any) -> None:
+        configured = self.command is not None
+        super().prepare_for_flow_run(flow_run, *args, **kwargs)
+        if not configured:
+            self.command = warm_engine_command(flow_run)
+            self._command_configured = True  # Prefect then starts exactly this command
+
+
+def keep_warm() -> None:
+    """Start the warm command process unless it runs (it exits when idle or when the code changed)."""
+    try:
+        if not warm_process_serving():
+            start_warm_process()
+    except (UnsafeDataDir, OSError):
+        pass  # no warm process: each run imports everything itself, as with Prefect's worker
+
+
+class RompyTasksWorker(PollOnSchedule, LockedJobVariables, ProcessWorker):
+    """Prefect's process worker, refusing job variables a locked deployment does not allow, and
+    starting each run as a fork of the warm command process."""
 
     type = "rompy-tasks"
+    job_configuration = RompyTasksJobConfiguration
     _display_name = "rompy-tasks"
     _description = (
-        "Runs rompy-tasks flows as local processes, as Prefect's process worker does; runs of a locked "
-        "deployment may not change its job variables (command, env, working_dir)."
+        "Runs rompy-tasks flows as local processes, as Prefect's process worker does, each forked from a "
+        "process that has Prefect and the flows imported; runs of a locked deployment may not change its job "
+        "variables (command, env, working_dir)."
     )
 
+    async def setup(self) -> None:
+        await super().setup()
+        keep_warm()
 
-class RompyTasksDockerWorker(LockedJobVariables, DockerWorker):
+    async def teardown(self, *exc_info: Any) -> None:
+        """The warm process goes with the worker (a later command or worker starts another)."""
+        await super().teardown(*exc_info)
+        try:
+            stop_warm_process()
+        except (UnsafeDataDir, OSError):
+            pass
+
+    async def sync_with_backend(self) -> None:
+        """Prefect's heartbeat, which also restarts the warm command process when it has gone."""
+        await super().sync_with_backend()
+        keep_warm()
+
+
+class RompyTasksDockerWorker(PollOnSchedule, LockedJobVariables, DockerWorker):
     """Prefect's docker worker, refusing job variables a locked deployment does not allow."""
 
     type = "rompy-tasks-docker"

@@ -76,6 +76,9 @@ class SeededMembers(BaseModel):
     seed_start: int = 0
 
 
+LOCAL_PARALLEL = 2  # members at once where they run in the flow's process (threads), unless max_parallel says
+
+
 class EnsembleConfig(BaseModel):
     """An ensemble: the base pipeline, its members and how to run them."""
 
@@ -87,7 +90,13 @@ class EnsembleConfig(BaseModel):
     )
     members: ExplicitMembers | MatrixMembers | SeededMembers
     run_id_template: str = Field("{run_id}_m{index:03d}", description="Member run id, from run_id and index")
-    max_parallel: int = Field(2, ge=1, le=10000, description="Members running at once")
+    max_parallel: int | None = Field(
+        None,
+        ge=1,
+        le=10000,
+        description=f"Members in flight at once. Default: {LOCAL_PARALLEL} on a backend that runs them here; on"
+        " one with worker jobs (slurm), every member waits at the cluster and the jobs (max_jobs) decide how many run",
+    )
     stagger_seconds: seconds_type(0, 3600) = Field(0.0, description="Delay between member starts (or a duration)")  # type: ignore[valid-type]
     retries: int = Field(0, ge=0, le=10, description="Retries of a failed member")
     retry_delay_seconds: seconds_type(0, 3600) = Field(0.0, description="Seconds (or a duration) between tries")  # type: ignore[valid-type]

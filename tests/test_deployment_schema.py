@@ -54,7 +54,7 @@ def _check_parameters(params: dict, schema: dict) -> None:
 
 @pytest.mark.parametrize("deployment", list(deployments()))
 def test_deployment_parameters_conform_to_the_flow_schema(deployment):
-    schema = SCHEMAS[deployment["entrypoint"].split(":")[1]]
+    schema = SCHEMAS[deployment["entrypoint"].rsplit(".", 1)[1]]
     text = yaml.safe_dump(deployment["parameters"]).replace("{{ $ROMPY_TASKS_RUNS }}", "/tmp/rompy-runs")
     params = yaml.safe_load(text)
     _check_parameters(params, schema)
@@ -124,7 +124,7 @@ def test_a_locked_deployments_run_form_shows_only_its_allowed_overrides_typed(de
     from flows.policy import refused_overrides
     from flows.run_form import flattened_overrides, narrowed_schema
 
-    schema = SCHEMAS[deployment["entrypoint"].split(":")[1]]
+    schema = SCHEMAS[deployment["entrypoint"].rsplit(".", 1)[1]]
     text = yaml.safe_dump(deployment["parameters"]).replace("{{ $ROMPY_TASKS_RUNS }}", "/tmp/rompy-runs")
     deployed = yaml.safe_load(text)
     form = narrowed_schema(schema, deployed)

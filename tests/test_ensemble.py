@@ -309,7 +309,7 @@ def test_deployment_overrides_change_single_fields_and_are_validated(tmp_path):
     base = EnsembleConfig.model_validate(shell_ensemble_doc(tmp_path, "true", {"n": 2}))
     changed = apply_ensemble_overrides(base, {"max_parallel": 5, "pipeline.config.period.duration": "2h"})
     assert changed.max_parallel == 5 and changed.pipeline.config.period.seconds == 7200
-    assert base.max_parallel == 2, "the original is untouched"
+    assert base.max_parallel is None, "the original is untouched"
     with pytest.raises(ConfigError) as caught:
         apply_ensemble_overrides(base, {"max_parallel": 0, "members.n": "many"})
     assert {p.loc for p in caught.value.problems} >= {"max_parallel", "members.n"}

@@ -6,7 +6,10 @@ through the API, and the UI's run form (rendered by headless Chromium)."""
 import base64
 import http.server
 import json
+import os
+import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -14,10 +17,12 @@ import urllib.error
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from conftest import process_gone
 from helpers import wait_for
-from operated import OPERATE, Operated
+from operated import OPERATE, PREFECT, Operated
 
 from rompy_tasks.forecast import cycle_id, floor_cycle
 
@@ -327,3 +332,114 @@ def test_the_other_shipped_run_forms_submitted_as_a_user_does(operated, name, la
         changed = operated.final_flow_run(changed_id, 600)
         assert changed["state"]["type"] == "COMPLETED", operated.worker_log()
         assert str(changed["parameters"]["overrides"][path]) == value, changed["parameters"]
+
+
+# --- the deployment path (issue 37.2): a run forked from the worker's warm process ------------
+
+
+def _warm_process_serving() -> bool:
+    """The worker's warm process answers (it starts with the worker and takes a few seconds to import)."""
+    import socket
+
+    for path in (Path(os.environ["ROMPY_TASKS_DATA_DIR"]) / "rompy-tasks" / "commands").glob("*.sock"):
+        with socket.socket(socket.AF_UNIX) as probe:
+            if probe.connect_ex(str(path)) == 0:
+                return True
+    return False
+
+
+def _start_deployment_run(operated, run_id: str, duration: str) -> str:
+    """`prefect deployment run` without waiting, as an operator types it, on a ready worker; the flow run's id."""
+    assert wait_for(_warm_process_serving, 90), "the worker starts its warm process (and restarts it within 30 s)"
+    env = {**operated.client_env, "PREFECT_API_AUTH_STRING": operated.auth}
+    overrides = json.dumps({"config.run_id": run_id, "config.period.duration": duration})
+    ran = subprocess.run(
+        [PREFECT, "deployment", "run", "model-pipeline/veros-acc", "--param", f"overrides={overrides}"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    return re.search(r"UUID: ([0-9a-f-]{36})", ran.stdout).group(1)
+
+
+def _processes_of_flow_run(flow_run_id: str) -> dict[int, str]:
+    """pid -> command line of every process whose environment names the flow run."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _processes_in(directory: Path) -> list[int]:
+    """The processes working in `directory` (a run's model and its launcher)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(directory):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _flow_process(flow_run_id: str) -> tuple[int, dict[int, str]]:
+    """The flow run's own process once its model runs (the parent of its guard), and the processes
+    that carry the run's id (a forked process shows the environment it was started with in /proc,
+    so the flow process itself is found through its children)."""
+    processes: dict[int, str] = {}
+
+    def guarded() -> bool:
+        processes.update(_processes_of_flow_run(flow_run_id))
+        return any("guard.py" in cmd for cmd in processes.values())
+
+    assert wait_for(guarded, 60, interval=0.05), f"no guard of the run's models: {processes}"
+    return _parent(next(pid for pid, cmd in processes.items() if "guard.py" in cmd)), processes
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+@pytest.mark.veros
+def test_a_deployment_run_is_forked_from_the_workers_warm_process(operated):
+    """Not a new interpreter importing Prefect (`python -m prefect.engine`): the worker starts
+    `rompy-tasks engine <id>`, and the warm process it keeps forks the run with all imported."""
+    flow_run_id = _start_deployment_run(operated, "forked", "2d")
+    pid, processes = _flow_process(flow_run_id)
+    assert "flows.warm" in _cmdline(pid), f"the flow process is a fork of the warm process: {_cmdline(pid)}"
+    assert "flows.warm" in _cmdline(_parent(pid)), "forked by the warm process"
+    assert any("flows.entry engine " + flow_run_id in cmd for cmd in processes.values()), processes
+    assert not any("prefect.engine" in cmd for cmd in processes.values()), processes
+    assert operated.final_flow_run(flow_run_id)["state"]["type"] == "COMPLETED", operated.worker_log()
+    assert "runlen 172800" in (operated.runs / "forked" / "logs" / "run.log").read_text()
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.veros
+def test_a_forked_deployment_run_is_cancelled_with_its_model(operated):
+    flow_run_id = _start_deployment_run(operated, "cancelled", "300d")
+    _flow_process(flow_run_id)
+    staging = operated.runs / "cancelled"
+    assert wait_for(lambda: (staging / "logs" / "run.log").is_file() and _processes_in(staging), 60)
+    env = {**operated.client_env, "PREFECT_API_AUTH_STRING": operated.auth}
+    subprocess.run([PREFECT, "flow-run", "cancel", flow_run_id], env=env, check=True, capture_output=True, timeout=60)
+    assert operated.final_flow_run(flow_run_id, 120)["state"]["type"] == "CANCELLED", operated.worker_log()
+    assert wait_for(lambda: not [p for p in _processes_in(staging) if not process_gone(p)], 30), "the model is gone"
+    assert (staging / "logs" / "run.log").is_file(), "a cancelled run keeps its logs"
+
+
+@pytest.mark.veros
+def test_a_killed_forked_deployment_run_is_crashed_and_its_model_stopped(operated):
+    flow_run_id = _start_deployment_run(operated, "killed", "300d")
+    pid, _ = _flow_process(flow_run_id)
+    staging = operated.runs / "killed"
+    assert wait_for(lambda: (staging / "logs" / "run.log").is_file() and _processes_in(staging), 60)
+    os.kill(pid, signal.SIGKILL)  # the OOM killer's way
+    assert operated.final_flow_run(flow_run_id, 120)["state"]["type"] == "CRASHED", operated.worker_log()
+    assert wait_for(lambda: not [p for p in _processes_in(staging) if not process_gone(p)], 30), "the guard stopped it"

@@ -246,7 +246,9 @@ def test_sigterm_to_the_cli_releases_jobs_and_kills_the_model(cluster, prefect_a
 
 
 def test_ensemble_from_a_fresh_cli_shares_one_cluster_of_max_jobs_pilot_jobs(cluster, prefect_api, tmp_path):
-    """The user's command, in a fresh process: every member succeeds, on at most max_jobs shared jobs."""
+    """The user's command, in a fresh process: every member succeeds, on at most max_jobs shared jobs.
+    With the default max_parallel, every member waits at the cluster's scheduler and the jobs take
+    them as they free up (issue 37.3): no separate limit of two in flight."""
     import threading
 
     doc = {
@@ -262,7 +264,6 @@ def test_ensemble_from_a_fresh_cli_shares_one_cluster_of_max_jobs_pilot_jobs(clu
             "postprocessor": [],
         },
         "members": {"n": 6},
-        "max_parallel": 6,
     }
     path = tmp_path / "ensemble.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -280,7 +281,7 @@ def test_ensemble_from_a_fresh_cli_shares_one_cluster_of_max_jobs_pilot_jobs(clu
     sampler.start()
     try:
         result = subprocess.run(
-            [*CLI, "ensemble", str(path)],
+            [*CLI, "ensemble", str(path), "-v"],
             cwd=tmp_path,  # job output must not land in the current directory
             env={**os.environ, "PREFECT_API_URL": prefect_api},
             capture_output=True,
@@ -291,6 +292,7 @@ def test_ensemble_from_a_fresh_cli_shares_one_cluster_of_max_jobs_pilot_jobs(clu
         stop.set()
         sampler.join()
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "6 member(s) to run, 0 already complete, as the worker jobs free up" in result.stderr, result.stderr[-3000:]
     where = tmp_path / "slurm-ens"
     jobs = [(where / f"s_m{i:03d}" / "job").read_text().strip() for i in range(6)]
     assert len(set(jobs)) <= 2, f"6 members ran on at most max_jobs=2 worker jobs, got {sorted(set(jobs))}"

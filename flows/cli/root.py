@@ -12,7 +12,7 @@ import time
 import typer
 
 from flows import command_socket
-from flows.cli import alerts, backends, cache, deployments, ensemble, forecast, run, server
+from flows.cli import alerts, backends, cache, deployments, engine, ensemble, forecast, run, server
 from flows.cli.common import EXIT_FAILED, apply_global_options
 from flows.global_options import split_global_options
 
@@ -25,6 +25,7 @@ app.add_typer(server.app, name="server")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(cache.app, name="cache")
+app.add_typer(engine.app)  # engine: a worker's flow run (hidden)
 EXIT_JOIN_SECONDS = 10.0
 
 

@@ -260,6 +260,7 @@ def kill_container(name: str) -> None:
 
 UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"]
 CRASH_MESSAGE = "the process orchestrating this run died (its guard marked it Crashed)"
+CANCEL_MESSAGE = "cancelled: the process orchestrating this run ended while it was being cancelled"
 
 
 def api_headers(auth_string: str | None = None) -> dict[str, str]:
@@ -307,13 +308,18 @@ def crash_unfinished(api_url: str, flow_run_id: str, ended: set[str] = frozenset
     """Mark the flow run, its subflow runs and all their task runs Crashed where not yet final.
 
     Task runs in `ended` finished (their records are on disk): their final states may still be
-    on the way to the API, so they are left alone."""
+    on the way to the API, so they are left alone. A flow run being cancelled (Cancelling) ends
+    Cancelled, not Crashed: its process ended because it was asked to (a Crashed would show, and
+    alert, until the worker's Cancelled replaced it)."""
     crashed = {"state": {"type": "CRASHED", "name": "Crashed", "message": CRASH_MESSAGE}, "force": True}
+    cancelled = {"state": {"type": "CANCELLED", "name": "Cancelled", "message": CANCEL_MESSAGE}, "force": True}
     children = list_flow_runs(api_url, {"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}}, auth)
     flow_ids = [flow_run_id] + [run["id"] for run in children]
     for run_id in flow_ids:
-        if _api(api_url, "GET", f"/flow_runs/{run_id}", auth=auth)["state_type"] in UNFINISHED:
-            _set_state(api_url, f"/flow_runs/{run_id}/set_state", crashed, auth)
+        state_type = _api(api_url, "GET", f"/flow_runs/{run_id}", auth=auth)["state_type"]
+        if state_type in UNFINISHED:
+            final = cancelled if state_type == "CANCELLING" else crashed
+            _set_state(api_url, f"/flow_runs/{run_id}/set_state", final, auth)
     tasks = _filtered(
         api_url,
         "/task_runs/filter",
