@@ -349,7 +349,9 @@ def run_ensemble(ensemble: EnsembleConfig, members: list[Member], where: Path, p
     done_before = {m.index for m in members} - {m.index for m in todo}
     result.members += [_outcome(m, "skipped") for m in members if m.index in done_before]
     write_missing_manifests([m for m in members if m.index in done_before], where)
-    if todo:
+    if not todo:
+        logger.info("0 member(s) to run, %d already complete", len(done_before))
+    else:
         backend = ensemble.pipeline.backend
         backend.preflight()
         allow_starting()
