@@ -205,7 +205,7 @@ def deployments_page() -> None:
 def _deployment_sections(deployments: list[dict]) -> list[str]:
     lines: list[str] = []
     for deployment in deployments:
-        flow = deployment["entrypoint"].rsplit(":", 1)[1]
+        flow = re.split(r"[:.]", deployment["entrypoint"])[-1]  # a module path or a file:function
         params = deployment.get("parameters") or {}
         lines += [
             f"## `{flow.replace('_', '-')}/{deployment['name']}`",
