@@ -125,21 +125,24 @@ def measure(label: str, cmd: list[str], env: dict[str, str], cwd: Path, runs: in
     return median(times), max(peaks)
 
 
-def floors(source: Path, work: Path, env: dict[str, str], runs: int) -> dict[str, float]:
-    """ncks on the same cut: the C tool's floor."""
+def cut_steps() -> tuple[int, int]:
+    """The first and last hourly step of the cut (the period and its buffer) in the sources."""
     t0 = np.datetime64(START) - np.timedelta64(BUFFER_HOURS, "h")
     first = int((t0 - np.datetime64("2026-01-01")) / np.timedelta64(1, "h"))
-    last = first + DAYS * 24 + 2 * BUFFER_HOURS
+    return first, first + DAYS * 24 + 2 * BUFFER_HOURS
+
+
+def ncks_floor(source: Path, work: Path, env: dict[str, str], runs: int) -> float:
+    """ncks on the same cut: the C tool's floor."""
+    first, last = cut_steps()
     ncks = ["ncks", "-O", "-d", f"time,{first},{last}", "-d", "lon,110.,160.", "-d", "lat,-45.,-10.", "-v",
             "u10,v10", str(source), str(work / "ncks.nc")]  # fmt: skip
-    return {"ncks": measure("floor: ncks", ncks, env, work, runs)[0]}
+    return measure("floor: ncks", ncks, env, work, runs)[0]
 
 
 def lazy_floor_script(source: Path, work: Path) -> str:
     """The same cut as plain lazy xarray: open (dask chunks as stored), select, write."""
-    t0 = np.datetime64(START) - np.timedelta64(BUFFER_HOURS, "h")
-    first = int((t0 - np.datetime64("2026-01-01")) / np.timedelta64(1, "h"))
-    last = first + DAYS * 24 + 2 * BUFFER_HOURS
+    first, last = cut_steps()
     return (
         "import xarray as xr\n"
         f"ds = xr.open_dataset({str(source)!r}, chunks={{}})\n"
@@ -156,7 +159,7 @@ def bench_cut(work: Path, env: dict[str, str], runs: int, sizes: list[int], sour
         size = source.stat().st_size / 1e9
         print(f" source {source.name}: {size:.2f} GB", flush=True)
         if shutil.which("ncks"):
-            floors(source, work, env, runs)
+            ncks_floor(source, work, env, runs)
         cut = pipeline_file(work, f"cut{gb}", {"url": str(source)})
         rows = interleaved(
             {
