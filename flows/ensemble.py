@@ -38,7 +38,7 @@ from flows.runners import QueueNotes, deliver_worker_events, members_runner, red
 from rompy_tasks.backends import guard
 from rompy_tasks.backends.process import allow_starting, child_environment, run_process, terminate_running
 from rompy_tasks.core.errors import EngineUnreachable, StageError, WorkerLostError
-from rompy_tasks.core.records import read_record
+from rompy_tasks.core.records import append_history, missing_history, read_record
 from rompy_tasks.core.run_files import exclusive
 from rompy_tasks.ensemble import (
     LOCAL_PARALLEL,
@@ -47,7 +47,9 @@ from rompy_tasks.ensemble import (
     apply_ensemble_overrides,
     ensemble_dir,
     is_complete,
+    member_history_line,
     record_path,
+    records_dir,
     resolve_members,
     write_member_record,
 )
@@ -178,13 +180,24 @@ def run_member(member: Member, where: Path, flow_pid: int) -> MemberOutcome:
     return outcome
 
 
-def write_missing_manifests(done: list[Member], where: Path) -> None:
-    """Completed members whose manifest could not be written (a full disk): write it now, run nothing."""
+def repair_done_members(done: list[Member], where: Path) -> None:
+    """Completed members a kill left without their history line, or a full disk without their
+    manifest: write those now from the completion records, run nothing (one read of each record)."""
     logger = get_run_logger()
+    history: dict[str, str] = {}  # each completion's history line -> its member
+    without_manifest: list[tuple[Member, dict[str, Any]]] = []
     for member in done:
         record = read_record(record_path(where, member.run_id)) or {}
-        if not record.get("manifest_missing"):
-            continue
+        if record:
+            history[member_history_line(record)] = member.run_id
+        if record.get("manifest_missing"):
+            without_manifest.append((member, record))
+    for line in sorted(missing_history(records_dir(where), set(history))):
+        append_history(records_dir(where), line)
+        logger.warning(
+            "member %s: its completion was missing from history.log (killed as it was recorded)", history[line]
+        )
+    for member, record in without_manifest:
         try:
             manifest = write_manifest(completed_result(member.pipeline), member.pipeline)
         except OSError as err:
@@ -348,7 +361,7 @@ def run_ensemble(ensemble: EnsembleConfig, members: list[Member], where: Path, p
     todo = [m for m in members if not is_complete(where, m)]
     done_before = {m.index for m in members} - {m.index for m in todo}
     result.members += [_outcome(m, "skipped") for m in members if m.index in done_before]
-    write_missing_manifests([m for m in members if m.index in done_before], where)
+    repair_done_members([m for m in members if m.index in done_before], where)
     if not todo:
         logger.info("0 member(s) to run, %d already complete", len(done_before))
     else:
@@ -356,14 +369,11 @@ def run_ensemble(ensemble: EnsembleConfig, members: list[Member], where: Path, p
         backend.preflight()
         allow_starting()
         with members_runner(backend, parallel or LOCAL_PARALLEL, where) as runner:
-            on_cluster = not isinstance(runner, ThreadPoolTaskRunner)
-            in_flight = parallel or (len(todo) if on_cluster else LOCAL_PARALLEL)
-            logger.info(
-                "%d member(s) to run, %d already complete, %s",
-                len(todo),
-                len(done_before),
-                f"at most {in_flight} at once" if parallel or not on_cluster else "as the worker jobs free up",
-            )
+            # on a cluster, unless max_parallel says, every member waits at its scheduler for a worker job
+            at_cluster = parallel is None and not isinstance(runner, ThreadPoolTaskRunner)
+            in_flight = len(todo) if at_cluster else parallel or LOCAL_PARALLEL
+            limit = "as the worker jobs free up" if at_cluster else f"at most {in_flight} at once"
+            logger.info("%d member(s) to run, %d already complete, %s", len(todo), len(done_before), limit)
             try:
                 result.members += run_members(runner, ensemble, todo, where, in_flight)
                 deliver_worker_events(runner)

@@ -280,9 +280,14 @@ def load_ensemble(path: str | Path, overrides: list[str] | None = None) -> tuple
 # --- completion records --------------------------------------------------------------------------
 
 
+def records_dir(where: Path) -> Path:
+    """The ensemble directory's member records and their history.log."""
+    return where / "records"
+
+
 def record_path(where: Path, run_id: str) -> Path:
     """A member's completion record in the ensemble directory `where`."""
-    return where / "records" / f"{run_id}.json"
+    return records_dir(where) / f"{run_id}.json"
 
 
 def is_complete(where: Path, member: Member) -> bool:
@@ -305,8 +310,12 @@ def write_member_record(where: Path, member: Member, **fields: Any) -> Path:
         "written": datetime.now(UTC).isoformat(),
         **fields,
     }
-    history = f"{payload['written']} {member.run_id} {fields.get('status', '')} {member.config_hash[:12]}"
-    return write_record(record_path(where, member.run_id), payload, history, durable=False)
+    return write_record(record_path(where, member.run_id), payload, member_history_line(payload), durable=False)
+
+
+def member_history_line(record: dict[str, Any]) -> str:
+    """A member record's line in history.log: when, which member, its status, its config's hash."""
+    return f"{record['written']} {record['run_id']} {record.get('status', '')} {record['config_hash'][:12]}"
 
 
 def parse_indexes(text: str) -> list[int]:

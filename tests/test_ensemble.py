@@ -303,6 +303,25 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(prefect_api, tmp_path
     assert summary["status"] == "completed" and len(summary["config_hash"]) == 64
 
 
+def test_a_completion_whose_history_line_a_kill_cut_off_is_added_and_not_run_again(prefect_api, tmp_path):
+    """A kill between a member's record and its history line (the resume above hit it once in
+    about five runs): the next run adds the line from the record and runs nothing again."""
+    completions = tmp_path / "completions.log"
+    command = ["sh", "-c", f"echo {{{{ runtime.run_id }}}} >> {completions}; touch out.txt"]
+    path = write(tmp_path, shell_ensemble_doc(tmp_path, command, {"n": 2}))
+    assert run_cli("ensemble", str(path), env={"PREFECT_API_URL": prefect_api}).returncode == 0
+    history = tmp_path / "runs" / "ens" / "records" / "history.log"
+    lines = history.read_text().splitlines()
+    cut = next(line for line in lines if " m_m001 " in line)
+    history.write_text("".join(f"{line}\n" for line in lines if line != cut))  # as the kill left it
+
+    again = run_cli("ensemble", str(path), env={"PREFECT_API_URL": prefect_api})
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "member m_m001: its completion was missing from history.log" in again.stderr, again.stderr[-2000:]
+    assert sorted(history.read_text().splitlines()) == sorted(lines), "the same completions, each once"
+    assert sorted(completions.read_text().split()) == ["m_m000", "m_m001"], "nothing ran again"
+
+
 def test_deployment_overrides_change_single_fields_and_are_validated(tmp_path):
     from rompy_tasks.ensemble import apply_ensemble_overrides
 

@@ -31,8 +31,28 @@ def write_json_atomically(path: Path, payload: dict[str, Any], durable: bool = T
 
 
 def write_record(path: Path, payload: dict[str, Any], history: str, durable: bool = True) -> Path:
-    """Replace the record at `path` atomically and append `history` to history.log beside it."""
+    """Replace the record at `path` atomically and append `history` to history.log beside it.
+
+    A kill between the two leaves the record without its history line: missing_history finds it.
+    """
     write_json_atomically(path, payload, durable)
-    with open_for_append(path.parent / "history.log") as log:
-        log.write(history.rstrip("\n") + "\n")
+    append_history(path.parent, history)
     return path
+
+
+def append_history(directory: Path, line: str) -> None:
+    """Append one line to `directory`'s history.log."""
+    with open_for_append(directory / "history.log") as log:
+        log.write(line.rstrip("\n") + "\n")
+
+
+def missing_history(directory: Path, lines: set[str]) -> set[str]:
+    """Those of `lines` that `directory`'s history.log lacks (read a line at a time)."""
+    missing = set(lines)
+    try:
+        with open(directory / "history.log") as log:
+            for line in log:
+                missing.discard(line.rstrip("\n"))
+    except FileNotFoundError:
+        pass
+    return missing
