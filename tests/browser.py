@@ -130,17 +130,25 @@ CLICK_BUTTON = """(label) => {
   button.click();
   return true;
 }"""
-FILL_FIELD = """(label, value) => {
+FIND_FIELD = """(label) => {
   const node = [...document.querySelectorAll('label, legend, span, p')].find(n => n.innerText.trim().startsWith(label));
-  if (!node) return 'no label';
+  if (!node) return null;
   let box = node.closest('.p-label, .p-form-group, fieldset, div');
   let input = null;
   for (let up = 0; box && !input && up < 6; up++, box = box.parentElement) input = box.querySelector('input, textarea');
+  return input;
+}"""
+FIELD_VALUE = f"""(label) => {{
+  const input = ({FIND_FIELD})(label);
+  return input ? input.value : null;
+}}"""
+FILL_FIELD = f"""(label, value) => {{
+  const input = ({FIND_FIELD})(label);
   if (!input) return 'no input';
   const setter = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(input), 'value').set;
   setter.call(input, value);
-  input.dispatchEvent(new Event('input', {bubbles: true}));
-  input.dispatchEvent(new Event('change', {bubbles: true}));
-  input.dispatchEvent(new Event('blur', {bubbles: true}));
+  input.dispatchEvent(new Event('input', {{bubbles: true}}));
+  input.dispatchEvent(new Event('change', {{bubbles: true}}));
+  input.dispatchEvent(new Event('blur', {{bubbles: true}}));
   return 'ok';
-}"""
+}}"""

@@ -234,11 +234,32 @@ def _runs_by_hand(operated: Operated, deployment_id: str) -> set[str]:
     return {r["id"] for r in operated.api("POST", "/flow_runs/filter", query) if not r["auto_scheduled"]}
 
 
+def _fill_until_it_holds(browser, changes: dict[str, str]) -> None:
+    """Fill `changes` (label: value) and check a second later that the form kept them. Under load the UI
+    can still be rendering the deployment's parameters into the fields after their labels show, over a
+    fill (CI once submitted the deployed value); a user sees the edit vanish and types it again. Once
+    the form is settled an edit holds (probed: 75 s unchanged)."""
+    from browser import FIELD_VALUE, FILL_FIELD
+
+    def held() -> bool:
+        return all(
+            browser.evaluate(f"({FIELD_VALUE})({json.dumps(label)})") == value for label, value in changes.items()
+        )
+
+    for _ in range(10):
+        for label, value in changes.items():
+            assert browser.evaluate(f"({FILL_FIELD})({json.dumps(label)}, {json.dumps(value)})") == "ok", label
+        time.sleep(1)
+        if held():
+            return
+    raise AssertionError(f"the form did not keep {changes}")
+
+
 def _submit_form(
     browser, operated: Operated, deployment_id: str, page: str, changes: dict[str, str], ready: str = "(keep_cycles)"
 ) -> str:
     """Open the custom-run form logged in, fill `changes` (label: value), submit; the new run's id."""
-    from browser import CLICK_BUTTON, FILL_FIELD
+    from browser import CLICK_BUTTON
 
     before = _runs_by_hand(operated, deployment_id)
     browser.navigate("about:blank")
@@ -248,11 +269,10 @@ def _submit_form(
     loaded = f"location.pathname.endsWith('/run') && document.body && document.body.innerText.includes({ready!r})"
     browser.wait_for(loaded)
     time.sleep(1)  # the form's values settle (Vue renders the deployment's parameters into it)
-    for label, value in changes.items():
-        assert browser.evaluate(f"({FILL_FIELD})({json.dumps(label)}, {json.dumps(value)})") == "ok", label
     created: set[str] = set()
     for attempt in range(5):  # SQLite answers 503 under the scheduler's and worker's load: a user waits, clicks again
         time.sleep(2 * attempt)
+        _fill_until_it_holds(browser, changes)
         browser.failed_requests.clear()
         assert browser.evaluate(f"({CLICK_BUTTON})('Submit')")
         deadline = time.monotonic() + 30
