@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -92,6 +93,18 @@ def start_prefect_worker(work: Path, env: dict[str, str]) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def stop_prefect_worker(worker: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL: Prefect's worker once took over 30 s to end on SIGTERM, and the
+    figures were printed only after it."""
+    os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        print("  (Prefect's process worker did not end 30 s after SIGTERM: killed)")
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(30)
+
+
 def report(name: str, result: dict[str, object]) -> None:
     totals, cli, worker = result["totals"], result["cli"], result["worker"]
     print(f"  {name:<26} median {median(totals):.2f} s   {spread(totals)}")
@@ -125,15 +138,15 @@ def main() -> None:
             prefect_worker = start_prefect_worker(work, env)
             time.sleep(5)  # started and polling
             theirs = series("prefect", work, env, args.trials)
+            command = "`prefect deployment run model-pipeline/veros-acc`"
+            print(f"{command} -> model process started, {args.trials} trials each:")
+            report("rompy-tasks worker", ours)
+            report("Prefect's process worker", theirs)
+            print(f"  ratio (ours / Prefect's, medians): {median(ours['totals']) / median(theirs['totals']):.2f}x")
         finally:
             if prefect_worker is not None:
-                os.killpg(prefect_worker.pid, 15)
-                prefect_worker.wait(30)
+                stop_prefect_worker(prefect_worker)
             subprocess.run([OPERATE, "stop"], env=env, stderr=subprocess.DEVNULL)
-    print(f"`prefect deployment run model-pipeline/veros-acc` -> model process started, {args.trials} trials each:")
-    report("rompy-tasks worker", ours)
-    report("Prefect's process worker", theirs)
-    print(f"  ratio (ours / Prefect's, medians): {median(ours['totals']) / median(theirs['totals']):.2f}x")
 
 
 if __name__ == "__main__":
