@@ -110,6 +110,9 @@ def report(name: str, result: dict[str, object]) -> None:
     print(f"  {name:<26} median {median(totals):.2f} s   {spread(totals)}")
     print(f"  {'':<26} CLI to the run's creation {median(cli):.2f} s, creation to model {median(worker):.2f} s;"
           f" first run after the worker started {result['first']:.2f} s")  # fmt: skip
+    slow = [f"{a + b:.2f} s = {a:.2f} + {b:.2f}" for a, b in zip(cli, worker, strict=True) if a + b > 2.0]
+    if slow:  # which side a slow trial lost its time on
+        print(f"  {'':<26} trials over 2 s (CLI + worker): {'; '.join(slow)}")
 
 
 def main() -> None:
