@@ -15,8 +15,10 @@ API's event stream and poll at once on each `prefect.flow-run.Scheduled` event (
 should the stream drop). The process worker also starts each run faster: instead of a new interpreter running
 `python -m prefect.engine` (importing Prefect and our flows, about 2.5 s), it starts
 `rompy-tasks engine <flow run id>`, which the warm command process (flows/warm.py) forks with
-everything imported; the worker keeps that process running and stops it when it stops. A pool or deployment that names
-its own `command` runs that command, as Prefect's worker does.
+everything imported; the worker keeps that process running and stops it at its stop signal (SIGTERM or
+SIGINT: Prefect's worker 3.9 does not end on the first one and SIGKILLs itself at the second, before
+its teardown). Runs already forked go on, as a stopped Prefect worker's runs do. A pool or deployment
+that names its own `command` runs that command, as Prefect's worker does.
 
 The pool types are `rompy-tasks` (a process pool; scripts/operate creates it) and
 `rompy-tasks-docker`; Prefect finds these classes through the `prefect.collections` entry
@@ -24,7 +26,11 @@ point of our pyproject.
 """
 
 import asyncio
+import os
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Any
 
 from prefect.client.schemas.objects import FlowRun
@@ -46,6 +52,7 @@ def refused_job_variables(run_variables: dict[str, Any] | None, deployed: dict[s
 
 
 SCHEDULED_EVENT = "prefect.flow-run.Scheduled"
+STOPPING = threading.Event()  # the worker was told to stop: its warm process is not started again
 STREAM_RETRY_SECONDS = 5.0
 
 
@@ -132,8 +139,42 @@ class RompyTasksJobConfiguration(ProcessJobConfiguration):
             self._command_configured = True  # Prefect then starts exactly this command
 
 
+def stop_warm() -> None:
+    """Stop the warm command process (a later command or worker starts another)."""
+    try:
+        stop_warm_process()
+    except (UnsafeDataDir, OSError):
+        pass
+
+
+def stop_warm_at_stop_signals() -> None:
+    """Stop the warm process when the worker is told to stop, then hand the signal on to Prefect's handler.
+
+    Prefect's `worker start` answers the first SIGTERM or SIGINT by interrupting itself and the
+    next by SIGKILL; in 3.9 the first does not end an idle worker, so its teardown never ran and the
+    warm process lived on (up to its idle timeout) after `scripts/operate stop`."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers belong to the main thread; teardown still stops it
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+
+        def handler(sig: int, frame: FrameType | None, previous: Any = previous) -> None:
+            STOPPING.set()
+            stop_warm()
+            if callable(previous):
+                previous(sig, frame)
+            elif previous != signal.SIG_IGN:  # the default: end as the signal says
+                signal.signal(sig, signal.SIG_DFL)
+                os.kill(os.getpid(), sig)
+
+        signal.signal(signum, handler)
+
+
 def keep_warm() -> None:
-    """Start the warm command process unless it runs (it exits when idle or when the code changed)."""
+    """Start the warm command process unless it runs (it exits when idle or when the code changed)
+    or the worker is stopping."""
+    if STOPPING.is_set():
+        return
     try:
         if not warm_process_serving():
             start_warm_process()
@@ -157,14 +198,12 @@ class RompyTasksWorker(PollOnSchedule, LockedJobVariables, ProcessWorker):
     async def setup(self) -> None:
         await super().setup()
         keep_warm()
+        stop_warm_at_stop_signals()
 
     async def teardown(self, *exc_info: Any) -> None:
-        """The warm process goes with the worker (a later command or worker starts another)."""
+        """The warm process goes with the worker."""
         await super().teardown(*exc_info)
-        try:
-            stop_warm_process()
-        except (UnsafeDataDir, OSError):
-            pass
+        stop_warm()
 
     async def sync_with_backend(self) -> None:
         """Prefect's heartbeat, which also restarts the warm command process when it has gone."""
